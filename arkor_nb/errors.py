@@ -1,0 +1,54 @@
+"""Exceptions a user can catch. Each message names what went wrong and the fix."""
+
+from __future__ import annotations
+
+
+class ArkorError(Exception):
+    """Base class for every arkor_nb error."""
+
+
+class CloudApiError(ArkorError):
+    """The backend answered with an HTTP error.
+
+    ``status`` is the HTTP status code and ``message`` the server's own words
+    (its ``error``/``message`` field when the body is JSON).
+    """
+
+    def __init__(self, status: int, message: str, *, body: object = None) -> None:
+        self.status = status
+        self.message = message
+        self.body = body
+        text = f"HTTP {status}: {message}"
+        if status == 426:
+            text += " (this client is too old for the server: upgrade with `pip install -U arkor-nb`)"
+        super().__init__(text)
+
+
+class AbortedError(ArkorError):
+    """The trainer's abort signal fired; the backend job was not cancelled."""
+
+    def __init__(self, reason: object = None) -> None:
+        self.reason = reason
+        super().__init__("aborted" if reason is None else f"aborted: {reason}")
+
+
+class ReconnectExhaustedError(ArkorError):
+    """The event stream failed ``max_attempts`` times in a row; ``__cause__`` is the last failure."""
+
+    def __init__(self, attempts: int, last_error: BaseException | None = None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        detail = f": {last_error}" if last_error is not None else ""
+        super().__init__(f"event stream failed {attempts} times in a row{detail}")
+
+
+class ConfigError(ArkorError, ValueError):
+    """A trainer argument has a bad value; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class ScopeError(ArkorError):
+    """.arkor/state.json belongs to a different org than the current credentials."""
