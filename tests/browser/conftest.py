@@ -1,0 +1,68 @@
+"""Fixtures: one throwaway JupyterLab and one headless Chromium per test session."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.browser.lab import LabPage, LabServer, launch_chromium
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+
+
+@pytest.fixture(scope="session")
+def lab_root() -> Path:
+    """The directory JupyterLab serves: notebooks the tests write go here."""
+    return Path(tempfile.mkdtemp(prefix="arkor-nb-lab-root-"))
+
+
+@pytest.fixture(scope="session")
+def lab(lab_root: Path) -> Iterator[LabServer]:
+    scratch = Path(tempfile.mkdtemp(prefix="arkor-nb-lab-scratch-"))
+    server = LabServer(lab_root, scratch)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def lab_page(lab: LabServer, browser: Browser, request: pytest.FixtureRequest) -> Iterator[LabPage]:
+    """A fresh browser context per test; a screenshot is kept if the test fails."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page: Page = context.new_page()
+    page.set_default_timeout(60_000)
+    wrapped = LabPage(page, lab)
+    try:
+        yield wrapped
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            try:
+                wrapped.screenshot(ARTIFACTS / f"FAILED-{request.node.name}.png")
+            except Exception:  # noqa: BLE001 - never mask the real failure
+                pass
+        context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
