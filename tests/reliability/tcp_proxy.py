@@ -81,7 +81,9 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fault-proxy", daemon=True
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -140,7 +142,9 @@ class FaultProxy:
         self.stats.faults_by_conn.append(repr(fault))
         return fault
 
-    async def _on_client(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+    async def _on_client(
+        self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
@@ -188,7 +192,9 @@ class FaultProxy:
                     if pending.rst:
                         sock = writer.get_extra_info("socket")
                         if sock is not None:  # linger 0 -> the kernel sends RST on close
-                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            sock.setsockopt(
+                                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                            )
                         writer.transport.abort()
                     else:
                         writer.close()
