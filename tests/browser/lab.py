@@ -61,13 +61,19 @@ def poll(condition: Callable[[], Any], *, timeout: float, interval: float = 0.25
             if value:
                 return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last_error!r}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}; last error: {last_error!r}"
+    )
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
     """Write a python3 notebook made of code cells (kernelspec set so no kernel dialog)."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,10 +140,19 @@ class LabServer:
             cmd.append("--allow-root")
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd, cwd=self.root, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=self.root,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        poll(self._ready, timeout=timeout, interval=0.5, what=f"jupyter lab on {self.url} (log: {self.log_path})")
+        poll(
+            self._ready,
+            timeout=timeout,
+            interval=0.5,
+            what=f"jupyter lab on {self.url} (log: {self.log_path})",
+        )
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -148,8 +163,11 @@ class LabServer:
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the Jupyter Server REST API (kernels, sessions, contents)."""
         response = httpx.request(
-            method, f"{self.url}{path}", headers={"Authorization": f"token {self.token}"},
-            timeout=10, **kwargs,
+            method,
+            f"{self.url}{path}",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=10,
+            **kwargs,
         )
         response.raise_for_status()
         return response.json() if response.content else None
@@ -186,7 +204,9 @@ def launch_chromium(playwright: Playwright) -> Browser:
     """
     executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     if executable is None:
-        raise RuntimeError("chromium is not installed: run `make browser` (apt-get install chromium)")
+        raise RuntimeError(
+            "chromium is not installed: run `make browser` (apt-get install chromium)"
+        )
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
 
 
