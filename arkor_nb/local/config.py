@@ -1,0 +1,324 @@
+"""Validate a job's wire config before anything is created.
+
+``validate_config`` is the one gate between a user's request and the worker:
+every key of the protocol is type- and range-checked, the dataset is read and
+its rows checked (bad rows reported with line numbers), and the model is
+checked to exist. Each failure is one ``ConfigError(field, message)`` that
+names the field and the fix, so the server can answer 400 without leaving
+anything half-created. It is cheap: nothing heavy is imported unless a check
+needs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from arkor_nb.errors import ConfigError
+from arkor_nb.local import datasets as ds
+from arkor_nb.local.models import BUILTIN_MODELS, SYNTHETIC_MODEL_ID
+
+MAX_STEPS = 1_000_000
+KNOWN_KEYS = (
+    "model", "datasetSource", "maxSteps", "numTrainEpochs", "learningRate", "batchSize",
+    "optim", "lrSchedulerType", "weightDecay", "warmupSteps", "loggingSteps", "saveSteps",
+    "evalSteps", "loraR", "loraAlpha", "maxLength", "loadIn4bit", "trainOnResponsesOnly",
+    "datasetFormat", "datasetSplit", "dryRun",
+)
+# Optimizers that work with plain torch (checked against transformers' OptimizerNames in tests).
+OPTIMIZERS = frozenset({
+    "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
+    "ademamix", "stable_adamw", "schedule_free_adamw", "schedule_free_sgd", "schedule_free_radam",
+})
+BNB_OPTIMIZERS = frozenset({"adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"})
+SCHEDULERS = frozenset({
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
+})
+DATASET_TYPES = ("file", "huggingface", "blob")
+_SOURCE_KEYS = {
+    "file": {"type", "path", "evalPath"},
+    "huggingface": {"type", "name", "split", "subset", "evalSplit"},
+    "blob": {"type", "url", "token", "format"},
+}
+MAX_ROWS_CHECKED = 200_000
+
+
+def allowed_roots(home: Path) -> list[Path]:
+    """Directories a dataset file may live in (after resolving symlinks).
+
+    The working directory, the user's home, the arkor-nb home and the temp dir,
+    plus any listed in ``ARKOR_NB_DATA_ROOTS`` (os.pathsep separated).
+    """
+    roots = [Path.cwd(), Path.home(), Path(home), Path(tempfile.gettempdir())]
+    extra = os.environ.get("ARKOR_NB_DATA_ROOTS", "")
+    roots += [Path(p) for p in extra.split(os.pathsep) if p]
+    return [r.expanduser().resolve() for r in roots]
+
+
+def validate_config(config: dict[str, Any], *, home: Path) -> dict[str, Any]:
+    """Check a wire config; return it normalised (dataset paths absolute, model id stripped)."""
+    if not isinstance(config, dict):
+        raise ConfigError("config", "must be a JSON object of training settings")
+    unknown = sorted(set(config) - set(KNOWN_KEYS))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown config key; known keys are {', '.join(KNOWN_KEYS)}")
+    out = {k: v for k, v in config.items() if v is not None}
+
+    model = _model(out.get("model"), Path(home))
+    out["model"] = model
+    synthetic = model == SYNTHETIC_MODEL_ID
+
+    _int(out, "maxSteps", 1, MAX_STEPS)
+    _num(out, "numTrainEpochs", 0, 10_000, open_low=True)
+    _num(out, "learningRate", 0, 1, open_low=True)
+    _int(out, "batchSize", 1, 4096)
+    _choice(out, "optim", OPTIMIZERS | BNB_OPTIMIZERS)
+    if out.get("optim") in BNB_OPTIMIZERS and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("optim", f"{out['optim']!r} needs bitsandbytes (pip install bitsandbytes); "
+                          "use 'adamw_torch' on this machine")
+    _choice(out, "lrSchedulerType", SCHEDULERS)
+    _num(out, "weightDecay", 0, 10)
+    _int(out, "warmupSteps", 0, MAX_STEPS)
+    _int(out, "loggingSteps", 1, MAX_STEPS)
+    _int(out, "saveSteps", 1, MAX_STEPS)
+    _int(out, "evalSteps", 1, MAX_STEPS)
+    _int(out, "loraR", 1, 4096)
+    _num(out, "loraAlpha", 0, 1_000_000, open_low=True)
+    _int(out, "maxLength", 8, 1_048_576)
+    for key in ("loadIn4bit", "trainOnResponsesOnly", "dryRun"):
+        if key in out and not isinstance(out[key], bool):
+            raise ConfigError(key, f"must be true or false, got {out[key]!r}")
+    if out.get("loadIn4bit") and not synthetic:
+        _check_4bit()
+
+    try:
+        fmt = ds.parse_format(out.get("datasetFormat"))
+    except ValueError as exc:
+        raise ConfigError("datasetFormat", str(exc)) from None
+    split = out.get("datasetSplit")
+    if split is not None:
+        if isinstance(split, bool) or not isinstance(split, (int, float, str)):
+            raise ConfigError("datasetSplit", "must be an eval fraction like 0.1 or a split name like 'train'")
+        if isinstance(split, (int, float)) and not 0 < split < 1:
+            raise ConfigError("datasetSplit", f"an eval fraction must be between 0 and 1 (exclusive), got {split}")
+        if isinstance(split, str) and not split.strip():
+            raise ConfigError("datasetSplit", "must not be empty")
+
+    source = out.get("datasetSource")
+    if source is None:
+        if not synthetic:
+            raise ConfigError("datasetSource", 'is required, e.g. {"type": "file", "path": "data/triage.jsonl"}')
+    else:
+        out["datasetSource"] = _dataset(source, fmt, split, Path(home), check_rows=not synthetic)
+    if isinstance(split, str) and source is not None and out["datasetSource"]["type"] != "huggingface":
+        raise ConfigError("datasetSplit", "a split name only applies to huggingface datasets; "
+                          "use a fraction like 0.1 to hold out evaluation rows from a file")
+    if "evalSteps" in out and not _has_eval_data(out):
+        raise ConfigError("evalSteps", "needs evaluation data: set datasetSplit to a fraction like 0.1, "
+                          "or datasetSource.evalPath (file) / evalSplit (huggingface)")
+    return out
+
+
+# ----------------------------------------------------------------- scalars
+
+
+def _int(cfg: dict[str, Any], key: str, low: int, high: int) -> None:
+    if key not in cfg:
+        return
+    value = cfg[key]
+    if isinstance(value, float) and value.is_integer():
+        value = cfg[key] = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be a whole number between {low} and {high:,}, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be between {low} and {high:,}, got {value:,}")
+
+
+def _num(cfg: dict[str, Any], key: str, low: float, high: float, *, open_low: bool = False) -> None:
+    if key not in cfg:
+        return
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(key, f"must be a number, got {value!r}")
+    if (value <= low if open_low else value < low) or value > high:
+        bound = f"greater than {low}" if open_low else f"at least {low}"
+        raise ConfigError(key, f"must be {bound} and at most {high:g}, got {value!r}")
+    cfg[key] = float(value)
+
+
+def _choice(cfg: dict[str, Any], key: str, allowed: frozenset[str]) -> None:
+    if key in cfg and cfg[key] not in allowed:
+        raise ConfigError(key, f"unknown value {cfg[key]!r}; use one of {', '.join(sorted(allowed))}")
+
+
+def _check_4bit() -> None:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("loadIn4bit", "4-bit loading needs bitsandbytes and a CUDA GPU; "
+                          "install bitsandbytes on a GPU machine or set loadIn4bit to false")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("loadIn4bit", "4-bit loading needs a CUDA GPU and none is available; "
+                          "set loadIn4bit to false")
+
+
+# ------------------------------------------------------------------- model
+
+
+def _model(model: Any, home: Path) -> str:
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("model", 'is required: a Hugging Face model id, a local directory, or "arkor-nb/tiny"')
+    model = model.strip()
+    if model in BUILTIN_MODELS:
+        return model
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in model)
+    if path.exists() or looks_local:
+        if not path.exists():
+            raise ConfigError("model", f"local model directory {model!r} does not exist; check the path "
+                              "or use a Hugging Face id or 'arkor-nb/tiny'")
+        if not path.is_dir():
+            raise ConfigError("model", f"local model path {model!r} is not a directory; point it at a "
+                              "folder saved with save_pretrained (config.json + weights)")
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise ConfigError("model", f"{model!r} has no config.json; save the model with save_pretrained")
+        _check_no_remote_code(cfg_file, model)
+        return str(path.resolve())
+    if model.count("/") > 1 or " " in model:
+        raise ConfigError("model", f"{model!r} is neither a local directory nor a Hugging Face id "
+                          "like 'HuggingFaceTB/SmolLM2-135M'")
+    cached = _hf_cached_config(model)
+    if cached is not None:
+        _check_no_remote_code(cached, model)
+        return model
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") in ("1", "true"):
+        raise ConfigError("model", f"{model!r} is not in the local Hugging Face cache and the hub is "
+                          "offline; download it first (huggingface-cli download "
+                          f"{model}), pass a local directory, or use 'arkor-nb/tiny'")
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(model, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - any hub failure is the user's fix to make
+        raise ConfigError("model", f"{model!r} could not be found on the Hugging Face hub ({type(exc).__name__}); "
+                          "check the id, or pass a local directory, or use 'arkor-nb/tiny'") from None
+    return model
+
+
+def _hf_cached_config(model: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return None
+    found = try_to_load_from_cache(model, "config.json")
+    return Path(found) if isinstance(found, str) else None
+
+
+def _check_no_remote_code(cfg_file: Path, model: str) -> None:
+    try:
+        data = json.loads(cfg_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ConfigError("model", f"{model!r} has an unreadable config.json") from None
+    if "auto_map" in data:
+        raise ConfigError("model", f"{model!r} needs custom code (trust_remote_code), which the local "
+                          "backend never runs; pick a model supported by transformers itself")
+
+
+# ----------------------------------------------------------------- dataset
+
+
+def resolve_data_path(path: Any, field: str, home: Path) -> Path:
+    """An existing, readable dataset file inside the allowed roots (symlinks resolved)."""
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(field, "must be a file path like 'data/triage.jsonl'")
+    raw = Path(path).expanduser()
+    if not raw.is_absolute():
+        raw = Path.cwd() / raw
+    try:
+        real = raw.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        raise ConfigError(field, f"file not found: {path!r} (looked at {raw}); check the path, "
+                          "relative paths are resolved against the server's working directory") from None
+    roots = allowed_roots(home)
+    if not any(real == r or real.is_relative_to(r) for r in roots):
+        raise ConfigError(field, f"{path!r} resolves to {real}, outside the allowed data folders; "
+                          "copy the file under your working directory or add its folder to "
+                          "ARKOR_NB_DATA_ROOTS")
+    if not real.is_file():
+        raise ConfigError(field, f"{path!r} is not a regular file")
+    if ds.file_format(real) is None:
+        raise ConfigError(field, f"unsupported file type {real.suffix!r}; use one of "
+                          f"{', '.join(sorted(ds.FILE_FORMATS))}")
+    if not os.access(real, os.R_OK):
+        raise ConfigError(field, f"{path!r} is not readable; check its permissions")
+    return real
+
+
+def _dataset(source: Any, fmt: ds.RowFormat, split: Any, home: Path, *, check_rows: bool) -> dict[str, Any]:
+    field = "datasetSource"
+    if not isinstance(source, dict):
+        raise ConfigError(field, 'must be an object like {"type": "file", "path": "data/triage.jsonl"}')
+    kind = source.get("type")
+    if kind not in DATASET_TYPES:
+        raise ConfigError(f"{field}.type", f"unknown dataset type {kind!r}; use one of {', '.join(DATASET_TYPES)}")
+    extra = sorted(set(source) - _SOURCE_KEYS[kind])
+    if extra:
+        raise ConfigError(f"{field}.{extra[0]}", f"unknown key for a {kind} dataset; "
+                          f"known keys are {', '.join(sorted(_SOURCE_KEYS[kind]))}")
+    out = dict(source)
+    if kind == "file":
+        out["path"] = str(resolve_data_path(source.get("path"), f"{field}.path", home))
+        if source.get("evalPath") is not None:
+            out["evalPath"] = str(resolve_data_path(source["evalPath"], f"{field}.evalPath", home))
+        if check_rows:
+            _check_file_rows(Path(out["path"]), fmt, f"{field}.path")
+            if out.get("evalPath"):
+                _check_file_rows(Path(out["evalPath"]), fmt, f"{field}.evalPath")
+    elif kind == "huggingface":
+        for key in ("name", "split", "subset", "evalSplit"):
+            if key in source and (not isinstance(source[key], str) or not source[key].strip()):
+                raise ConfigError(f"{field}.{key}", "must be a non-empty string")
+        if "name" not in source:
+            raise ConfigError(f"{field}.name", "is required: the dataset id on the Hugging Face hub")
+    else:
+        url = source.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{field}.url", "must be an http(s) URL")
+        if "token" in source and not isinstance(source["token"], str):
+            raise ConfigError(f"{field}.token", "must be a string")
+        if "format" in source and source["format"] not in set(ds.FILE_FORMATS.values()):
+            raise ConfigError(f"{field}.format", f"use one of {sorted(set(ds.FILE_FORMATS.values()))}")
+    return out
+
+
+def _check_file_rows(path: Path, fmt: ds.RowFormat, field: str) -> None:
+    def limited() -> Any:
+        for i, item in enumerate(ds.iter_file_rows(path)):
+            if i >= MAX_ROWS_CHECKED:
+                return
+            yield item
+
+    try:
+        good, errors = ds.check_rows(limited(), fmt)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(field, f"cannot read {path.name}: {exc}") from None
+    if errors:
+        raise ConfigError(field, f"{path.name} has rows that cannot be used: " + "; ".join(errors))
+    if good == 0:
+        raise ConfigError(field, f"{path.name} has no rows; add training examples")
+
+
+def _has_eval_data(cfg: dict[str, Any]) -> bool:
+    source = cfg.get("datasetSource") or {}
+    if cfg.get("model") == SYNTHETIC_MODEL_ID:
+        return True
+    if isinstance(cfg.get("datasetSplit"), float):
+        return True
+    return bool(source.get("evalPath") or source.get("evalSplit"))
