@@ -1,0 +1,377 @@
+"""The local backend's HTTP API (Starlette): the Arkor wire protocol on 127.0.0.1.
+
+Routes (DESIGN.md's table plus local extras)::
+
+    GET  /healthz                              liveness (no token)
+    POST /v1/jobs                {name, config} -> {job}   (400 names the bad field)
+    GET  /v1/jobs                              -> {jobs}    (?status=&limit=)
+    GET  /v1/jobs/{id}                         -> {job, events?} (?events=true&after=&limit=)
+    GET  /v1/jobs/{id}/events/stream           SSE, honours Last-Event-ID
+    POST /v1/jobs/{id}/cancel                  -> {job}
+    GET  /v1/jobs/{id}/artifacts/{path}        file download, or a listing for a directory
+    POST /v1/inference/chat                    Arkor chat (SSE deltas or JSON)
+    POST /v1/chat/completions                  OpenAI-compatible (model job:<id>[@<step>])
+    GET  /v1/models                            OpenAI-style model list
+    POST /v1/auth/anonymous, GET/POST /v1/projects   cloud bootstrap, answered locally
+
+Every error is JSON ``{"error": message, "field"?: name}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from arkor_nb import __version__
+from arkor_nb.errors import ConfigError
+from arkor_nb.local import chat
+from arkor_nb.local.jobs import JobManager, artifact_url
+from arkor_nb.local.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityPolicy
+from arkor_nb.local.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
+from arkor_nb.local.store import Store, StoreError
+
+log = logging.getLogger("arkor_nb.local")
+
+LOCAL_ORG = "local"
+LOCAL_PROJECT = "default"
+MAX_LIST = 10_000
+# ConfigError fields that mean "no such thing" when resolving a chat target.
+_NOT_FOUND_FIELDS = frozenset({"adapter.jobId", "adapter.step", "jobId", "step", "model",
+                               "baseModel"})
+
+
+class ApiError(Exception):
+    """A 4xx answer with a message that names the field and the fix."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+# ------------------------------------------------------------- validation
+
+
+class _WireConfig(BaseModel):
+    """Type-level check of the wire config, used only when ``local.config`` is absent."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str = Field(min_length=1)
+    datasetSource: dict[str, Any] | None = None
+    maxSteps: int | None = Field(default=None, ge=1, le=10_000_000)
+    numTrainEpochs: float | None = Field(default=None, gt=0, le=10_000)
+    learningRate: float | None = Field(default=None, gt=0, le=10)
+    batchSize: int | None = Field(default=None, ge=1, le=65_536)
+    optim: str | None = None
+    lrSchedulerType: str | None = None
+    weightDecay: float | None = Field(default=None, ge=0, le=10)
+    warmupSteps: int | None = Field(default=None, ge=0)
+    loggingSteps: int | None = Field(default=None, ge=1)
+    saveSteps: int | None = Field(default=None, ge=1)
+    evalSteps: int | None = Field(default=None, ge=1)
+    loraR: int | None = Field(default=None, ge=1, le=4096)
+    loraAlpha: float | None = Field(default=None, gt=0)
+    maxLength: int | None = Field(default=None, ge=8, le=1_000_000)
+    loadIn4bit: bool | None = None
+    trainOnResponsesOnly: bool | None = None
+    datasetFormat: dict[str, Any] | None = None
+    datasetSplit: Any = None
+    dryRun: bool | None = None
+
+
+def validate_job_config(config: Any, home: Path) -> dict[str, Any]:
+    """The normalised wire config, or ``ConfigError(field, message)``.
+
+    Uses the training side's full validator (``arkor_nb.local.config``) when
+    it is installed; otherwise a strict type/range check of every wire key.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError("config", "must be a JSON object of training settings")
+    try:
+        from arkor_nb.local.config import validate_config
+    except ImportError:
+        validate_config = None
+    if validate_config is not None:
+        return validate_config(config, home=home)
+    try:
+        parsed = _WireConfig.model_validate(config)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(field, f"{first['msg']} (got {first.get('input')!r:.80})") from None
+    return parsed.model_dump(exclude_none=True)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+async def _json_body(request: Request, limit: int = DEFAULT_MAX_BODY) -> dict[str, Any]:
+    size = 0
+    chunks: list[bytes] = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is larger than {limit} bytes", "body")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as err:
+        raise ApiError(400, f"request body is not valid JSON: {err}", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", "body")
+    return body
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter {name} must be an integer", name) from None
+    if not low <= value <= high:
+        raise ApiError(400, f"query parameter {name} must be between {low} and {high}", name)
+    return value
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    if raw is None:
+        return 0
+    try:
+        return max(0, int(raw.strip()))
+    except ValueError:
+        return 0
+
+
+# --------------------------------------------------------------------- app
+
+
+class LocalApi:
+    """Route handlers bound to one home's store, hub and job manager."""
+
+    def __init__(self, *, home: Path, store: Store, hub: Hub, manager: JobManager,
+                 ping_s: float, instance_id: str) -> None:
+        self.home = home
+        self.store = store
+        self.hub = hub
+        self.manager = manager
+        self.ping_s = ping_s
+        self.instance_id = instance_id
+        self.responder = chat.Responder(store, home, manager.job_dir)
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id!r} on this local server; list jobs with GET /v1/jobs",
+                           "jobId")
+        return job
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__,
+                             "instanceId": self.instance_id})
+
+    async def create_job(self, request: Request) -> Response:
+        body = await _json_body(request)
+        name = body.get("name", "")
+        if not isinstance(name, str) or len(name) > 256:
+            raise ApiError(400, "name must be a string of at most 256 characters", "name")
+        if "config" not in body:
+            raise ApiError(400, "config is required: send {name, config: {model, datasetSource, ...}}",
+                           "config")
+        try:
+            config = await run_in_threadpool(validate_job_config, body["config"], self.home)
+        except ConfigError as err:
+            raise ApiError(400, str(err), err.field) from None
+        job = await run_in_threadpool(self.manager.create, name, config)
+        return JSONResponse({"job": job})
+
+    async def list_jobs(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 100, 1, MAX_LIST)
+        status = request.query_params.get("status")
+        return JSONResponse({"jobs": self.store.list_jobs(status=status, limit=limit)})
+
+    async def get_job(self, request: Request) -> Response:
+        job = self._job(request.path_params["job_id"])
+        body: dict[str, Any] = {"job": job}
+        if request.query_params.get("events", "").lower() in ("1", "true", "yes"):
+            after = _int_param(request, "after", 0, 0, 2**62)
+            limit = _int_param(request, "limit", 1000, 1, MAX_LIST)
+            rows = self.store.read_events(job["id"], after, limit)
+            body["events"] = [{**json.loads(r.data), "eventId": str(r.id)} for r in rows]
+        return JSONResponse(body)
+
+    async def stream(self, request: Request) -> Response:
+        job = self._job(request.path_params["job_id"])
+        frames = job_event_frames(self.store, self.hub, job["id"],
+                                  after=_last_event_id(request), ping_s=self.ping_s)
+        return sse_response(frames)
+
+    async def cancel(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        self._job(job_id)
+        job = await run_in_threadpool(self.manager.cancel, job_id)
+        return JSONResponse({"job": job})
+
+    async def artifact(self, request: Request) -> Response:
+        job = self._job(request.path_params["job_id"])
+        rel = request.path_params["path"]
+        base = self.manager.job_dir(job["id"]).resolve()
+        target = (base / rel).resolve()
+        if not target.is_relative_to(base):
+            raise ApiError(404, f"artifact path {rel!r} is outside the job's directory", "path")
+        if target.is_dir():
+            files = []
+            for path in sorted(target.rglob("*")):
+                resolved = path.resolve()
+                if path.is_file() and resolved.is_relative_to(base) and len(files) < 1000:
+                    sub = str(path.relative_to(base))
+                    files.append({"path": sub, "size": path.stat().st_size,
+                                  "url": artifact_url(job["id"], sub)})
+            return JSONResponse({"path": rel, "files": files})
+        if not target.is_file():
+            raise ApiError(404, f"job {job['id']} has no artifact {rel!r}", "path")
+        return FileResponse(target, filename=target.name)
+
+    async def inference_chat(self, request: Request) -> Response:
+        body = await _json_body(request)
+        try:
+            target, options = chat.parse_inference_body(body)
+        except ConfigError as err:
+            raise ApiError(400, str(err), err.field) from None
+        return await self._respond(target, options, _target_name(target))
+
+    async def chat_completions(self, request: Request) -> Response:
+        body = await _json_body(request)
+        try:
+            target, options, model = chat.parse_openai_body(body)
+        except ConfigError as err:
+            raise ApiError(400, str(err), err.field) from None
+        return await self._respond(target, options, model)
+
+    async def _respond(self, target: dict[str, Any], options: dict[str, Any],
+                       model: str) -> Response:
+        """Unknown job, step or model -> 404; other bad values -> 400."""
+        try:
+            return await chat.respond(self.responder, target, options, model)
+        except ConfigError as err:
+            status = 404 if err.field in _NOT_FOUND_FIELDS else 400
+            raise ApiError(status, str(err), err.field) from None
+
+    async def models(self, request: Request) -> Response:
+        data = []
+        for job in self.store.list_jobs(status="completed", limit=1000):
+            data.append({"id": f"job:{job['id']}", "object": "model", "owned_by": "local",
+                         "created": 0})
+        return JSONResponse({"object": "list", "data": data})
+
+    # Cloud bootstrap answered locally, so a cloud-shaped client works unchanged.
+    async def anonymous(self, request: Request) -> Response:
+        return JSONResponse({"token": request.headers["authorization"].partition(" ")[2],
+                             "anonymousId": "local", "kind": "anon", "orgSlug": LOCAL_ORG})
+
+    async def projects(self, request: Request) -> Response:
+        project = {"id": "local-default", "slug": LOCAL_PROJECT, "name": LOCAL_PROJECT,
+                   "orgSlug": LOCAL_ORG}
+        if request.method == "POST":
+            return JSONResponse({"project": project})
+        return JSONResponse({"projects": [project]})
+
+
+def _target_name(target: dict[str, Any]) -> str:
+    if target["kind"] == "base":
+        return str(target["model"])
+    if target["kind"] == "checkpoint":
+        return f"job:{target['jobId']}@{target['step']}"
+    return f"job:{target['jobId']}"
+
+
+
+
+def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = None,
+               max_running: int = 1, instance_id: str | None = None) -> GuardMiddleware:
+    """The full ASGI app for one home: guard middleware around the Starlette routes.
+
+    The lifespan binds the SSE hub to the serving loop, recovers jobs a dead
+    server left running, starts queued ones, and cancels workers on shutdown.
+    """
+    store = Store(home / "arkor.db")
+    hub = Hub()
+    manager = JobManager(store, home, hub.notify, max_running=max_running)
+    if ping_s is None:
+        ping_s = float(os.environ.get("ARKOR_NB_SSE_PING_S", DEFAULT_PING_S))
+    api = LocalApi(home=home, store=store, hub=hub, manager=manager, ping_s=ping_s,
+                   instance_id=instance_id or secrets.token_hex(8))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncio
+
+        hub.bind(asyncio.get_running_loop())
+        await run_in_threadpool(manager.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(manager.shutdown)
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, exc.message, exc.field)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: f"no route {request.url.path}; see the routes in arkor_nb.local.app",
+                   405: f"method {request.method} is not allowed on {request.url.path}"}
+        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        return _error(507, str(exc), "home")
+
+    routes = [
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/v1/jobs", api.create_job, methods=["POST"]),
+        Route("/v1/jobs", api.list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", api.get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/events/stream", api.stream, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", api.cancel, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/artifacts/{path:path}", api.artifact, methods=["GET"]),
+        Route("/v1/inference/chat", api.inference_chat, methods=["POST"]),
+        Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/auth/anonymous", api.anonymous, methods=["POST"]),
+        Route("/v1/projects", api.projects, methods=["GET", "POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error, HTTPException: http_error,
+                            StoreError: store_error},
+    )
+    app.state.api = api
+    return GuardMiddleware(app, policy)

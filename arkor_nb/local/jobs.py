@@ -1,0 +1,405 @@
+"""Job scheduler: a FIFO queue, one worker subprocess per running job.
+
+A worker speaks the stdio protocol (``/tmp`` interfaces, section 4): the
+first stdin line describes the job, later lines say ``cancel``; stdout is
+one JSON event per line. Each run gets one thread that reads stdout in
+chunks, appends whole batches of events to the store in one transaction
+(durable first) and then wakes the SSE subscribers, and one thread that
+keeps the tail of stderr for failure reports. A worker that exits without
+a terminal event ends its job ``failed`` with the exit code or signal and
+the last stderr lines; jobs left ``running`` by a server that died are
+marked ``failed`` when the next server starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from arkor_nb.local.store import Store
+from arkor_nb.types import TERMINAL_EVENT_TYPES, parse_event
+
+log = logging.getLogger("arkor_nb.local")
+
+SYNTHETIC_MODEL_ID = "arkor-nb/synthetic"
+_TERMINAL_STATUS = {
+    "training.completed": "completed",
+    "training.failed": "failed",
+    "training.cancelled": "cancelled",
+}
+_MAX_LINE = 4 * 1024 * 1024
+_STDERR_TAIL_LINES = 20
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(8)
+
+
+def worker_command(config: dict[str, Any]) -> list[str]:
+    """The synthetic event source for ``arkor-nb/synthetic``, the real trainer otherwise."""
+    module = (
+        "arkor_nb.local.synthetic_worker"
+        if config.get("model") == SYNTHETIC_MODEL_ID
+        else "arkor_nb.local.worker"
+    )
+    return [sys.executable, "-m", module]
+
+
+def child_env() -> dict[str, str]:
+    """Our environment, plus this package's location on PYTHONPATH.
+
+    Children run ``python -m arkor_nb...`` from another working directory, so
+    they must find the same ``arkor_nb`` even when it is not pip-installed.
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    return env
+
+
+def artifact_url(job_id: str, path: str) -> str:
+    return f"/v1/jobs/{job_id}/artifacts/{quote(path.strip('/'))}"
+
+
+def _with_urls(job_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Give each artifact a download URL (the worker only knows jobDir-relative paths)."""
+    artifacts = event.get("artifacts")
+    if isinstance(artifacts, list):
+        event["artifacts"] = [
+            {**a, "url": artifact_url(job_id, a["path"])}
+            if isinstance(a, dict) and isinstance(a.get("path"), str)
+            else a
+            for a in artifacts
+        ]
+    return event
+
+
+def describe_exit(returncode: int, stderr_tail: list[str]) -> str:
+    """Why a worker stopped without a result, in words a user can act on."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        text = f"training worker was killed by {name} (signal {-returncode})"
+        if -returncode == signal.SIGKILL:
+            text += "; it may have run out of memory or been killed from outside"
+    else:
+        text = f"training worker exited with code {returncode} without reporting a result"
+    if stderr_tail:
+        tail = "\n".join(line[:300] for line in stderr_tail)[-2000:]
+        text += f"; last worker output:\n{tail}"
+    return text
+
+
+@dataclass
+class _Run:
+    job_id: str
+    proc: subprocess.Popen[bytes]
+    job_dir: Path
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_STDERR_TAIL_LINES))
+    terminal_seen: bool = False
+    cancel_requested: bool = False
+    last_step: int | None = None
+    stdin_lock: threading.Lock = field(default_factory=threading.Lock)
+    stderr_thread: threading.Thread | None = None
+
+
+class JobManager:
+    """Owns the queue and the worker processes of one server."""
+
+    def __init__(
+        self,
+        store: Store,
+        home: Path,
+        notify: Callable[[str], None],
+        *,
+        max_running: int = 1,
+        cancel_grace_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.home = Path(home)
+        self.notify = notify
+        self.max_running = max(1, max_running)
+        self.cancel_grace_s = cancel_grace_s
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.home / "jobs" / job_id
+
+    # -------------------------------------------------------------- lifecycle
+
+    def recover(self) -> list[str]:
+        """Fail the jobs a dead server left ``running``; returns their ids."""
+        interrupted = self.store.job_ids_with_status("running")
+        for job_id in interrupted:
+            step = self.store.last_step(job_id)
+            at = f" at step {step}" if step is not None else ""
+            reason = (
+                f"the arkor-nb local server stopped while this job was running{at} "
+                "(it was killed or crashed), so training was interrupted; "
+                "start the job again to retrain"
+            )
+            event: dict[str, Any] = {"type": "training.failed", "error": reason}
+            if step is not None:
+                event["step"] = step
+            self.store.append(job_id, [event], terminal_status="failed", error=reason)
+            self.notify(job_id)
+            log.warning("job %s was interrupted by a server stop; marked failed", job_id)
+        return interrupted
+
+    def start(self) -> None:
+        """Recover, then start queued jobs (including ones queued before a restart)."""
+        self.recover()
+        self._schedule()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Ask every worker to cancel, wait up to ``timeout``, then kill the rest."""
+        with self._lock:
+            self._closed = True
+            runs = list(self._runs.values())
+        for run in runs:
+            self._send_cancel(run)
+        deadline_each = timeout / max(1, len(runs))
+        for run in runs:
+            try:
+                run.proc.wait(timeout=deadline_each)
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+
+    # ------------------------------------------------------------------- jobs
+
+    def create(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        job_id = new_job_id()
+        self.store.create_job(job_id, name, config)
+        self._schedule()
+        job = self.store.get_job(job_id)
+        assert job is not None
+        return job
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Queued: cancelled at once. Running: ask the worker. Terminal: unchanged."""
+        with self._lock:
+            job = self.store.get_job(job_id)
+            if job is None:
+                return None
+            if job["status"] == "queued":
+                self.store.append(
+                    job_id, [{"type": "training.cancelled"}], terminal_status="cancelled"
+                )
+                self.notify(job_id)
+            elif job["status"] == "running":
+                run = self._runs.get(job_id)
+                if run is not None and not run.cancel_requested:
+                    run.cancel_requested = True
+                    self._send_cancel(run)
+                    timer = threading.Timer(self.cancel_grace_s, self._force_stop, (run,))
+                    timer.daemon = True
+                    timer.start()
+        return self.store.get_job(job_id)
+
+    def worker_pid(self, job_id: str) -> int | None:
+        run = self._runs.get(job_id)
+        return None if run is None else run.proc.pid
+
+    # -------------------------------------------------------------- scheduling
+
+    def _schedule(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            while len(self._runs) < self.max_running:
+                queued = self.store.job_ids_with_status("queued")
+                if not queued:
+                    return
+                job_id = queued[0]
+                if not self.store.mark_running(job_id):
+                    continue
+                try:
+                    self._spawn(job_id)
+                except OSError as err:
+                    reason = f"could not start the training worker: {err}"
+                    self.store.append(
+                        job_id,
+                        [{"type": "training.failed", "error": reason}],
+                        terminal_status="failed",
+                        error=reason,
+                    )
+                    self.notify(job_id)
+
+    def _spawn(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        assert job is not None
+        job_dir = self.job_dir(job_id)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        env = child_env()
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env["PYTHONUNBUFFERED"] = "1"
+        proc = subprocess.Popen(
+            worker_command(job["config"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=job_dir,
+            env=env,
+            start_new_session=True,
+        )
+        (job_dir / "worker.pid").write_text(str(proc.pid))
+        run = _Run(job_id=job_id, proc=proc, job_dir=job_dir)
+        self._runs[job_id] = run
+        header = {
+            "jobId": job_id,
+            "config": job["config"],
+            "jobDir": str(job_dir),
+            "home": str(self.home),
+        }
+        self._write_stdin(run, json.dumps(header) + "\n")
+        run.stderr_thread = threading.Thread(
+            target=self._read_stderr, args=(run,), daemon=True, name=f"stderr-{job_id}"
+        )
+        run.stderr_thread.start()
+        threading.Thread(target=self._follow, args=(run,), daemon=True,
+                         name=f"worker-{job_id}").start()
+        log.info("job %s started (worker pid %d)", job_id, proc.pid)
+
+    # ------------------------------------------------------------ worker I/O
+
+    def _write_stdin(self, run: _Run, text: str) -> None:
+        with run.stdin_lock:
+            stdin = run.proc.stdin
+            if stdin is None or stdin.closed:
+                return
+            try:
+                stdin.write(text.encode())
+                stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass  # the worker is gone; its exit is handled by _follow
+
+    def _send_cancel(self, run: _Run) -> None:
+        self._write_stdin(run, "cancel\n")
+
+    def _force_stop(self, run: _Run) -> None:
+        """A worker that ignored ``cancel`` for ``cancel_grace_s``: terminate, then kill."""
+        if run.proc.poll() is not None:
+            return
+        log.warning("job %s: worker ignored cancel; terminating it", run.job_id)
+        run.proc.terminate()
+        try:
+            run.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+
+    def _read_stderr(self, run: _Run) -> None:
+        stream: IO[bytes] | None = run.proc.stderr
+        if stream is None:
+            return
+        with open(run.job_dir / "worker.log", "ab") as sink:
+            for raw in stream:
+                sink.write(raw)
+                sink.flush()
+                run.stderr_tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _follow(self, run: _Run) -> None:
+        """Read stdout to EOF in chunks, record events, then settle the job's end."""
+        stream = run.proc.stdout
+        assert stream is not None
+        fd = stream.fileno()
+        buf = b""
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"\n" not in chunk:
+                    if len(buf) > _MAX_LINE:
+                        log.warning("job %s: dropping an over-long worker line", run.job_id)
+                        buf = b""
+                    continue
+                *lines, buf = buf.split(b"\n")
+                self._record(run, lines)
+        except Exception:  # never leave a job running because recording broke
+            log.exception("job %s: reading the worker's output failed", run.job_id)
+        finally:
+            self._settle(run)
+
+    def _record(self, run: _Run, lines: list[bytes]) -> None:
+        if run.terminal_seen:
+            return
+        batch: list[dict[str, Any]] = []
+        terminal: dict[str, Any] | None = None
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                log.warning("job %s: worker wrote a non-JSON line to stdout", run.job_id)
+                continue
+            if not isinstance(event, dict) or "type" not in event:
+                continue
+            event.pop("jobId", None)
+            event.pop("timestamp", None)
+            if parse_event({**event, "jobId": run.job_id, "timestamp": ""}) is None:
+                log.warning("job %s: skipping malformed worker event %.200s", run.job_id, raw)
+                continue
+            if isinstance(event.get("step"), int):
+                run.last_step = event["step"]
+            batch.append(_with_urls(run.job_id, event))
+            if event["type"] in TERMINAL_EVENT_TYPES:
+                terminal = event
+                break
+        if terminal is not None:
+            status = _TERMINAL_STATUS[terminal["type"]]
+            error = terminal.get("error") if status == "failed" else None
+            self.store.append(run.job_id, batch, terminal_status=status, error=error)
+            run.terminal_seen = True
+        elif batch:
+            self.store.append(run.job_id, batch)
+        if batch:
+            self.notify(run.job_id)
+
+    def _settle(self, run: _Run) -> None:
+        returncode = run.proc.wait()
+        if run.proc.stdin is not None:
+            with run.stdin_lock:
+                try:
+                    run.proc.stdin.close()
+                except OSError:
+                    pass
+        if not run.terminal_seen:
+            if run.cancel_requested:
+                event: dict[str, Any] = {"type": "training.cancelled"}
+                if run.last_step is not None:
+                    event["step"] = run.last_step
+                self.store.append(run.job_id, [event], terminal_status="cancelled")
+            else:
+                # Give the stderr reader a moment to drain the last lines.
+                if run.stderr_thread is not None:
+                    run.stderr_thread.join(timeout=2.0)
+                reason = describe_exit(returncode, list(run.stderr_tail))
+                event = {"type": "training.failed", "error": reason}
+                if run.last_step is not None:
+                    event["step"] = run.last_step
+                self.store.append(run.job_id, [event], terminal_status="failed", error=reason)
+            self.notify(run.job_id)
+        log.info("job %s worker exited (%s)", run.job_id, returncode)
+        with self._lock:
+            self._runs.pop(run.job_id, None)
+        self._schedule()

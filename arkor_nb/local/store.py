@@ -1,0 +1,250 @@
+"""Durable job table and append-only event log (SQLite, WAL).
+
+Every event is written here *before* anyone is told about it, so a stream
+can always be replayed from the log and a killed server loses nothing it
+acknowledged. The event's ``rowid`` is its SSE ``id``: global, monotonic,
+never reused (``AUTOINCREMENT``), hence monotonic per job too.
+
+One connection per thread (``threading.local``); writes are serialised by a
+process-wide lock so concurrent writers never spin on ``SQLITE_BUSY``.
+Reads are paged: nothing here ever loads a whole event log into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from arkor_nb.types import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    config       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    started_at   TEXT,
+    completed_at TEXT,
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
+CREATE TABLE IF NOT EXISTS events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    type   TEXT NOT NULL,
+    data   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
+"""
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with milliseconds, the wire's time format."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of the log: ``data`` is the event's JSON text, ready for an SSE frame."""
+
+    id: int
+    type: str
+    data: str
+
+
+class StoreError(RuntimeError):
+    """The data directory cannot be written (disk full, read-only, corrupt file)."""
+
+
+class Store:
+    """Jobs and events of one ``ARKOR_NB_HOME``; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._write_lock:
+            self._conn().executescript(_SCHEMA)
+
+    # ------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction under the write lock; errors become StoreError."""
+        with self._write_lock:
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as err:
+                raise StoreError(
+                    f"cannot write the arkor-nb database {self.path}: {err} "
+                    "(free disk space or make the data directory writable; "
+                    "set ARKOR_NB_HOME to use another one)"
+                ) from err
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ------------------------------------------------------------------- jobs
+
+    @staticmethod
+    def _job_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+        job_id, name, status, config, created, started, completed, error = row
+        job: dict[str, Any] = {
+            "id": job_id,
+            "name": name,
+            "status": status,
+            "config": json.loads(config),
+            "createdAt": created,
+            "startedAt": started,
+            "completedAt": completed,
+            "error": error,
+        }
+        return job
+
+    _JOB_COLUMNS = "id, name, status, config, created_at, started_at, completed_at, error"
+
+    def create_job(self, job_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        now = utc_now()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, name, status, config, created_at) VALUES (?, ?, ?, ?, ?)",
+                (job_id, name, "queued", json.dumps(config), now),
+            )
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        row = self._conn().execute(
+            f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else self._job_from_row(row)
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first."""
+        if status is None:
+            rows = self._conn().execute(
+                f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+        else:
+            rows = self._conn().execute(
+                f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY seq DESC LIMIT ?",
+                (status, limit),
+            ).fetchall()
+        return [self._job_from_row(r) for r in rows]
+
+    def job_ids_with_status(self, status: str) -> list[str]:
+        """Oldest first (queue order)."""
+        rows = self._conn().execute(
+            "SELECT id FROM jobs WHERE status = ? ORDER BY seq", (status,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_running(self, job_id: str) -> bool:
+        """queued -> running; False if the job left ``queued`` meanwhile (e.g. cancelled)."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET status = 'running', started_at = ? "
+                "WHERE id = ? AND status = 'queued'",
+                (utc_now(), job_id),
+            )
+            return cur.rowcount == 1
+
+    # ----------------------------------------------------------------- events
+
+    def append(
+        self,
+        job_id: str,
+        events: Iterable[dict[str, Any]],
+        *,
+        terminal_status: str | None = None,
+        error: str | None = None,
+    ) -> list[int]:
+        """Append events (adding ``jobId``/``timestamp``) in one transaction.
+
+        When ``terminal_status`` is given the last event is the terminal one and
+        the job's status changes in the same transaction, so the log and the
+        job never disagree. Nothing is appended to a job that is already
+        terminal: each job gets exactly one terminal event. Returns the new ids.
+        """
+        if terminal_status is not None and terminal_status not in TERMINAL_STATUSES:
+            raise ValueError(f"not a terminal status: {terminal_status}")
+        ids: list[int] = []
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row[0] in TERMINAL_STATUSES:
+                return ids
+            now = utc_now()
+            for event in events:
+                body = {"type": event["type"], "jobId": job_id, "timestamp": now}
+                body.update({k: v for k, v in event.items() if k not in body})
+                cur = conn.execute(
+                    "INSERT INTO events (job_id, type, data) VALUES (?, ?, ?)",
+                    (job_id, body["type"], json.dumps(body, separators=(",", ":"))),
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+            if terminal_status is not None:
+                conn.execute(
+                    "UPDATE jobs SET status = ?, completed_at = ?, error = ?, "
+                    "started_at = COALESCE(started_at, ?) WHERE id = ?",
+                    (terminal_status, now, error, now, job_id),
+                )
+        return ids
+
+    def read_events(self, job_id: str, after: int = 0, limit: int = 500) -> list[StoredEvent]:
+        """At most ``limit`` events with id > ``after``, oldest first."""
+        rows = self._conn().execute(
+            "SELECT id, type, data FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (job_id, after, limit),
+        ).fetchall()
+        return [StoredEvent(*r) for r in rows]
+
+    def count_events(self, job_id: str) -> int:
+        return int(self._conn().execute(
+            "SELECT COUNT(*) FROM events WHERE job_id = ?", (job_id,)
+        ).fetchone()[0])
+
+    def last_step(self, job_id: str) -> int | None:
+        """The step of the job's latest step-carrying event (for failure reports)."""
+        row = self._conn().execute(
+            "SELECT json_extract(data, '$.step') FROM events WHERE job_id = ? "
+            "AND type IN ('training.log', 'checkpoint.saved') ORDER BY id DESC LIMIT 1",
+            (job_id,),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    @staticmethod
+    def is_terminal_type(event_type: str) -> bool:
+        return event_type in TERMINAL_EVENT_TYPES
