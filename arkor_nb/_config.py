@@ -1,0 +1,172 @@
+"""Client-side checks and the snake_case -> camelCase wire config for create_trainer.
+
+Each check raises ConfigError naming the keyword and the fix, so a typo
+fails at construction, not minutes later on the server. Only keys the user
+set are sent; the backend still validates what it alone can know (does the
+dataset file exist, is the model loadable).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from .errors import ConfigError
+
+DATASET_TYPES: dict[str, tuple[str, ...]] = {
+    "file": ("path",),
+    "huggingface": ("name",),
+    "blob": ("url",),
+}
+LORA_KEYS: dict[str, str] = {
+    "r": "loraR",
+    "alpha": "loraAlpha",
+    "max_length": "maxLength",
+    "load_in_4bit": "loadIn4bit",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def non_negative_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(field, f"must be an integer >= 0, got {value!r}")
+    return value
+
+
+def positive_number(field: str, value: Any) -> float:
+    if not _is_number(value) or value <= 0:
+        raise ConfigError(field, f"must be a number > 0, got {value!r}")
+    return value
+
+
+def non_negative_number(field: str, value: Any) -> float:
+    if not _is_number(value) or value < 0:
+        raise ConfigError(field, f"must be a number >= 0, got {value!r}")
+    return value
+
+
+def non_empty_str(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(field, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def boolean(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be True or False, got {value!r}")
+    return value
+
+
+# keyword -> (wire key, check)
+SCALAR_FIELDS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "max_steps": ("maxSteps", positive_int),
+    "num_train_epochs": ("numTrainEpochs", positive_number),
+    "learning_rate": ("learningRate", positive_number),
+    "batch_size": ("batchSize", positive_int),
+    "optim": ("optim", non_empty_str),
+    "lr_scheduler_type": ("lrSchedulerType", non_empty_str),
+    "weight_decay": ("weightDecay", non_negative_number),
+    "warmup_steps": ("warmupSteps", non_negative_int),
+    "logging_steps": ("loggingSteps", positive_int),
+    "save_steps": ("saveSteps", positive_int),
+    "eval_steps": ("evalSteps", positive_int),
+    "dataset_format": ("datasetFormat", non_empty_str),
+    "dataset_split": ("datasetSplit", non_empty_str),
+    "train_on_responses_only": ("trainOnResponsesOnly", boolean),
+    "dry_run": ("dryRun", boolean),
+}
+
+
+def dataset_source(dataset: Any, *, absolute_paths: bool) -> dict[str, Any]:
+    """Validate ``dataset`` and return the wire ``datasetSource`` (camelCase keys).
+
+    ``absolute_paths`` turns a relative file path into an absolute one: the
+    local server runs in its own working directory, so "data/x.jsonl" must
+    mean the caller's directory, not the server's.
+    """
+    if not isinstance(dataset, Mapping):
+        raise ConfigError(
+            "dataset",
+            'must be a dict such as {"type": "file", "path": "data/train.jsonl"}, '
+            f"got {type(dataset).__name__}",
+        )
+    kind = dataset.get("type")
+    if kind not in DATASET_TYPES:
+        raise ConfigError(
+            "dataset.type",
+            f"must be one of {sorted(DATASET_TYPES)}, got {kind!r}",
+        )
+    source: dict[str, Any] = {}
+    for key, value in dataset.items():
+        if not isinstance(key, str):
+            raise ConfigError("dataset", f"keys must be strings, got {key!r}")
+        source[to_camel(key) if "_" in key else key] = value
+    for required in DATASET_TYPES[kind]:
+        value = source.get(required)
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"dataset.{required}",
+                f'a {kind!r} dataset needs a non-empty "{required}" string, got {value!r}',
+            )
+        source[required] = value
+    if kind == "file" and absolute_paths:
+        source["path"] = str(Path(source["path"]).expanduser().resolve())
+    return source
+
+
+def lora_config(lora: Any) -> dict[str, Any]:
+    if not isinstance(lora, Mapping):
+        raise ConfigError("lora", 'must be a dict such as {"r": 16, "alpha": 16}')
+    wire: dict[str, Any] = {}
+    for key, value in lora.items():
+        if key not in LORA_KEYS:
+            raise ConfigError(
+                f"lora.{key}", f"unknown LoRA option; allowed keys are {sorted(LORA_KEYS)}"
+            )
+        field = f"lora.{key}"
+        if key in ("r", "max_length"):
+            positive_int(field, value)
+        elif key == "alpha":
+            positive_number(field, value)
+        else:
+            boolean(field, value)
+        wire[LORA_KEYS[key]] = value
+    return wire
+
+
+def build_config(
+    *,
+    model: Any,
+    dataset: Any,
+    lora: Any,
+    options: Mapping[str, Any],
+    absolute_paths: bool,
+) -> dict[str, Any]:
+    """The camelCase wire config with exactly the keys the user set."""
+    config: dict[str, Any] = {"model": non_empty_str("model", model)}
+    if dataset is not None:
+        config["datasetSource"] = dataset_source(dataset, absolute_paths=absolute_paths)
+    if lora is not None:
+        config.update(lora_config(lora))
+    for keyword, value in options.items():
+        if value is None:
+            continue
+        wire_key, check = SCALAR_FIELDS[keyword]
+        config[wire_key] = check(keyword, value)
+    return config

@@ -1,0 +1,361 @@
+"""CloudApiClient: the one place that speaks HTTP to an Arkor-compatible API.
+
+The cloud and the embedded local server share one wire protocol (see
+DESIGN.md), so the Trainer, the credential bootstrap and checkpoint
+inference all go through this module. A client is cheap: it owns one
+``httpx.AsyncClient`` for the duration of an ``async with`` block, which
+keeps every connection on the event loop that opened it (the sync API and
+the async API run on different loops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from . import __version__
+from .errors import CloudApiError
+from .types import TrainingJob
+
+CLIENT_HEADER = f"arkor-nb/{__version__} python"
+PRODUCTION_URL = "https://api.arkor.ai"
+DEFAULT_KEEPALIVE_S = 15.0
+KEEPALIVE_ENV = "ARKOR_NB_KEEPALIVE_S"
+REQUEST_TIMEOUT_S = 30.0
+# Statuses on stream open that will never succeed on retry.
+PERMANENT_STREAM_STATUSES: frozenset[int] = frozenset({401, 403, 410, 426})
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Org/project a request is addressed to (``?orgSlug=&projectSlug=``)."""
+
+    org_slug: str
+    project_slug: str
+
+    def params(self) -> dict[str, str]:
+        return {"orgSlug": self.org_slug, "projectSlug": self.project_slug}
+
+
+def keepalive_interval(value: float | None = None) -> float:
+    """The server keepalive interval the client assumes, in seconds.
+
+    Explicit value, else ``ARKOR_NB_KEEPALIVE_S``, else 15 s. The stream read
+    timeout is three times this, so a stream that keeps sending pings never
+    times out and a silent one is detected as stalled.
+    """
+    if value is None:
+        raw = os.environ.get(KEEPALIVE_ENV)
+        if raw:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{KEEPALIVE_ENV}={raw!r} is not a number of seconds; unset it or set e.g. 15"
+                ) from None
+        else:
+            value = DEFAULT_KEEPALIVE_S
+    if value <= 0:
+        raise ValueError("keepalive must be > 0 seconds")
+    return value
+
+
+def error_from_body(status: int, body: bytes) -> CloudApiError:
+    """Turn an HTTP error body into CloudApiError with the server's own message."""
+    text = body.decode("utf-8", errors="replace").strip()
+    parsed: Any = None
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    message = ""
+    if isinstance(parsed, dict):
+        for key in ("error", "message", "detail"):
+            value = parsed.get(key)
+            if isinstance(value, str) and value:
+                message = value
+                break
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                message = value["message"]
+                break
+    if not message:
+        message = text[:500] or f"request failed with HTTP {status}"
+    return CloudApiError(status, message, body=parsed if parsed is not None else text)
+
+
+async def raise_for_status_async(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    body = await response.aread()
+    await response.aclose()
+    raise error_from_body(response.status_code, body)
+
+
+def raise_for_status_sync(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    body = response.read()
+    response.close()
+    raise error_from_body(response.status_code, body)
+
+
+class CloudApiClient:
+    """Async HTTP client for one base URL and token.
+
+    Use as ``async with CloudApiClient(url, token) as api: ...``. Methods
+    raise :class:`CloudApiError` for HTTP errors and let ``httpx`` transport
+    errors through (the Trainer decides which are retried).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        keepalive: float | None = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.keepalive = keepalive_interval(keepalive)
+        self.timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = {"X-Arkor-Client": CLIENT_HEADER}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    @property
+    def stream_timeout(self) -> httpx.Timeout:
+        """Read timeout = 3x keepalive: only a silent (stalled) stream times out."""
+        return httpx.Timeout(self.timeout, read=3 * self.keepalive)
+
+    async def __aenter__(self) -> CloudApiClient:
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("use CloudApiClient inside `async with`")
+        return self._http
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        response = await self.http.request(
+            method, path, params=params, json=json_body
+        )
+        await raise_for_status_async(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise CloudApiError(
+                response.status_code,
+                f"expected a JSON body from {method} {path}, got {response.text[:200]!r}",
+            ) from exc
+
+    # ------------------------------------------------------------- jobs
+
+    async def create_job(self, scope: Scope, name: str, config: dict[str, Any]) -> TrainingJob:
+        data = await self.request_json(
+            "POST", "/v1/jobs", params=scope.params(), json_body={"name": name, "config": config}
+        )
+        return _job_from(data, "POST /v1/jobs")
+
+    async def get_job(self, scope: Scope, job_id: str) -> TrainingJob:
+        data = await self.request_json("GET", f"/v1/jobs/{job_id}", params=scope.params())
+        return _job_from(data, f"GET /v1/jobs/{job_id}")
+
+    async def list_jobs(self, scope: Scope) -> list[TrainingJob]:
+        data = await self.request_json("GET", "/v1/jobs", params=scope.params())
+        jobs = data.get("jobs", []) if isinstance(data, dict) else []
+        return [TrainingJob.model_validate(job) for job in jobs]
+
+    async def cancel_job(self, scope: Scope, job_id: str) -> TrainingJob | None:
+        data = await self.request_json(
+            "POST", f"/v1/jobs/{job_id}/cancel", params=scope.params()
+        )
+        if isinstance(data, dict) and isinstance(data.get("job"), dict):
+            return TrainingJob.model_validate(data["job"])
+        return None
+
+    @asynccontextmanager
+    async def open_event_stream(
+        self, scope: Scope, job_id: str, last_event_id: str | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """Open the job's SSE stream; raises CloudApiError on a non-2xx open."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        request = self.http.build_request(
+            "GET",
+            f"/v1/jobs/{job_id}/events/stream",
+            params=scope.params(),
+            headers=headers,
+            timeout=self.stream_timeout,
+        )
+        response = await self.http.send(request, stream=True)
+        try:
+            await raise_for_status_async(response)
+            yield response
+        finally:
+            await response.aclose()
+
+    # --------------------------------------------------------- projects
+
+    async def list_projects(self, org_slug: str) -> list[dict[str, Any]]:
+        data = await self.request_json("GET", "/v1/projects", params={"orgSlug": org_slug})
+        projects = data.get("projects") if isinstance(data, dict) else None
+        return [p for p in projects or [] if isinstance(p, dict)]
+
+    async def create_project(self, org_slug: str, name: str, slug: str) -> dict[str, Any]:
+        data = await self.request_json(
+            "POST",
+            "/v1/projects",
+            params={"orgSlug": org_slug},
+            json_body={"name": name, "slug": slug},
+        )
+        project = data.get("project") if isinstance(data, dict) else None
+        if not isinstance(project, dict):
+            raise CloudApiError(200, f"POST /v1/projects returned no project: {data!r}")
+        return project
+
+
+def _job_from(data: Any, what: str) -> TrainingJob:
+    if isinstance(data, dict) and isinstance(data.get("job"), dict):
+        return TrainingJob.model_validate(data["job"])
+    raise CloudApiError(200, f"{what} returned no job: {str(data)[:200]}")
+
+
+class SyncChatClient:
+    """Blocking client for ``POST /v1/inference/chat`` (checkpoint sampling).
+
+    Sync on purpose: ``ctx.infer(...)`` is called from user callbacks, which
+    arkor_nb runs on worker threads, and the streaming ``httpx.Response`` it
+    returns must outlive the callback's event-loop turn. One pooled
+    ``httpx.Client`` per trainer, created on first use; thread-safe.
+    """
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 300.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                headers = {"X-Arkor-Client": CLIENT_HEADER}
+                if self.token:
+                    headers["Authorization"] = f"Bearer {self.token}"
+                self._client = httpx.Client(
+                    base_url=self.base_url, headers=headers, timeout=self.timeout
+                )
+            return self._client
+
+    def chat(self, scope: Scope, body: dict[str, Any], *, stream: bool) -> httpx.Response:
+        """POST the chat body. With ``stream=True`` the body is not read yet:
+        iterate ``response.iter_lines()`` and close it (``with response:`` or
+        ``response.close()``) when done. Raises CloudApiError on non-2xx."""
+        http = self._http()
+        headers = {"Accept": "text/event-stream"} if stream else {}
+        request = http.build_request(
+            "POST", "/v1/inference/chat", params=scope.params(), json=body, headers=headers
+        )
+        response = http.send(request, stream=stream)
+        raise_for_status_sync(response)
+        return response
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+@dataclass(frozen=True)
+class SseFrame:
+    """One Server-Sent Event. ``id`` is None unless this frame carried its own ``id:``."""
+
+    event: str | None
+    data: str
+    id: str | None
+
+
+async def iter_sse(response: httpx.Response) -> AsyncIterator[SseFrame]:
+    """Decode an SSE body incrementally (WHATWG rules: ``\\r\\n``, ``\\r`` or ``\\n``).
+
+    Written here rather than taken from httpx-sse because dedupe needs to
+    know whether a frame carried its own ``id:`` (httpx-sse reports the
+    inherited last id). Comments and unknown fields are ignored; an
+    incomplete frame at EOF is discarded, as the spec says.
+    """
+    buffer = ""
+    event: str | None = None
+    data: list[str] = []
+    frame_id: str | None = None
+    seen_field = False
+    async for chunk in response.aiter_text():
+        buffer += chunk
+        pos = 0
+        while True:
+            match = _NEWLINE.search(buffer, pos)
+            # a final "\r" may be half of "\r\n": wait for the next chunk
+            if match is None or (match.group() == "\r" and match.end() == len(buffer)):
+                break
+            line = buffer[pos : match.start()]
+            pos = match.end()
+            if line == "":
+                if seen_field:
+                    yield SseFrame(event, "\n".join(data), frame_id)
+                event, data, frame_id, seen_field = None, [], None, False
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+                seen_field = True
+            elif name == "event":
+                event = value or None
+                seen_field = True
+            elif name == "id" and "\0" not in value:
+                frame_id = value
+                seen_field = True
+        buffer = buffer[pos:]
