@@ -56,8 +56,9 @@ class LocalBackend(_Backend):
     """The embedded local server (``arkor_nb.local``), started on demand.
 
     With ``url`` and ``token`` given nothing is launched. Otherwise the
-    server recorded in ``<home>/server.json`` is reused or a new one is
-    spawned (``autostart=True``). ``keepalive`` is the server's ping interval
+    server recorded in ``<home>/server.json`` is reused, or a new one is
+    spawned when ``autostart=True`` (with ``autostart=False`` a missing
+    server is an error). ``keepalive`` is the server's ping interval
     in seconds (default: ``ARKOR_NB_KEEPALIVE_S`` or 15); the client treats
     3x that without a byte as a stalled stream.
     """
@@ -86,15 +87,19 @@ class LocalBackend(_Backend):
     async def _resolve(self) -> ResolvedApi:
         if self.url is not None:
             return ResolvedApi(self.url.rstrip("/"), self.token, LOCAL_SCOPE, self.keepalive)
-        if not self.autostart:
-            raise ConfigError(
-                "backend",
-                "LocalBackend(autostart=False) needs url= and token= of a running server "
-                "(start one with `arkor-nb serve`)",
-            )
-        from .local.launch import ensure_server  # lazy: the [local] extra is optional
+        from .local import launch  # lazy: the [local] extra is optional
 
-        info = await asyncio.to_thread(ensure_server, self.home)
+        if self.autostart:
+            info = await asyncio.to_thread(launch.ensure_server, self.home)
+        else:
+            found = await asyncio.to_thread(launch.live_server, self.home)
+            if found is None:
+                raise ConfigError(
+                    "backend",
+                    "LocalBackend(autostart=False) found no running local server; start one "
+                    "with `arkor-nb serve`, pass url= and token=, or use autostart=True",
+                )
+            info = found
         return ResolvedApi(str(info.url).rstrip("/"), info.token, LOCAL_SCOPE, self.keepalive)
 
     def __repr__(self) -> str:
