@@ -289,8 +289,8 @@ class SyncChatClient:
 
     def chat(self, scope: Scope, body: dict[str, Any], *, stream: bool) -> httpx.Response:
         """POST the chat body. With ``stream=True`` the body is not read yet:
-        iterate ``response.iter_lines()`` and close it (``with response:`` or
-        ``response.close()``) when done. Raises CloudApiError on non-2xx."""
+        iterate ``response.iter_lines()`` and call ``response.close()``
+        (or use ``contextlib.closing``) when done. Raises CloudApiError on non-2xx."""
         http = self._http()
         headers = {"Accept": "text/event-stream"} if stream else {}
         request = http.build_request(

@@ -155,7 +155,7 @@ class CheckpointInfer:
     "step"}`` and returns the ``httpx.Response``. With ``stream=True`` (the
     default) the body is not read yet: iterate ``response.iter_lines()``
     (SSE ``data:`` chunks, then ``data: [DONE]``) and close it with
-    ``with response: ...`` or ``response.close()``. With ``stream=False`` the
+    ``response.close()`` (or ``with contextlib.closing(response): ...``). With ``stream=False`` the
     body is read (``response.json()``). Blocking: arkor_nb runs sync
     callbacks on a worker thread, so call it freely there; from an ``async``
     callback use ``await asyncio.to_thread(ctx.infer, ...)``.

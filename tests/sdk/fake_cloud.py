@@ -151,6 +151,7 @@ class FakeCloud:
         self.chat_pieces: list[str] = ["Hel", "lo"]
         self.chat_gate: threading.Event | None = None
         self.create_job_status: int | None = None
+        self.create_job_gate: threading.Event | None = None
         self._scripts: deque[list[Action]] = deque()
         self._job_scripts: dict[str, deque[list[Action]]] = {}
         self._open_statuses: deque[int] = deque()
@@ -372,6 +373,8 @@ class FakeCloud:
         await self._json(writer, 201, {"project": project})
 
     async def _create_job(self, request: Recorded, writer: asyncio.StreamWriter) -> None:
+        if self.create_job_gate is not None:
+            await _wait_gate(self.create_job_gate)
         if self.create_job_status is not None:
             return await self._json(writer, self.create_job_status, {"error": "scripted failure"})
         body = request.body if isinstance(request.body, dict) else {}
@@ -425,9 +428,7 @@ class FakeCloud:
             elif isinstance(action, Stall):
                 await asyncio.sleep(action.seconds)
             elif isinstance(action, Gate):
-                deadline = time.monotonic() + 30
-                while not action.event.is_set() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.002)
+                await _wait_gate(action.event)
             elif isinstance(action, Drop):
                 writer.transport.abort()
                 return
@@ -453,13 +454,18 @@ class FakeCloud:
         await self._chunked_head(writer)
         for index, piece in enumerate(self.chat_pieces):
             if index == 1 and self.chat_gate is not None:
-                deadline = time.monotonic() + 30
-                while not self.chat_gate.is_set() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.002)
+                await _wait_gate(self.chat_gate)
             chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}}]}
             await self._chunk(writer, f"data: {json.dumps(chunk)}\n\n".encode())
         await self._chunk(writer, b"data: [DONE]\n\n")
         await self._finish(writer)
+
+
+async def _wait_gate(gate: threading.Event, limit: float = 30.0) -> None:
+    """Server side: hold the response until the test opens the gate."""
+    deadline = time.monotonic() + limit
+    while not gate.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
 
 
 def _now() -> str:

@@ -1,0 +1,336 @@
+"""Trainer.wait semantics against the loopback FakeCloud: callbacks, frames, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+
+import pytest
+
+import arkor_nb as ak
+from arkor_nb.types import StreamNotice, TrainingLog
+from tests.sdk.fake_cloud import (
+    SUPPORTED_MODEL,
+    End,
+    Event,
+    FakeCloud,
+    Gate,
+    Ping,
+    Raw,
+    checkpoint,
+    completed,
+    failed,
+    log,
+    started,
+)
+
+
+def make(cloud: FakeCloud, policy: ak.ReconnectPolicy, **kwargs: object) -> ak.Trainer:
+    return ak.create_trainer(
+        name="run", model=SUPPORTED_MODEL, backend=cloud.backend(), reconnect=policy, **kwargs
+    )
+
+
+def test_full_run_calls_every_callback_with_snake_case_contexts(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [
+        started(gpu="none"),
+        log(1, 0.9, evalLoss=1.1, learningRate=2e-4, epoch=0.5, samplesPerSecond=12.5),
+        checkpoint(1, [{"kind": "checkpoint", "step": 1, "path": "checkpoints/step-1"}]),
+        log(2, 0.4),
+        completed([{"kind": "adapter", "path": "adapter"}], train_loss=0.4),
+    ]
+    calls: list[tuple[str, object]] = []
+    callbacks = ak.Callbacks(
+        on_started=lambda ctx: calls.append(("started", ctx)),
+        on_log=lambda ctx: calls.append(("log", ctx)),
+        on_checkpoint=lambda ctx: calls.append(("checkpoint", ctx)),
+        on_completed=lambda ctx: calls.append(("completed", ctx)),
+        on_failed=lambda ctx: calls.append(("failed", ctx)),
+    )
+    trainer = make(cloud, fast, callbacks=callbacks)
+    result = trainer.wait()
+
+    assert [name for name, _ in calls] == ["started", "log", "checkpoint", "log", "completed"]
+    started_ctx = calls[0][1]
+    assert isinstance(started_ctx, ak.StartedContext)
+    assert started_ctx.job.status == "running" and started_ctx.job.id == trainer.job_id
+    first_log = calls[1][1]
+    assert isinstance(first_log, ak.LogContext)
+    assert (first_log.step, first_log.loss, first_log.eval_loss) == (1, 0.9, 1.1)
+    assert (first_log.learning_rate, first_log.epoch, first_log.samples_per_second) == (2e-4, 0.5, 12.5)
+    ckpt = calls[2][1]
+    assert isinstance(ckpt, ak.CheckpointContext)
+    assert ckpt.adapter == {"kind": "checkpoint", "jobId": trainer.job_id, "step": 1}
+    assert ckpt.artifacts == [{"kind": "checkpoint", "step": 1, "path": "checkpoints/step-1"}]
+    assert callable(ckpt.infer)
+    done = calls[4][1]
+    assert isinstance(done, ak.CompletedContext)
+    assert done.artifacts == [{"kind": "adapter", "path": "adapter"}]
+    assert result.job.status == "completed"
+    assert result.artifacts == [{"kind": "adapter", "path": "adapter"}]
+    assert trainer.job is not None and trainer.job.status == "completed"
+    assert trainer.job.started_at is not None and trainer.job.completed_at is not None
+
+
+def test_failed_and_cancelled_jobs_resolve_instead_of_raising(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), log(1, 0.5), failed("CUDA out of memory", step=1)]
+    errors: list[str] = []
+    trainer = make(cloud, fast, callbacks={"on_failed": lambda ctx: errors.append(ctx.error)})
+    result = trainer.wait()
+    assert result.job.status == "failed"
+    assert result.job.error == "CUDA out of memory"
+    assert errors == ["CUDA out of memory"]
+
+    cloud.default_events = [started(), {"type": "training.cancelled", "step": 3}]
+    result = make(cloud, fast).wait()
+    assert result.job.status == "cancelled"
+    assert result.artifacts == []
+
+
+def test_async_callbacks_are_awaited_in_order_never_concurrently(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), *[log(i, 1.0 / i) for i in range(1, 21)], completed()]
+    active = 0
+    peak = 0
+    steps: list[int] = []
+
+    async def on_log(ctx: ak.LogContext) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0)  # yield: a concurrent dispatcher would interleave here
+        steps.append(ctx.step)
+        active -= 1
+
+    def on_completed(ctx: ak.CompletedContext) -> None:
+        steps.append(-1)
+
+    make(cloud, fast, callbacks={"on_log": on_log, "on_completed": on_completed}).wait()
+    assert steps == [*range(1, 21), -1]
+    assert peak == 1
+
+
+def test_listeners_see_every_event_before_callbacks_and_may_not_break_the_stream(
+    cloud: FakeCloud, fast
+) -> None:
+    cloud.default_events = [started(), log(1, 0.5), log(2, 0.4), completed()]
+    order: list[str] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: order.append(f"cb{ctx.step}")})
+
+    def listener(item: object) -> None:
+        if isinstance(item, TrainingLog):
+            order.append(f"l{item.step}:{item.event_id}")
+
+    def broken(item: object) -> None:
+        raise RuntimeError("listener bug")
+
+    notices: list[StreamNotice] = []
+    trainer.subscribe(listener)
+    trainer.subscribe(broken)
+    unsubscribe = trainer.subscribe(lambda item: notices.append(item) if isinstance(item, StreamNotice) else None)
+    removed: list[object] = []
+    trainer.subscribe(removed.append)()  # unsubscribed at once
+    result = trainer.wait()
+    assert result.job.status == "completed"
+    assert order == ["l1:2", "cb1", "l2:3", "cb2"]
+    assert [n.kind for n in notices] == ["connected"]
+    assert removed == []
+    unsubscribe()
+
+
+def test_pings_are_skipped_and_end_without_terminal_event_uses_job_status(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = []
+    trainer = make(cloud, fast)
+    job_id = trainer.start()
+    cloud.script(Ping(), Event("1", started()), Ping(), Event("2", log(1, 0.3)), Ping(), End())
+    cloud.jobs[job_id]["status"] = "completed"
+    result = trainer.wait()
+    assert result.job.status == "completed"
+    assert len(cloud.stream_opens()) == 1
+
+
+def test_end_on_a_running_job_reconnects(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), log(1, 0.5), completed()]
+    trainer = make(cloud, fast)
+    job_id = trainer.start()
+    cloud.script(Event("1", started()), End(), job_id=job_id)  # job still "queued" on the server
+    result = trainer.wait()
+    assert result.job.status == "completed"
+    opens = cloud.stream_opens(job_id)
+    assert len(opens) == 2
+    assert opens[1].headers.get("last-event-id") == "1"
+
+
+def test_unknown_types_and_malformed_frames_are_skipped(cloud: FakeCloud, fast) -> None:
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    cloud.script(
+        Event("1", started()),
+        Event("2", {"type": "training.future_thing", "foo": 1}),
+        Raw(b"id: 3\ndata: {not json\n\n"),
+        Event("4", {"type": "training.log", "loss": 0.1}),  # missing step
+        Raw(b"data: [1, 2]\n\n"),
+        Raw(b"id: 5\ndata:\n\n"),  # empty event
+        Raw(b": a comment line\n\n"),
+        Raw(b"\xff\xfe garbage bytes \x00\n"),
+        Event("6", log(7, 0.2)),
+        Raw(b'id: 7\r\ndata: {"type": "training.log",\r\ndata:  "step": 8}\r\n\r\n'),  # CRLF, multi-line data
+        Event("8", completed()),
+        job_id=job_id,
+    )
+    result = trainer.wait()
+    assert result.job.status == "completed"
+    assert steps == [7, 8]
+    assert len(cloud.stream_opens()) == 1
+
+
+def test_last_event_id_resume_loses_and_duplicates_nothing(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), *[log(i, 1.0) for i in range(1, 6)], completed()]
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    # First connection delivers ids 1..3 and closes cleanly; the replay then
+    # resumes after Last-Event-ID 3.
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), Event("3", log(2, 1.0)), job_id=job_id)
+    result = trainer.wait()
+    assert result.job.status == "completed"
+    assert steps == [1, 2, 3, 4, 5]
+    opens = cloud.stream_opens(job_id)
+    assert [o.headers.get("last-event-id") for o in opens] == [None, "3"]
+
+
+def test_duplicate_ids_from_a_server_that_ignores_last_event_id_are_dropped(cloud: FakeCloud, fast) -> None:
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), job_id=job_id)
+    cloud.script(
+        Event("1", started()), Event("2", log(1, 1.0)), Event("3", log(2, 1.0)), Event("4", completed()),
+        job_id=job_id,
+    )
+    trainer.wait()
+    assert steps == [1, 2]
+
+
+def test_checkpoint_infer_is_bound_to_the_checkpoint_and_forwards_options(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), checkpoint(5), completed()]
+    cloud.chat_gate = threading.Event()
+    texts: list[str] = []
+    statuses: list[tuple[bool, int]] = []
+
+    def on_checkpoint(ctx: ak.CheckpointContext) -> None:
+        response = ctx.infer(
+            messages=[{"role": "user", "content": "hi"}],
+            temperature=0.2,
+            max_tokens=5,
+            tools=[{"type": "function", "function": {"name": "f"}}],
+            tool_choice="auto",
+            response_format={"type": "json_object"},
+            structured_outputs={"json": {"type": "object"}},
+        )
+        # Returned before the server sent the whole body: streaming really is lazy.
+        statuses.append((response.is_stream_consumed, response.status_code))
+        cloud.chat_gate.set()
+        with contextlib.closing(response):
+            for line in response.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    texts.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
+        plain = ctx.infer([{"role": "user", "content": "again"}], stream=False)
+        texts.append(plain.json()["choices"][0]["message"]["content"])
+
+    trainer = make(cloud, fast, callbacks={"on_checkpoint": on_checkpoint})
+    trainer.wait()
+    assert statuses == [(False, 200)]
+    assert texts == ["Hel", "lo", "Hello"]
+    chats = cloud.requests_to("POST", "/v1/inference/chat")
+    assert chats[0].query == {"orgSlug": "acme", "projectSlug": "proj"}
+    assert chats[0].body == {
+        "messages": [{"role": "user", "content": "hi"}],
+        "adapter": {"kind": "checkpoint", "jobId": trainer.job_id, "step": 5},
+        "stream": True,
+        "temperature": 0.2,
+        "maxTokens": 5,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "toolChoice": "auto",
+        "responseFormat": {"type": "json_object"},
+        "structuredOutputs": {"json": {"type": "object"}},
+    }
+    assert chats[1].body["stream"] is False
+    assert chats[1].body["adapter"]["step"] == 5
+
+
+def test_infer_http_error_is_a_cloud_api_error(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), checkpoint(1), completed()]
+    caught: list[ak.CloudApiError] = []
+
+    def on_checkpoint(ctx: ak.CheckpointContext) -> None:
+        cloud.valid_tokens.discard(cloud.token)
+        try:
+            ctx.infer([{"role": "user", "content": "x"}])
+        except ak.CloudApiError as exc:
+            caught.append(exc)
+        finally:
+            cloud.valid_tokens.add(cloud.token)
+
+    make(cloud, fast, callbacks={"on_checkpoint": on_checkpoint}).wait()
+    assert caught and caught[0].status == 401
+    assert "bearer token" in caught[0].message
+
+
+def test_every_request_carries_auth_client_header_and_scope(cloud: FakeCloud, fast) -> None:
+    trainer = make(cloud, fast)
+    trainer.wait()
+    trainer.cancel()
+    assert cloud.requests
+    for request in cloud.requests:
+        assert request.headers["authorization"] == "Bearer test-token"
+        assert request.headers["x-arkor-client"] == f"arkor-nb/{ak.__version__} python"
+        assert request.query == {"orgSlug": "acme", "projectSlug": "proj"}
+    assert cloud.stream_opens()[0].headers["accept"] == "text/event-stream"
+
+
+def test_attach_streams_an_existing_job_from_the_beginning(cloud: FakeCloud, fast) -> None:
+    cloud.add_job("job_old", [started(), log(1, 0.7), log(2, 0.6), completed()], name="older-run")
+    steps: list[int] = []
+    trainer = ak.Trainer.attach(
+        "job_old", backend=cloud.backend(), reconnect=fast, callbacks={"on_log": lambda c: steps.append(c.step)}
+    )
+    assert trainer.start() == "job_old"
+    result = trainer.wait()
+    assert steps == [1, 2]
+    assert result.job.status == "completed"
+    assert trainer.name == "older-run"
+    assert cloud.requests_to("POST", "/v1/jobs") == []
+    assert cloud.stream_opens()[0].headers.get("last-event-id") is None
+
+
+def test_gate_holds_stream_until_released(cloud: FakeCloud, fast) -> None:
+    """Events arrive live: a listener sees step 1 while the server still holds the rest."""
+    gate = threading.Event()
+    trainer = make(cloud, fast)
+    job_id = trainer.start()
+    cloud.script(Event("1", started()), Event("2", log(1, 0.5)), Gate(gate), Event("3", completed()), job_id=job_id)
+    seen: list[int] = []
+    trainer.subscribe(lambda item: seen.append(item.step) if isinstance(item, TrainingLog) else None)
+    results: list[ak.TrainingResult] = []
+    thread = threading.Thread(target=lambda: results.append(trainer.wait()))
+    thread.start()
+    cloud.wait_for(lambda: seen == [1])
+    assert results == []
+    gate.set()
+    thread.join(10)
+    assert results[0].job.status == "completed"
+
+
+@pytest.mark.parametrize("bad", [b"data: nope\n\n", b"\x00\x01\x02"])
+def test_garbage_frames_do_not_count_as_progress(cloud: FakeCloud, bad: bytes) -> None:
+    policy = ak.ReconnectPolicy(initial_delay=0.001, max_delay=0.002, max_attempts=1)
+    trainer = make(cloud, policy)
+    trainer.start()
+    cloud.script(Raw(bad))
+    cloud.script(Raw(bad))
+    with pytest.raises(ak.ReconnectExhaustedError):
+        trainer.wait()
+    assert len(cloud.stream_opens()) == 2
