@@ -155,7 +155,9 @@ def finish():
 """
 
 PEERS: list[Display] = [
-    Display("baseline", "no display (loop + event generator)", BASELINE, is_baseline=True),
+    Display("baseline_wire", "no display (loop + wire-dict generator)", BASELINE, is_baseline=True),
+    Display("baseline_typed", "no display (loop + typed-event generator)", BASELINE, events="typed",
+            is_baseline=True),
     Display("hf_notebook", "transformers NotebookProgressCallback", HF_NOTEBOOK),
     Display("livelossplot_1", "livelossplot PlotLosses, send every event", "EVERY = 1\n" + LIVELOSSPLOT),
     Display("livelossplot_10", "livelossplot PlotLosses, send every 10", "EVERY = 10\n" + LIVELOSSPLOT),
@@ -164,3 +166,7 @@ PEERS: list[Display] = [
     Display("plotly_naive", "plotly FigureWidget, arrays reassigned per event", "EVERY = 1\n" + PLOTLY),
     Display("plotly_batch100", "plotly FigureWidget, batch_update every 100", "EVERY = 100\n" + PLOTLY),
 ]
+
+OURS: list[Display] = []
+
+ALL_DISPLAYS: list[Display] = PEERS + OURS
