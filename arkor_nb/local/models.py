@@ -247,3 +247,48 @@ def build_tiny_model(out_dir: Path) -> dict[str, Any]:
     }
     log.info("built %s in %.1f s: %s", TINY_MODEL_ID, stats["buildSeconds"], stats)
     return stats
+
+
+# ------------------------------------------------------------------- loading
+
+
+def pick_device() -> str:
+    """``cuda`` or ``mps`` when present, else ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_model_and_tokenizer(path: str, device: str, *, load_in_4bit: bool = False) -> tuple[Any, Any]:
+    """Load a causal LM + tokenizer the way a hub model is loaded (never remote code).
+
+    bf16 on GPUs that support it, float32 elsewhere; a tokenizer without a pad
+    token gets its EOS as pad so batches can be padded.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        kwargs["dtype"] = torch.bfloat16
+    else:
+        kwargs["dtype"] = torch.float32
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"]
+        )
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if not load_in_4bit and device != "cpu":
+        model.to(device)
+    return model, tokenizer

@@ -1,0 +1,493 @@
+"""The training worker: ``python -m arkor_nb.local.worker``.
+
+One job per process, so a crash, an OOM or a kill never takes the server
+down and cancel is real. Protocol (docs: interfaces section 4):
+
+- stdin line 1: ``{"jobId", "config", "jobDir", "home"}``; later lines ``cancel``;
+  EOF on stdin also means cancel (the server went away).
+- stdout: one JSON event per line (no jobId/timestamp), ending with exactly
+  one terminal event. Everything else (library logs, progress) goes to stderr:
+  fd 1 is re-pointed at stderr before torch is imported, and the protocol
+  writes to a private duplicate of the original stdout.
+
+Training is the transformers ``Trainer`` with a peft LoRA adapter on every
+linear layer; a ``TrainerCallback`` turns logs, saves and evaluations into
+events and stops within one optimizer step when cancel arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from arkor_nb.errors import ConfigError
+
+log = logging.getLogger("arkor_nb.worker")
+
+DEFAULTS: dict[str, Any] = {
+    "learningRate": 2e-4,
+    "batchSize": 8,
+    "optim": "adamw_torch",
+    "lrSchedulerType": "linear",
+    "weightDecay": 0.0,
+    "warmupSteps": 0,
+    "loggingSteps": 1,
+    "loraR": 16,
+    "loraAlpha": 16.0,
+    "maxLength": 512,
+    "trainOnResponsesOnly": True,
+    "numTrainEpochs": 1.0,
+}
+DRY_RUN_ROWS = 16
+DRY_RUN_STEPS = 3
+
+
+class Cancelled(Exception):
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+        super().__init__(f"cancelled at step {step}")
+
+
+class Protocol:
+    """Writes protocol lines to the real stdout; nothing else may reach it."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        fd = os.dup(1)
+        os.dup2(2, 1)  # stray prints (C or Python) now land on stderr
+        sys.stdout = sys.stderr
+        self._out: TextIO = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+        self.terminal_sent = False
+
+    def emit(self, event: dict[str, Any]) -> None:
+        line = json.dumps(_finite(event), separators=(",", ":"))
+        with self._lock:
+            if self.terminal_sent:
+                return
+            if event["type"] in ("training.completed", "training.failed", "training.cancelled"):
+                self.terminal_sent = True
+            self._out.write(line + "\n")
+            self._out.flush()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: send null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def watch_stdin(cancel: threading.Event) -> threading.Thread:
+    """Set ``cancel`` on a ``cancel`` line or on EOF (the server went away)."""
+
+    def run() -> None:
+        try:
+            for line in sys.stdin:
+                if line.strip().lower() == "cancel":
+                    log.info("cancel requested")
+                    cancel.set()
+        except (OSError, ValueError):
+            pass
+        cancel.set()
+
+    thread = threading.Thread(target=run, name="arkor-stdin", daemon=True)
+    thread.start()
+    return thread
+
+
+# ------------------------------------------------------------------ planning
+
+
+def _split_rows(rows: list[Any], fraction: float) -> tuple[list[Any], list[Any]]:
+    """Deterministic hold-out: shuffle a copy with a fixed seed, take the fraction."""
+    order = list(range(len(rows)))
+    random.Random(0).shuffle(order)
+    n_eval = max(1, round(len(rows) * fraction))
+    if n_eval >= len(rows):
+        raise ConfigError("datasetSplit", f"holding out {fraction} of {len(rows)} rows leaves nothing "
+                          "to train on; use a smaller fraction or more rows")
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
+
+
+def load_rows(config: dict[str, Any], home: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Normalised train and eval rows for a validated config."""
+    from arkor_nb.local import datasets as ds
+
+    fmt = ds.parse_format(config.get("datasetFormat"))
+    source = config["datasetSource"]
+    split = config.get("datasetSplit")
+    train_iter = ds.source_rows(source, home, split=split if isinstance(split, str) else None)
+    assert train_iter is not None
+    try:
+        train = ds.load_normalized(train_iter, fmt)
+        eval_iter = ds.source_rows(source, home, eval_part=True)
+        evals = ds.load_normalized(eval_iter, fmt) if eval_iter is not None else []
+    except ds.RowError as exc:
+        raise ConfigError("datasetSource", str(exc)) from None
+    if isinstance(split, float):
+        train, held = _split_rows(train, split)
+        evals = evals + held
+    if not train:
+        raise ConfigError("datasetSource", "has no training rows")
+    return train, evals
+
+
+def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_eval: bool) -> Any:
+    """Every config key that shapes the run, mapped onto ``TrainingArguments``."""
+    import torch
+    from transformers import TrainingArguments
+
+    c = {**DEFAULTS, **config}
+    dry = bool(c.get("dryRun"))
+    max_steps = c.get("maxSteps", -1)
+    save_steps, eval_steps = c.get("saveSteps"), c.get("evalSteps")
+    logging_steps = c["loggingSteps"]
+    if dry:  # short, but every stage still runs: log, checkpoint, eval, final adapter
+        max_steps = min(max_steps, DRY_RUN_STEPS) if max_steps > 0 else DRY_RUN_STEPS
+        save_steps = min(save_steps or max_steps - 1 or 1, max_steps)
+        eval_steps = min(eval_steps or max_steps - 1 or 1, max_steps) if has_eval else None
+        logging_steps = 1
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=str(job_dir / "hf"),
+        max_steps=max_steps,
+        num_train_epochs=float(c["numTrainEpochs"]),
+        learning_rate=float(c["learningRate"]),
+        per_device_train_batch_size=int(c["batchSize"]),
+        per_device_eval_batch_size=int(c["batchSize"]),
+        optim=c["optim"],
+        lr_scheduler_type=c["lrSchedulerType"],
+        weight_decay=float(c["weightDecay"]),
+        warmup_steps=int(c["warmupSteps"]),
+        logging_strategy="steps",
+        logging_steps=int(logging_steps),
+        logging_first_step=True,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=int(save_steps) if save_steps else 500,
+        save_only_model=True,
+        eval_strategy="steps" if (eval_steps and has_eval) else "no",
+        eval_steps=int(eval_steps) if (eval_steps and has_eval) else None,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=device == "cuda",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        seed=42,
+    )
+
+
+def lora_config(config: dict[str, Any]) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=int(config.get("loraR", DEFAULTS["loraR"])),
+        lora_alpha=float(config.get("loraAlpha", DEFAULTS["loraAlpha"])),
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+_ARG_FIELDS = (
+    "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "optim",
+    "lr_scheduler_type", "weight_decay", "warmup_steps", "logging_steps", "save_strategy",
+    "save_steps", "eval_strategy", "eval_steps", "bf16", "fp16", "gradient_checkpointing",
+    "use_cpu", "seed",
+)
+
+
+def describe_arguments(args: Any) -> dict[str, Any]:
+    """The effective TrainingArguments (read back from the object, enums as strings)."""
+    out: dict[str, Any] = {}
+    for name in _ARG_FIELDS:
+        value = getattr(args, name)
+        out[name] = getattr(value, "value", value)
+    return out
+
+
+def describe_lora(model: Any) -> dict[str, Any]:
+    cfg = model.peft_config["default"]
+    return {
+        "r": cfg.r,
+        "lora_alpha": cfg.lora_alpha,
+        "target_modules": sorted(cfg.target_modules),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+# ------------------------------------------------------------------ callback
+
+
+def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch: int) -> Any:
+    from transformers import TrainerCallback
+
+    class EventCallback(TrainerCallback):
+        """Trainer hooks -> protocol events; cancel -> stop after this step."""
+
+        def __init__(self) -> None:
+            self.last_time = time.perf_counter()
+            self.last_step = 0
+            self.losses: list[tuple[int, float]] = []
+            self.checkpoints: list[dict[str, Any]] = []
+            self.summary: dict[str, Any] = {}
+            self.eval_loss: float | None = None
+            self.eval_step: int | None = None
+
+        def _check(self, control: Any) -> Any:
+            if cancel.is_set():
+                control.should_training_stop = True
+            return control
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.last_time = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            return self._check(control)
+
+        def on_substep_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            return self._check(control)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kw: Any) -> None:
+            logs = logs or {}
+            if "train_loss" in logs or "train_runtime" in logs:
+                self.summary = dict(logs)
+                return
+            if "loss" not in logs:
+                return  # eval metrics are reported by on_evaluate
+            now = time.perf_counter()
+            steps = max(0, state.global_step - self.last_step)
+            rate = steps * batch * args.gradient_accumulation_steps / max(now - self.last_time, 1e-9)
+            self.last_time, self.last_step = now, state.global_step
+            loss = float(logs["loss"])
+            self.losses.append((state.global_step, loss))
+            proto.emit({
+                "type": "training.log",
+                "step": state.global_step,
+                "loss": loss,
+                "learningRate": logs.get("learning_rate"),
+                "epoch": logs.get("epoch", state.epoch),
+                "samplesPerSecond": round(rate, 3) if steps else None,
+            })
+
+        def on_evaluate(self, args: Any, state: Any, control: Any,
+                        metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+            metrics = metrics or {}
+            if "eval_loss" not in metrics:
+                return
+            self.eval_loss = float(metrics["eval_loss"])
+            self.eval_step = state.global_step
+            proto.emit({
+                "type": "training.log",
+                "step": state.global_step,
+                "evalLoss": self.eval_loss,
+                "epoch": state.epoch,
+                "samplesPerSecond": metrics.get("eval_samples_per_second"),
+            })
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            step = state.global_step
+            src = Path(args.output_dir) / f"checkpoint-{step}"
+            rel = f"checkpoints/step-{step}"
+            dest = job_dir / rel
+            if not src.is_dir():
+                return
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(src, dest)
+            artifact = {"kind": "checkpoint", "step": step, "path": rel}
+            self.checkpoints.append(artifact)
+            proto.emit({"type": "checkpoint.saved", "step": step, "artifacts": [artifact]})
+
+    return EventCallback()
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run_job(spec: dict[str, Any], proto: Protocol, cancel: threading.Event) -> None:
+    """Validate, load, train, save; emits every event including the terminal one."""
+    from arkor_nb.local.config import validate_config
+
+    home = Path(spec["home"])
+    job_dir = Path(spec["jobDir"])
+    job_dir.mkdir(parents=True, exist_ok=True)
+    config = validate_config(spec["config"], home=home)
+
+    def checkpoint_cancel(step: int = 0) -> None:
+        if cancel.is_set():
+            raise Cancelled(step)
+
+    import torch
+
+    from arkor_nb.local import datasets as ds
+    from arkor_nb.local.models import load_model_and_tokenizer, pick_device, resolve_model
+
+    device = pick_device()
+    threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
+    if device == "cpu":
+        torch.set_num_threads(max(1, threads))
+    checkpoint_cancel()
+    t0 = time.perf_counter()
+    model_path = resolve_model(config["model"], home)
+    checkpoint_cancel()
+
+    train_rows, eval_rows = load_rows(config, home)
+    if config.get("dryRun"):
+        train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
+    model, tokenizer = load_model_and_tokenizer(
+        model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
+    )
+    limit = int(config.get("maxLength", DEFAULTS["maxLength"]))
+    model_limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(model_limit, int) and model_limit > 0:
+        limit = min(limit, model_limit)
+    responses_only = bool(config.get("trainOnResponsesOnly", DEFAULTS["trainOnResponsesOnly"]))
+
+    def encode(rows: list[dict[str, Any]]) -> tuple[list[dict[str, list[int]]], int]:
+        encoded = [ds.encode_row(r, tokenizer, limit, responses_only) for r in rows]
+        kept = [e for e in encoded if e is not None]
+        return kept, len(encoded) - len(kept)
+
+    train_set, dropped = encode(train_rows)
+    eval_set, eval_dropped = encode(eval_rows)
+    if not train_set:
+        raise ConfigError("maxLength", f"every row is cut off before its answer at {limit} tokens; "
+                          "raise maxLength")
+    checkpoint_cancel()
+
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer
+
+    if config.get("loadIn4bit"):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = get_peft_model(model, lora_config(config))
+    has_eval = bool(eval_set)
+    args = training_arguments(config, job_dir, device, has_eval)
+    callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size)
+    pad_id = tokenizer.pad_token_id
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=_ListDataset(train_set),
+        eval_dataset=_ListDataset(eval_set) if has_eval else None,
+        data_collator=lambda feats: ds.collate(feats, pad_id),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    checkpoint_cancel()
+    proto.emit({"type": "training.started", "metadata": {
+        "model": config["model"],
+        "modelPath": model_path,
+        "device": device,
+        "torchThreads": torch.get_num_threads(),
+        "dryRun": bool(config.get("dryRun")),
+        "trainOnResponsesOnly": responses_only,
+        "maxLength": limit,
+        "datasetFormat": config.get("datasetFormat"),
+        "datasetSplit": config.get("datasetSplit"),
+        "loadIn4bit": bool(config.get("loadIn4bit")),
+        "trainRows": len(train_set),
+        "evalRows": len(eval_set),
+        "droppedRows": dropped + eval_dropped,
+        "setupSeconds": round(time.perf_counter() - t0, 2),
+        "trainingArguments": describe_arguments(args),
+        "lora": describe_lora(model),
+    }})
+
+    started = time.perf_counter()
+    trainer.train()
+    step = trainer.state.global_step
+    if cancel.is_set():
+        raise Cancelled(step)
+    train_seconds = time.perf_counter() - started
+    if has_eval and callback.eval_step != step:
+        trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
+    adapter_dir = job_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    (adapter_dir / "arkor_nb.json").write_text(json.dumps({"model": config["model"], "step": step}))
+    losses = callback.losses
+    metrics = {
+        "steps": step,
+        "trainLoss": callback.summary.get("train_loss"),
+        "firstLoss": losses[0][1] if losses else None,
+        "finalLoss": losses[-1][1] if losses else None,
+        "evalLoss": callback.eval_loss,
+        "trainSeconds": round(train_seconds, 3),
+        "secondsPerStep": round(train_seconds / step, 4) if step else None,
+        "samplesPerSecond": callback.summary.get("train_samples_per_second"),
+    }
+    artifacts = [{"kind": "adapter", "path": "adapter"}, *callback.checkpoints]
+    shutil.rmtree(job_dir / "hf", ignore_errors=True)
+    proto.emit({"type": "training.completed", "metrics": metrics, "artifacts": artifacts})
+
+
+class _ListDataset:
+    """A list of encoded rows as a map-style dataset (what Trainer's sampler needs)."""
+
+    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.rows[i]
+
+
+def main() -> int:
+    proto = Protocol()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cancel = threading.Event()
+    first = sys.stdin.readline()
+    try:
+        spec = json.loads(first)
+        if not isinstance(spec, dict) or not {"config", "jobDir", "home"} <= set(spec):
+            raise ValueError("first stdin line must be a JSON object with config, jobDir and home")
+    except ValueError as exc:
+        proto.emit({"type": "training.failed", "error": f"bad job spec: {exc}"})
+        return 2
+    watch_stdin(cancel)
+    try:
+        run_job(spec, proto, cancel)
+        return 0
+    except Cancelled as exc:
+        proto.emit({"type": "training.cancelled", "step": exc.step})
+        return 0
+    except ConfigError as exc:
+        proto.emit({"type": "training.failed", "error": str(exc)})
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
+        traceback.print_exc()
+        proto.emit({"type": "training.failed", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
