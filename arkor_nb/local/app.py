@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -57,14 +57,22 @@ _NOT_FOUND_FIELDS = frozenset({"adapter.jobId", "adapter.step", "jobId", "step",
 class ApiError(Exception):
     """A 4xx answer with a message that names the field and the fix."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, *,
+                 openai_style: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.openai_style = openai_style
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+def _error(status: int, message: str, field: str | None = None, *,
+           openai_style: bool = False) -> JSONResponse:
+    """Our error body; OpenAI's nested shape on the OpenAI-compatible route."""
+    if openai_style:
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        return JSONResponse({"error": {"message": message, "type": kind, "param": field,
+                                       "code": None}}, status_code=status)
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
@@ -272,17 +280,17 @@ class LocalApi:
         try:
             target, options, model = chat.parse_openai_body(body)
         except ConfigError as err:
-            raise ApiError(400, str(err), err.field) from None
-        return await self._respond(target, options, model)
+            raise ApiError(400, str(err), err.field, openai_style=True) from None
+        return await self._respond(target, options, model, openai_style=True)
 
     async def _respond(self, target: dict[str, Any], options: dict[str, Any],
-                       model: str) -> Response:
+                       model: str, *, openai_style: bool = False) -> Response:
         """Unknown job, step or model -> 404; other bad values -> 400."""
         try:
             return await chat.respond(self.responder, target, options, model)
         except ConfigError as err:
             status = 404 if err.field in _NOT_FOUND_FIELDS else 400
-            raise ApiError(status, str(err), err.field) from None
+            raise ApiError(status, str(err), err.field, openai_style=openai_style) from None
 
     async def models(self, request: Request) -> Response:
         data = []
@@ -315,11 +323,14 @@ def _target_name(target: dict[str, Any]) -> str:
 
 
 def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = None,
-               max_running: int = 1, instance_id: str | None = None) -> GuardMiddleware:
+               max_running: int = 1, instance_id: str | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> GuardMiddleware:
     """The full ASGI app for one home: guard middleware around the Starlette routes.
 
     The lifespan binds the SSE hub to the serving loop, recovers jobs a dead
-    server left running, starts queued ones, and cancels workers on shutdown.
+    server left running, starts queued ones, and on shutdown calls
+    ``on_shutdown`` (uvicorn re-raises SIGTERM after its own shutdown, so code
+    after ``server.run`` may never run) and cancels the workers.
     """
     store = Store(home / "arkor.db")
     hub = Hub()
@@ -338,11 +349,13 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
         try:
             yield
         finally:
+            if on_shutdown is not None:
+                on_shutdown()
             await run_in_threadpool(manager.shutdown)
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.message, exc.field)
+        return _error(exc.status, exc.message, exc.field, openai_style=exc.openai_style)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

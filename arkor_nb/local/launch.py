@@ -225,8 +225,14 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         instance_id = secrets.token_hex(8)
         policy = SecurityPolicy(token=secret, port=bound_port,
                                 allow_remote=allow_remote and not is_loopback_host(host))
+
+        def forget_runtime() -> None:
+            runtime = read_runtime(home)
+            if runtime is not None and runtime.get("instanceId") == instance_id:
+                (home / RUNTIME_FILE).unlink(missing_ok=True)
+
         app = create_app(home=home, policy=policy, ping_s=ping_s, max_running=max_running,
-                         instance_id=instance_id)
+                         instance_id=instance_id, on_shutdown=forget_runtime)
         url_host = "127.0.0.1" if not is_loopback_host(host) else host
         if ":" in url_host and not url_host.startswith("["):
             url_host = f"[{url_host}]"
@@ -245,9 +251,7 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         try:
             server.run(sockets=[sock])
         finally:
-            runtime = read_runtime(home)
-            if runtime is not None and runtime.get("instanceId") == instance_id:
-                (home / RUNTIME_FILE).unlink(missing_ok=True)
+            forget_runtime()
         return 0
 
 

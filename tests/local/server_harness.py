@@ -1,0 +1,224 @@
+"""A real local server in a subprocess, plus a raw SSE frame reader, for server tests.
+
+The server runs as ``python -m arkor_nb.local.serve`` on 127.0.0.1 port 0 so
+tests can SIGKILL it and restart it on the same home. Frames are parsed by
+hand (not by the SDK client) so tests see exactly what is on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from arkor_nb.local.jobs import child_env
+from arkor_nb.local.launch import read_runtime
+
+SYNTHETIC = "arkor-nb/synthetic"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
+             what: str = "condition") -> Any:
+    """Poll ``predicate`` until truthy (returned) or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """``arkor_nb.local.serve`` for one home, with its URL and token."""
+
+    def __init__(self, home: Path, *, step_s: float = 0.01, ping_s: float = 0.3,
+                 extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.home = home
+        self.env = child_env()
+        self.env["ARKOR_NB_SYNTHETIC_STEP_S"] = str(step_s)
+        self.env.update(extra_env or {})
+        self.args = ["--port", "0", "--home", str(home), "--ping-interval", str(ping_s), *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.token = ""
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "test-server.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "arkor_nb.local.serve", *self.args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
+        )
+        log.close()
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited with {proc.returncode}: "
+                                     f"{(self.home / 'test-server.log').read_text()[-2000:]}")
+            runtime = read_runtime(self.home)
+            if not runtime or runtime.get("pid") != proc.pid:
+                return False
+            try:
+                ok = httpx.get(runtime["url"] + "/healthz", timeout=1, trust_env=False)
+            except httpx.HTTPError:
+                return False
+            if ok.status_code != 200:
+                return False
+            self.url = runtime["url"]
+            self.token = (self.home / "token").read_text().strip()
+            return True
+
+        wait_for(ready, timeout, what="the server to answer /healthz")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def client(self, **kw: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
+        return httpx.Client(base_url=self.url, headers=headers, trust_env=False,
+                            timeout=kw.pop("timeout", 30.0), **kw)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+# ----------------------------------------------------------------- SSE frames
+
+
+@dataclass
+class Frame:
+    id: str | None
+    event: str | None
+    data: str
+    retry: int | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def iter_frames(response: httpx.Response) -> Iterator[Frame]:
+    """Frames exactly as sent (fields per frame, no carried-over id)."""
+    fields: dict[str, list[str]] = {}
+    for line in response.iter_lines():
+        if line == "":
+            if fields:
+                retry = fields.get("retry")
+                yield Frame(
+                    id=fields["id"][-1] if "id" in fields else None,
+                    event=fields["event"][-1] if "event" in fields else None,
+                    data="\n".join(fields.get("data", [])),
+                    retry=int(retry[-1]) if retry else None,
+                )
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+
+
+def read_stream(client: httpx.Client, job_id: str, *, last_event_id: str | None = None,
+                until: Callable[[Frame], bool] | None = None) -> list[Frame]:
+    """All frames of a job's stream (to ``event: end``, or until ``until(frame)``)."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    frames: list[Frame] = []
+    with client.stream("GET", f"/v1/jobs/{job_id}/events/stream", headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        for frame in iter_frames(response):
+            frames.append(frame)
+            if frame.event == "end" or (until is not None and until(frame)):
+                break
+    return frames
+
+
+def data_frames(frames: list[Frame]) -> list[Frame]:
+    return [f for f in frames if f.event is None]
+
+
+def create_job(client: httpx.Client, **config: Any) -> dict[str, Any]:
+    body = {"name": config.pop("name", "t"), "config": {"model": SYNTHETIC, **config}}
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()["job"]
+    return job
+
+
+def job_status(client: httpx.Client, job_id: str) -> str:
+    status: str = client.get(f"/v1/jobs/{job_id}").json()["job"]["status"]
+    return status
+
+
+def wait_status(client: httpx.Client, job_id: str, *statuses: str,
+                timeout: float = 20.0) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()["job"]
+        return job if job["status"] in statuses else None
+
+    result: dict[str, Any] = wait_for(done, timeout, what=f"job {job_id} to be {statuses}")
+    return result
+
+
+def all_events(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = client.get(
+        f"/v1/jobs/{job_id}", params={"events": "true", "limit": 10000}
+    ).json()["events"]
+    return events
+
+
+def worker_pid(home: Path, job_id: str) -> int:
+    path = home / "jobs" / job_id / "worker.pid"
+    wait_for(path.exists, what="worker.pid")
+    return int(path.read_text())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module", name="server")
+def server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server per test module (synthetic steps of 10 ms, pings every 0.3 s)."""
+    srv = ServerProcess(tmp_path_factory.mktemp("home")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(name="client")
+def client_fixture(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
