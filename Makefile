@@ -21,8 +21,11 @@ test: $(STAMP) browser
 demo: $(STAMP)
 	$(PY) -m arkor_nb.demo
 
+# ARKOR_NB_DATA_ROOTS lets the local backend read data/ even when this checkout
+# lives outside your home directory (it only reads dataset files under allowed roots).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	ARKOR_NB_DATA_ROOTS="$(CURDIR)$${ARKOR_NB_DATA_ROOTS:+:$$ARKOR_NB_DATA_ROOTS}" \
+		$(VENV)/bin/jupyter lab notebooks/
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --full
