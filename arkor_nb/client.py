@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import certifi
 import httpx
 
 from . import __version__
@@ -45,6 +47,23 @@ class Scope:
 
     def params(self) -> dict[str, str]:
         return {"orgSlug": self.org_slug, "projectSlug": self.project_slug}
+
+
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def tls_verify() -> ssl.SSLContext | bool:
+    """One shared TLS context: building one costs ~80 ms, and every
+    start/wait/cancel opens a fresh client. With ``SSL_CERT_FILE`` or
+    ``SSL_CERT_DIR`` set, httpx builds its own so those are honoured."""
+    global _ssl_context
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return True
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = ssl.create_default_context(cafile=certifi.where())
+        return _ssl_context
 
 
 def keepalive_interval(value: float | None = None) -> float:
@@ -145,7 +164,7 @@ class CloudApiClient:
 
     async def __aenter__(self) -> CloudApiClient:
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, timeout=self.timeout
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout, verify=tls_verify()
         )
         return self
 
@@ -283,7 +302,7 @@ class SyncChatClient:
                 if self.token:
                     headers["Authorization"] = f"Bearer {self.token}"
                 self._client = httpx.Client(
-                    base_url=self.base_url, headers=headers, timeout=self.timeout
+                    base_url=self.base_url, headers=headers, timeout=self.timeout, verify=tls_verify()
                 )
             return self._client
 

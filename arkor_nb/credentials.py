@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from .client import CLIENT_HEADER, PRODUCTION_URL, error_from_body
+from .client import CLIENT_HEADER, PRODUCTION_URL, error_from_body, tls_verify
 from .errors import CloudApiError
 
 CLOUD_URL_ENV = "ARKOR_CLOUD_API_URL"
@@ -101,6 +101,7 @@ def request_anonymous_token(base_url: str | None = None, kind: str = "cli") -> d
         json={"kind": kind},
         headers={"X-Arkor-Client": CLIENT_HEADER},
         timeout=30.0,
+        verify=tls_verify(),
     )
     if not response.is_success:
         raise error_from_body(response.status_code, response.content)
