@@ -28,7 +28,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -82,54 +81,13 @@ def _error(status: int, message: str, field: str | None = None, *,
 # ------------------------------------------------------------- validation
 
 
-class _WireConfig(BaseModel):
-    """Type-level check of the wire config, used only when ``local.config`` is absent."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    model: str = Field(min_length=1)
-    datasetSource: dict[str, Any] | None = None
-    maxSteps: int | None = Field(default=None, ge=1, le=10_000_000)
-    numTrainEpochs: float | None = Field(default=None, gt=0, le=10_000)
-    learningRate: float | None = Field(default=None, gt=0, le=10)
-    batchSize: int | None = Field(default=None, ge=1, le=65_536)
-    optim: str | None = None
-    lrSchedulerType: str | None = None
-    weightDecay: float | None = Field(default=None, ge=0, le=10)
-    warmupSteps: int | None = Field(default=None, ge=0)
-    loggingSteps: int | None = Field(default=None, ge=1)
-    saveSteps: int | None = Field(default=None, ge=1)
-    evalSteps: int | None = Field(default=None, ge=1)
-    loraR: int | None = Field(default=None, ge=1, le=4096)
-    loraAlpha: float | None = Field(default=None, gt=0)
-    maxLength: int | None = Field(default=None, ge=8, le=1_000_000)
-    loadIn4bit: bool | None = None
-    trainOnResponsesOnly: bool | None = None
-    datasetFormat: dict[str, Any] | None = None
-    datasetSplit: Any = None
-    dryRun: bool | None = None
-
-
 def validate_job_config(config: Any, home: Path) -> dict[str, Any]:
-    """The normalised wire config, or ``ConfigError(field, message)``.
-
-    Uses the training side's full validator (``arkor_nb.local.config``) when
-    it is installed; otherwise a strict type/range check of every wire key.
-    """
+    """The normalised wire config, or ``ConfigError(field, message)`` (the training side's rules)."""
     if not isinstance(config, dict):
         raise ConfigError("config", "must be a JSON object of training settings")
-    try:
-        from arkor_nb.local.config import validate_config
-    except ImportError:
-        validate_config = None
-    if validate_config is not None:
-        return validate_config(config, home=home)
-    try:
-        parsed = _WireConfig.model_validate(config)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(field, f"{first['msg']} (got {first.get('input')!r:.80})") from None
-    return parsed.model_dump(exclude_none=True)
+    from arkor_nb.local.config import validate_config  # lazy: keeps /healthz start-up fast
+
+    return validate_config(config, home=home)
 
 
 # ------------------------------------------------------------------ helpers
@@ -366,6 +324,11 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
     async def store_error(request: Request, exc: Exception) -> Response:
         return _error(507, str(exc), "home")
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"internal error in the local server ({type(exc).__name__}); "
+                           f"see {home / 'server.log'} and report it")
+
     routes = [
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/v1/jobs", api.create_job, methods=["POST"]),
@@ -384,7 +347,7 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error,
-                            StoreError: store_error},
+                            StoreError: store_error, Exception: internal_error},
     )
     app.state.api = api
     return GuardMiddleware(app, policy)
