@@ -246,6 +246,8 @@ class LocalApi:
         """Unknown job, step or model -> 404; other bad values -> 400."""
         try:
             return await chat.respond(self.responder, target, options, model)
+        except chat.EngineUnavailable as err:
+            raise ApiError(503, str(err), openai_style=openai_style) from None
         except ConfigError as err:
             status = 404 if err.field in _NOT_FOUND_FIELDS else 400
             raise ApiError(status, str(err), err.field, openai_style=openai_style) from None

@@ -125,6 +125,10 @@ def parse_openai_body(body: dict[str, Any]) -> tuple[Target, dict[str, Any], str
     return target, options, model
 
 
+class EngineUnavailable(RuntimeError):
+    """The inference engine (or torch/transformers) cannot be imported: a 503."""
+
+
 class Responder:
     """Routes a target to the synthetic responder or to C's ``InferenceEngine``."""
 
@@ -143,8 +147,13 @@ class Responder:
     def _engine_instance(self) -> Any:
         with self._engine_lock:
             if self._engine is None:
-                from arkor_nb.local.inference import InferenceEngine  # lazy: imports torch
-
+                try:
+                    from arkor_nb.local.inference import InferenceEngine  # lazy: imports torch
+                except ImportError as err:
+                    raise EngineUnavailable(
+                        f"local inference is not available ({err}); install the local extra: "
+                        "pip install 'arkor-nb[local]'"
+                    ) from err
                 self._engine = InferenceEngine(self.home)
             return self._engine
 

@@ -256,8 +256,7 @@ class JobManager:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=job_dir,
-            env=env,
+            env=env,  # cwd is the server's: data roots and relative paths mean the same there
             start_new_session=True,
         )
         (job_dir / "worker.pid").write_text(str(proc.pid))
