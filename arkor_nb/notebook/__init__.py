@@ -1,0 +1,44 @@
+"""Notebook views of a run: the live panel, static snapshots, records, replay, compare.
+
+``live(trainer)`` displays the panel, starts the job if needed, streams on a
+background thread and returns a :class:`LiveRun` at once (``result()``,
+``cancel(remote=True)``, ``await run``, ``save(path)``, ``snapshot_html()``,
+``panel``). ``replay(path)`` redraws a saved run; ``compare([...])`` overlays
+several runs. Outside Jupyter, ``live`` prints compact text progress.
+
+Modules: ``state`` (pure run model), ``series`` (bounded decimated curves),
+``panel`` (ipywidgets), ``chart`` (plotly FigureWidget, one message per
+redraw), ``snapshot`` (static SVG + HTML), ``record`` (JSONL, replay,
+compare), ``text`` (formatting, terminal progress), ``live`` (threads).
+
+Stable DOM hooks for browser tests (CSS classes set with ``add_class`` on
+the widget's element, or on elements inside an HTML widget's value):
+
+- ``arkor-panel``: the whole panel (a VBox);
+- ``arkor-status``: the status HTML widget; inside it ``arkor-name``,
+  ``arkor-job-id``, ``arkor-badge`` (+ ``arkor-badge-<status>``, e.g.
+  ``arkor-badge-cancelled``), ``arkor-step`` ("12 / 100"), ``arkor-loss``,
+  ``arkor-eval-loss``, ``arkor-eta``, ``arkor-elapsed``, ``arkor-progress``,
+  ``arkor-error`` (backend failure), ``arkor-transport`` (stream problem),
+  ``arkor-cancel-state`` (what the cancel did), ``arkor-blocking`` (shown
+  while ``run.result()`` holds the kernel);
+- ``arkor-cancel``: the Cancel button (text "Cancel" -> "Cancelling…" -> the
+  final status: "Completed", "Failed", "Cancelled", "Stopped");
+- ``arkor-remote-toggle``: the "also cancel the job on the backend" checkbox;
+- ``arkor-logscale``, ``arkor-smoothing``: chart controls;
+- ``arkor-chart``: the chart box; holds ``arkor-chart-plotly`` (the plotly
+  FigureWidget: count points with ``gd.data[0].x.length`` on its
+  ``.js-plotly-plot``) while streaming, and an HTML widget with an
+  ``svg.arkor-svg`` before plotly loads and after the run ends;
+- ``arkor-checkpoints``: checkpoint list and samples (``arkor-samples``);
+- ``arkor-log``: the event log (newest at the bottom);
+- ``arkor-snapshot``: the static snapshot (its own cell output after the
+  run; a pending placeholder is ``arkor-snapshot-pending``).
+"""
+
+from __future__ import annotations
+
+from .live import LiveRun, live
+from .record import compare, replay
+
+__all__ = ["LiveRun", "live", "replay", "compare"]

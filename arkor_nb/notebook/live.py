@@ -1,0 +1,456 @@
+"""``ak.live()``: show a run in the notebook while it trains, without blocking the cell.
+
+Threads (all daemons, all owned by one :class:`LiveRun`):
+- *stream*: starts the job if needed and runs ``trainer.wait(abort_signal=own)``;
+  the trainer calls our listener for each event, which only folds it into
+  the :class:`RunState` and appends it to the recorder (O(1));
+- *ticker*: redraws the panel (or the text progress) a few times a second
+  in one batch, flushes the recorder, and does the final redraw;
+- *cancel*: asks the backend to cancel and polls until it confirms;
+- *sampler*: samples ``sample_prompts`` at each checkpoint via ``ctx.infer``.
+
+The Cancel button aborts only our own stream signal (at once) and, when its
+toggle is on, calls ``trainer.cancel()``; the trainer's own abort signal and
+callbacks are left as the user set them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+from ..abort import AbortController
+from ..errors import AbortedError, ConfigError
+from ..types import TrainingJob, TrainingResult
+from .record import Recorder
+from .snapshot import snapshot_html
+from .state import TERMINAL, RunState
+from .text import TextProgress, fix_for, status_line
+
+CANCEL_CONFIRM_S = 20.0  # how long the cancel thread polls the backend for the final status
+
+
+def in_jupyter_kernel() -> bool:
+    """True inside a Jupyter kernel (where widgets can render)."""
+    shell_mod = sys.modules.get("IPython")
+    if shell_mod is None:
+        return False
+    try:
+        ip = shell_mod.get_ipython()  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+class LiveRun:
+    """A run followed live. Returned by :func:`live`; see the module docstring."""
+
+    def __init__(self, trainer: Any, *, sample_prompts: list[str] | None = None,
+                 display: bool = True, interval: float = 0.5, text_stream: TextIO | None = None,
+                 sample_max_tokens: int = 64) -> None:
+        if sample_prompts is not None:
+            if isinstance(sample_prompts, str) or not all(isinstance(p, str) for p in sample_prompts):
+                raise ConfigError("sample_prompts", 'pass a list of strings, e.g. ["Hello!"]')
+        if interval <= 0:
+            raise ConfigError("interval", "must be > 0 seconds (0.5 is a good value)")
+        self.trainer = trainer
+        self.interval = interval
+        self.sample_prompts = list(sample_prompts or [])
+        self.sample_max_tokens = sample_max_tokens
+        config = dict(getattr(trainer, "config", None) or {})
+        self.state = RunState(name=getattr(trainer, "name", "") or "", job_id=trainer.job_id,
+                              backend=getattr(trainer, "backend_kind", "") or "")
+        self.state.apply_config(config)
+        self.recorder = Recorder({"name": self.state.name, "jobId": trainer.job_id,
+                                  "backend": self.state.backend, "config": config})
+        self._abort = AbortController()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._wake = threading.Event()
+        self._dirty = False
+        self._stopping = False
+        self._last_render = 0.0
+        self._result: TrainingResult | None = None
+        self._error: BaseException | None = None
+        self._cancel_remote: bool | None = None
+        self._cancel_thread: threading.Thread | None = None
+        self._final_job: TrainingJob | None = None
+        self._done_callbacks: list[Any] = []
+        self._sampler: ThreadPoolExecutor | None = None
+        self._restore_callbacks: Any = None
+        self._panel: Any = None
+        self._text: TextProgress | None = None
+        self._snap_handle: Any = None
+        self._display = display
+        self.ticks = 0
+        self._jupyter = display and in_jupyter_kernel()
+        if display and not self._jupyter:
+            self._text = TextProgress(text_stream)
+        self._unsubscribe = trainer.subscribe(self._on_item)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> LiveRun:
+        """Display (in Jupyter), then stream on background threads; returns at once."""
+        if self._jupyter:
+            self._show()
+        if self.sample_prompts:
+            self._install_sampler()
+        self._ticker = threading.Thread(target=self._tick_loop, name="arkor-nb-ticker", daemon=True)
+        self._stream = threading.Thread(target=self._stream_main, name="arkor-nb-stream", daemon=True)
+        self._ticker.start()
+        self._stream.start()
+        return self
+
+    @property
+    def panel(self) -> Any:
+        """The panel widget (built on first use when not displayed)."""
+        if self._panel is None:
+            from .panel import LivePanel
+
+            panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
+            panel.wake = self._wake.set
+            self._panel = panel
+            if self._done.is_set():
+                panel.finish()
+            else:
+                threading.Thread(target=panel.attach_figure, name="arkor-nb-figure", daemon=True).start()
+        return self._panel
+
+    def _show(self) -> None:
+        from IPython.display import display
+
+        panel = self.panel
+        display(panel)
+        self._snap_handle = display(
+            {"text/html": '<div class="arkor-snapshot-pending"></div>',
+             "text/plain": f"arkor_nb run {self.state.name}: the snapshot appears here when it ends"},
+            raw=True, display_id=True)
+
+    def _on_item(self, item: Any) -> None:
+        """Trainer listener: runs on the streaming loop for every event. O(1), never raises."""
+        self.state.fold(item)
+        self.recorder.add(item)
+        if not self._dirty:
+            self._dirty = True
+            self._wake.set()
+
+    def _stream_main(self) -> None:
+        trainer = self.trainer
+        try:
+            if trainer.job_id is None:
+                self.state.note("creating the job…")
+                trainer.start()
+            self.state.set_job(getattr(trainer, "job", None) or TrainingJob(id=trainer.job_id))
+            self.recorder.header["jobId"] = trainer.job_id
+            self._wake.set()
+            result = trainer.wait(abort_signal=self._abort.signal)
+            self._result = result
+            self.state.set_job(result.job)
+        except AbortedError as exc:
+            self._error = exc
+        except BaseException as exc:  # shown in the panel; result() re-raises it
+            self._error = exc
+            if not self.state.terminal:
+                self.state.set_transport(fix_for(exc), "error")
+        finally:
+            self._unsubscribe()
+            self._finish()
+
+    def _finish(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None and ticker is not threading.current_thread():
+            ticker.join(timeout=30)
+        self.recorder.flush()
+        if self._panel is not None:
+            self._panel.finish()
+        if self._text is not None:
+            self._text.update(self.state, time.monotonic(), final=True)
+        self._update_snapshot()
+        self._done.set()
+        for cb in list(self._done_callbacks):
+            cb()
+
+    def _tick_loop(self) -> None:
+        while True:
+            self._wake.wait(timeout=1.0)  # 1 Hz even when idle: the elapsed clock moves
+            if self._stopping:
+                return
+            wait = self.interval - (time.monotonic() - self._last_render)
+            if wait > 0:
+                time.sleep(wait)  # throttle: at most one redraw per interval
+                if self._stopping:
+                    return
+            self._wake.clear()
+            self._dirty = False
+            self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._last_render = now
+        self.ticks += 1
+        try:
+            if self._panel is not None:
+                self._panel.render(now)
+            if self._text is not None:
+                self._text.update(self.state, now)
+            self.recorder.flush()
+        except Exception as exc:  # a view bug must not kill the ticker
+            self.state.note(f"panel redraw failed: {type(exc).__name__}: {exc}", "error")
+
+    def _update_snapshot(self) -> None:
+        if self._snap_handle is None:
+            return
+        try:
+            self._snap_handle.update({"text/html": self.snapshot_html(),
+                                      "text/plain": status_line(self.state.summary())}, raw=True)
+        except Exception:  # the display went away (kernel shutting down)
+            pass
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, remote: bool = True) -> None:
+        """Stop watching at once; with ``remote`` also ask the backend to cancel the job.
+
+        Same as the panel's Cancel button. Returns at once; the panel shows
+        whether the backend accepted and the job's final status.
+        """
+        with self._lock:
+            if self._cancel_remote is not None or self._done.is_set():
+                return
+            self._cancel_remote = bool(remote)
+        if self._panel is not None:
+            self._panel.show_cancelling()
+        detail = ("cancelling: stopped the local stream, asking the backend to cancel the job…"
+                  if remote else "stopped watching; the job keeps running on the backend "
+                  "(reattach with ak.live(job_id=...))")
+        self.state.set_cancel("requested", detail)
+        if remote:
+            self._cancel_thread = threading.Thread(target=self._cancel_backend, name="arkor-nb-cancel",
+                                                   daemon=True)
+            self._cancel_thread.start()
+        self._abort.abort("cancelled from the notebook panel")
+
+    def _cancel_backend(self) -> None:
+        trainer = self.trainer
+        try:
+            if trainer.job_id is None:
+                self.state.set_cancel("remote-none", "nothing to cancel on the backend: the job was "
+                                      "not created")
+                return
+            job = trainer.cancel()
+            deadline = time.monotonic() + CANCEL_CONFIRM_S
+            delay = 0.1
+            stop = threading.Event()
+            while job is not None and not job.is_terminal and time.monotonic() < deadline:
+                stop.wait(delay)  # paced polling of the backend, not test synchronisation
+                delay = min(1.0, delay * 2)
+                job = trainer.cancel()  # idempotent: returns the job, terminal once confirmed
+            if job is None:
+                self.state.set_cancel("remote-none", "nothing to cancel on the backend")
+                return
+            self._final_job = job
+            self.state.set_job(job)
+            if job.is_terminal:
+                self.state.set_cancel("remote-ok", f"backend accepted the cancel; job {job.id} is "
+                                      f"{job.status}")
+            else:
+                self.state.set_cancel("remote-pending", f"backend accepted the cancel; job {job.id} "
+                                      f"still {job.status} after {CANCEL_CONFIRM_S:.0f} s")
+        except Exception as exc:
+            self.state.set_cancel("remote-failed", f"the backend did not accept the cancel: "
+                                  f"{fix_for(exc)}")
+        finally:
+            self._after_late_change()
+
+    def _after_late_change(self) -> None:
+        """A change after the stream ended (cancel confirmed, sample reply): redraw the end state."""
+        if self._done.is_set():
+            if self._panel is not None:
+                self._panel.refresh_final()
+            self._update_snapshot()
+        else:
+            self._wake.set()
+
+    # ------------------------------------------------------------ results
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> TrainingResult:
+        """Block until the run ends; return its TrainingResult.
+
+        Interrupting (kernel stop button, Ctrl-C) acts as Cancel (the
+        backend too when the panel's toggle is on), then re-raises
+        KeyboardInterrupt. After a local-only cancel this raises AbortedError
+        (the job keeps running on the backend).
+        """
+        panel = self._panel
+        if panel is not None:
+            panel.blocking = True
+            self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._done.wait(0.1):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the run did not end within {timeout} s "
+                                       "(it keeps running; call result() again)")
+            thread = self._cancel_thread
+            if thread is not None:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            remote = bool(panel.remote_toggle.value) if panel is not None else True
+            self.cancel(remote=remote)
+            self._done.wait(5.0)
+            raise
+        finally:
+            if panel is not None:
+                panel.blocking = False
+        return self._outcome()
+
+    def _outcome(self) -> TrainingResult:
+        if self._result is not None:
+            return self._result
+        job = self._final_job
+        if job is not None and job.is_terminal:
+            return TrainingResult(job=job, artifacts=[])
+        if self._error is not None:
+            raise self._error
+        raise AbortedError("the run was stopped before it ended")
+
+    def __await__(self) -> Any:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> TrainingResult:
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(event.set)
+
+        self._done_callbacks.append(wake)
+        try:
+            if not self._done.is_set():
+                await event.wait()
+            thread = self._cancel_thread
+            if thread is not None and thread.is_alive():
+                await asyncio.to_thread(thread.join)
+        except asyncio.CancelledError:
+            panel = self._panel
+            self.cancel(remote=bool(panel.remote_toggle.value) if panel is not None else True)
+            raise
+        finally:
+            self._done_callbacks.remove(wake)
+        return self._outcome()
+
+    # ------------------------------------------------------------ samples
+
+    def _install_sampler(self) -> None:
+        trainer = self.trainer
+        original = trainer.callbacks
+        user = original.on_checkpoint
+        self._sampler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arkor-nb-sampler")
+        if user is not None and (inspect.iscoroutinefunction(user)
+                                 or inspect.iscoroutinefunction(getattr(user, "__call__", None))):  # noqa: B004
+            async def on_checkpoint(ctx: Any) -> None:
+                await user(ctx)
+                self._queue_samples(ctx)
+        else:
+            def on_checkpoint(ctx: Any) -> None:  # type: ignore[misc]
+                if user is not None:
+                    outcome = user(ctx)
+                    if inspect.isawaitable(outcome):
+                        raise ConfigError("callbacks.on_checkpoint",
+                                          "returned an awaitable from a sync function; make it async def")
+                self._queue_samples(ctx)
+        trainer.callbacks = dataclasses.replace(original, on_checkpoint=on_checkpoint)
+
+        def restore() -> None:
+            if trainer.callbacks.on_checkpoint is on_checkpoint:
+                trainer.callbacks = original
+
+        self._restore_callbacks = restore
+        self._done_callbacks.append(restore)
+
+    def _queue_samples(self, ctx: Any) -> None:
+        for prompt in self.sample_prompts:
+            self.state.set_sample(ctx.step, prompt, None)
+        if self._sampler is not None:
+            self._sampler.submit(self._sample, ctx)
+
+    def _sample(self, ctx: Any) -> None:
+        for prompt in self.sample_prompts:
+            try:
+                response = ctx.infer(messages=[{"role": "user", "content": prompt}],
+                                     max_tokens=self.sample_max_tokens, stream=False)
+                if response.status_code >= 400:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+                reply = response.json()["choices"][0]["message"]["content"] or ""
+                self.state.set_sample(ctx.step, prompt, str(reply))
+            except Exception as exc:
+                self.state.set_sample(ctx.step, prompt, None, error=f"{type(exc).__name__}: {exc}")
+                self.state.note(f"sampling step {ctx.step} failed: {exc}", "warn")
+                break
+        self._after_late_change()
+
+    # ------------------------------------------------------------ records
+
+    def save(self, path: Any) -> Any:
+        """Write every event so far to a JSONL file (see ``arkor_nb.notebook.record``)."""
+        return self.recorder.save(path)
+
+    def snapshot_html(self) -> str:
+        """The static snapshot (inline SVG + summary table), as the cell keeps it."""
+        smoothing, log_y = 0.6, False
+        if self._panel is not None:
+            smoothing, log_y = float(self._panel.smoothing.value), bool(self._panel.log_toggle.value)
+        return snapshot_html(self.state, smoothing=smoothing, log_y=log_y)
+
+    def _repr_html_(self) -> str:
+        return self.snapshot_html()
+
+    def __repr__(self) -> str:
+        s = self.state
+        return f"<LiveRun {s.name!r} job={s.job_id} {s.status} step={s.step}>"
+
+    @property
+    def job_id(self) -> str | None:
+        return self.state.job_id
+
+    @property
+    def status(self) -> str:
+        return self.state.status
+
+
+def live(trainer: Any = None, *, job_id: str | None = None, backend: Any = "local",
+         sample_prompts: list[str] | None = None, display: bool = True,
+         interval: float = 0.5) -> LiveRun:
+    """Show a run live: display the panel, start the job if needed, stream in the background.
+
+    ``live(trainer)`` follows a Trainer; ``live(job_id=..., backend=...)``
+    attaches to an existing job and replays its history from the start.
+    Returns at once with a :class:`LiveRun` (``result()``, ``cancel()``,
+    ``await run``, ``save()``). Outside Jupyter it prints compact text progress.
+    """
+    if trainer is None and job_id is None:
+        raise ConfigError("trainer", "pass a Trainer (ak.create_trainer(...)) or job_id=... to attach")
+    if trainer is not None and job_id is not None:
+        raise ConfigError("job_id", "pass either a trainer or job_id=..., not both")
+    if trainer is None:
+        from ..trainer import Trainer
+
+        trainer = Trainer.attach(str(job_id), backend=backend)
+    elif not hasattr(trainer, "subscribe") or not hasattr(trainer, "wait"):
+        raise ConfigError("trainer", f"expected an ak.Trainer, got {type(trainer).__name__}")
+    return LiveRun(trainer, sample_prompts=sample_prompts, display=display, interval=interval).start()
+
+
+__all__ = ["LiveRun", "live", "in_jupyter_kernel", "TERMINAL"]

@@ -1,0 +1,233 @@
+"""Run records: every event to JSONL (``run.save``), ``replay`` and ``compare``.
+
+Why a spool file: a run may log a million events; keeping them all as
+objects would cost gigabytes, and serialising each one on the streaming
+thread would cost time per event. The recorder only appends the event to a
+list (O(1)); the panel's timer thread writes batches to a temporary JSONL
+spool, and ``save(path)`` copies it. Nothing recorded is lost: ``save``
+flushes first.
+
+File format: one JSON object per line. Line 1 is a header
+``{"type": "arkor.run", "version": 1, "name", "jobId", "backend", "config"}``;
+every other line is a wire event exactly as the SSE data carried it
+(camelCase, with ``jobId`` and ``timestamp``) plus ``"id"``, the SSE event id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..types import StreamNotice, parse_event
+from .snapshot import compare_html, snapshot_html
+from .state import RunState
+
+HEADER_TYPE = "arkor.run"
+FORMAT_VERSION = 1
+
+
+class Recorder:
+    """Collects events cheaply and spools them to a temporary JSONL file."""
+
+    def __init__(self, header: dict[str, Any]) -> None:
+        self.header = dict(header)
+        self._pending: list[Any] = []
+        self._lock = threading.Lock()
+        fd, name = tempfile.mkstemp(prefix="arkor-run-", suffix=".jsonl")
+        os.close(fd)
+        self.spool = Path(name)
+        self._finalizer = weakref.finalize(self, _unlink, self.spool)
+        self.count = 0
+
+    def add(self, item: Any) -> None:
+        """Called per event on the streaming thread: just an append."""
+        if not isinstance(item, StreamNotice):
+            self._pending.append(item)
+
+    def flush(self) -> None:
+        """Write pending events to the spool (timer thread, or before save)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            with self.spool.open("a", encoding="utf-8") as fh:
+                for ev in batch:
+                    data = ev.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    if ev.event_id is not None:
+                        data["id"] = ev.event_id
+                    fh.write(json.dumps(data, separators=(",", ":")) + "\n")
+            self.count += len(batch)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write header + every event so far to ``path`` (atomically: tmp file then rename)."""
+        self.flush()
+        target = Path(path)
+        if target.exists() and target.is_dir():
+            raise ConfigError("path", f"{target} is a directory; pass a file name like run.jsonl")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        with self._lock, tmp.open("w", encoding="utf-8") as out:
+            out.write(json.dumps({"type": HEADER_TYPE, "version": FORMAT_VERSION, **self.header},
+                                 separators=(",", ":"), default=str) + "\n")
+            with self.spool.open("r", encoding="utf-8") as src:
+                shutil.copyfileobj(src, out)
+        os.replace(tmp, target)
+        return target
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _parse_ts(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Iterator[Any]]:
+    """(header, events) of a saved run; bad lines are skipped, as on the wire."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("path", f"{p} does not exist; pass a file written by run.save(path)")
+    header: dict[str, Any] = {}
+    with p.open("r", encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        data = json.loads(first) if first.strip() else None
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and data.get("type") == HEADER_TYPE:
+        header = data
+
+    def events() -> Iterator[Any]:
+        with p.open("r", encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                ev = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
+                if ev is not None:
+                    yield ev
+
+    return header, events()
+
+
+def state_from_record(path: str | os.PathLike[str]) -> RunState:
+    """Fold a saved run into a RunState, using event timestamps as the clock."""
+    header, events = read_record(path)
+    config = header.get("config") or {}
+    st = RunState(name=header.get("name") or Path(path).stem, job_id=header.get("jobId"),
+                  backend=header.get("backend") or "")
+    st.apply_config(config)
+    first: float | None = None
+    last = 0.0
+    for ev in events:
+        ts = _parse_ts(ev.timestamp)
+        if ts is not None:
+            if first is None:
+                first = ts
+                st.created = ts
+            last = ts
+        st.fold(ev, now=ts if ts is not None else last)
+    if st.ended is None and first is not None:
+        st.ended = last  # an unfinished record: freeze the clock at its last event
+    st.clock = lambda: st.ended if st.ended is not None else last  # replay has no live clock
+    return st
+
+
+class Replay:
+    """A finished run redrawn from a JSONL record, no backend needed.
+
+    Displays as the static snapshot (HTML) in Jupyter; ``state`` is the
+    folded :class:`RunState`; ``panel`` builds the interactive panel.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.state = state_from_record(path)
+        self._panel: Any = None
+
+    def snapshot_html(self, *, smoothing: float = 0.6, log_y: bool = False) -> str:
+        return snapshot_html(self.state, smoothing=smoothing, log_y=log_y)
+
+    def _repr_html_(self) -> str:
+        return self.snapshot_html()
+
+    @property
+    def panel(self) -> Any:
+        """The live panel's widgets, in their finished state (log scale and smoothing work)."""
+        if self._panel is None:
+            from .panel import LivePanel
+
+            self._panel = LivePanel(self.state, use_plotly=False)
+            self._panel.finish()
+        return self._panel
+
+    def __repr__(self) -> str:
+        s = self.state
+        return f"<arkor_nb replay {s.name!r} {s.status} step={s.step} loss={s.loss}>"
+
+
+def replay(path: str | os.PathLike[str]) -> Replay:
+    """Redraw a saved run (``run.save(path)``) without any backend."""
+    return Replay(path)
+
+
+class Comparison:
+    """Several runs overlaid: ``compare([run_a, run_b, "run_c.jsonl"])``."""
+
+    def __init__(self, runs: Iterable[Any]) -> None:
+        self.runs: list[tuple[str, RunState]] = []
+        for i, run in enumerate(runs):
+            self.runs.append(_as_state(run, i))
+        if not self.runs:
+            raise ConfigError("runs", "pass at least one run: a LiveRun, a replay() or a .jsonl path")
+
+    def snapshot_html(self, *, smoothing: float = 0.6, log_y: bool = False) -> str:
+        return compare_html(self.runs, smoothing=smoothing, log_y=log_y)
+
+    def _repr_html_(self) -> str:
+        return self.snapshot_html()
+
+    def __repr__(self) -> str:
+        return "<arkor_nb comparison of " + ", ".join(label for label, _ in self.runs) + ">"
+
+
+def _as_state(run: Any, index: int) -> tuple[str, RunState]:
+    if isinstance(run, (str, os.PathLike)):
+        st = state_from_record(run)
+        return (st.name or Path(run).stem, st)
+    state = getattr(run, "state", None)
+    if isinstance(state, RunState):
+        return (state.name or state.job_id or f"run {index + 1}", state)
+    if isinstance(run, RunState):
+        return (run.name or f"run {index + 1}", run)
+    raise ConfigError(f"runs[{index}]", f"expected a LiveRun, a replay() or a .jsonl path, got {run!r}")
+
+
+def compare(runs: Iterable[Any]) -> Comparison:
+    """Overlay the loss curves of several runs (LiveRun, replay() result or JSONL path)."""
+    return Comparison(runs)

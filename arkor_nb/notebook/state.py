@@ -1,0 +1,376 @@
+"""The run model behind every view: folds stream items into a small, bounded state.
+
+Pure Python, no widgets: the live panel, the static snapshot, the text
+progress, replay and compare all read the same model. ``fold`` is called on
+the streaming thread for every event and must stay cheap and O(1): it only
+updates scalars, appends to decimated series and to a ring buffer; anything
+that formats text happens later, when a view renders.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..types import (
+    CheckpointSaved,
+    StreamNotice,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
+)
+from .series import DecimatedSeries
+
+LOG_RING = 300  # events kept for the event log
+MAX_POINTS = 2000  # per loss curve
+SIDE_POINTS = 1000  # eval loss / learning rate curves (sparser or smooth)
+
+STATUS_LABELS = {
+    "connecting": "connecting",
+    "queued": "queued",
+    "running": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "detached": "stopped watching",
+}
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    wall: float
+    artifacts: list[Any] = field(default_factory=list)
+    # prompt -> reply text (None while sampling, "" if empty); errors go to ``sample_error``
+    samples: dict[str, str | None] = field(default_factory=dict)
+    sample_error: str | None = None
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One event-log line; ``item`` is formatted only when rendered."""
+
+    wall: float
+    item: Any  # a TrainingEvent, a StreamNotice, or a str (panel message)
+    level: str = "info"  # info | warn | error
+    html: str | None = None  # the rendered line, cached by the panel
+
+
+class RunState:
+    """Folded state of one run. Thread-safe: ``fold`` under ``lock``; views copy under it."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "",
+        job_id: str | None = None,
+        backend: str = "",
+        max_steps: int | None = None,
+        num_epochs: float | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.name = name
+        self.job_id = job_id
+        self.backend = backend
+        self.max_steps = max_steps
+        self.num_epochs = num_epochs
+        self.status = "connecting"
+        self.created = clock()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.step = 0
+        self.epoch: float | None = None
+        self.loss: float | None = None
+        self.eval_loss: float | None = None
+        self.learning_rate: float | None = None
+        self.samples_per_second: float | None = None
+        self.best_loss: float | None = None
+        self.best_step: int | None = None
+        self.best_eval_loss: float | None = None
+        self.ema_loss: float | None = None
+        self.ema_weight = 0.9
+        self.error: str | None = None  # backend's failure message (training.failed)
+        self.transport: str | None = None  # client-side stream problem, with the fix
+        self.transport_level = "info"
+        self.cancel_state: str | None = None  # requested | aborted-local | remote-ok | remote-failed
+        self.cancel_detail: str | None = None
+        self.metrics: dict[str, Any] = {}
+        self.artifacts: list[Any] = []
+        self.metadata: dict[str, Any] = {}
+        self.checkpoints: list[Checkpoint] = []
+        self.log: deque[LogEntry] = deque(maxlen=LOG_RING)
+        self.log_total = 0
+        self.loss_series = DecimatedSeries(MAX_POINTS)
+        self.eval_series = DecimatedSeries(SIDE_POINTS)
+        self.lr_series = DecimatedSeries(SIDE_POINTS)
+        self.n_events = 0
+        self.version = 0  # bumps on any change: a view redraws only when it moved
+        self.log_version = 0
+        self.ckpt_version = 0
+        self._rate_t0: float | None = None
+        self._rate_s0 = 0
+        self._rate_t: float | None = None
+        self._rate_s = 0
+
+    # ------------------------------------------------------------------ fold
+
+    def fold(self, item: Any, now: float | None = None) -> None:
+        """Apply one stream item (a typed event or a StreamNotice). Never raises on odd input."""
+        t = self.clock() if now is None else now
+        with self.lock:
+            self.n_events += 1
+            self.version += 1
+            if isinstance(item, TrainingLog):
+                self._fold_log(item, t)
+                self.log.append(LogEntry(t, item))
+                self.log_total += 1
+                self.log_version += 1
+                return
+            if isinstance(item, StreamNotice):
+                self._fold_notice(item)
+                return
+            level = "info"
+            if isinstance(item, TrainingStarted):
+                if self.status not in TERMINAL:
+                    self.status = "running"
+                self.started = self.started or t
+                self.metadata = dict(item.metadata or {})
+                self._max_from(self.metadata)
+            elif isinstance(item, CheckpointSaved):
+                self.checkpoints.append(Checkpoint(item.step, t, list(item.artifacts or [])))
+                self.ckpt_version += 1
+                self.step = max(self.step, item.step)
+            elif isinstance(item, TrainingCompleted):
+                self.status = "completed"
+                self.metrics = dict(item.metrics or {})
+                self.artifacts = list(item.artifacts or [])
+                self.ended = t
+            elif isinstance(item, TrainingFailed):
+                self.status = "failed"
+                self.error = item.error
+                if item.step is not None:
+                    self.step = max(self.step, item.step)
+                self.ended = t
+                level = "error"
+            elif isinstance(item, TrainingCancelled):
+                self.status = "cancelled"
+                if item.step is not None:
+                    self.step = max(self.step, item.step)
+                self.ended = t
+                level = "warn"
+            elif isinstance(item, str):
+                level = "info"
+            else:
+                return
+            self.log.append(LogEntry(t, item, level))
+            self.log_total += 1
+            self.log_version += 1
+
+    def _fold_log(self, ev: TrainingLog, t: float) -> None:
+        step = ev.step
+        if self.status in ("connecting", "queued"):
+            self.status = "running"
+        if self.started is None:
+            self.started = t
+        if step > self.step:
+            self.step = step
+        if self._rate_t0 is None:
+            self._rate_t0, self._rate_s0 = t, step
+        self._rate_t, self._rate_s = t, step
+        loss = ev.loss
+        if loss is not None and math.isfinite(loss):
+            self.loss = loss
+            self.loss_series.append(step, loss)
+            w = self.ema_weight
+            self.ema_loss = loss if self.ema_loss is None else w * self.ema_loss + (1 - w) * loss
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss, self.best_step = loss, step
+        ev_loss = ev.eval_loss
+        if ev_loss is not None and math.isfinite(ev_loss):
+            self.eval_loss = ev_loss
+            self.eval_series.append(step, ev_loss)
+            if self.best_eval_loss is None or ev_loss < self.best_eval_loss:
+                self.best_eval_loss = ev_loss
+        lr = ev.learning_rate
+        if lr is not None:
+            self.learning_rate = lr
+            self.lr_series.append(step, lr)
+        if ev.epoch is not None:
+            self.epoch = ev.epoch
+        if ev.samples_per_second is not None:
+            self.samples_per_second = ev.samples_per_second
+
+    def _fold_notice(self, n: StreamNotice) -> None:
+        from .text import describe_notice  # formatting lives with the text helpers
+
+        if n.kind == "connected":
+            if self.transport_level != "info" or self.transport:
+                self.transport = None
+                self.transport_level = "info"
+            return  # not worth an event-log line per (re)connect
+        text, level = describe_notice(n)
+        self.transport = text
+        self.transport_level = level
+        if n.kind == "aborted" and self.status not in TERMINAL:
+            self.status = "detached"
+            self.ended = self.ended or self.clock()
+        if n.kind == "error" and self.status not in TERMINAL:
+            self.ended = self.ended or self.clock()
+        self.log.append(LogEntry(self.clock(), n, level))
+        self.log_total += 1
+        self.log_version += 1
+
+    def _max_from(self, meta: dict[str, Any]) -> None:
+        for key in ("maxSteps", "max_steps", "totalSteps", "total_steps"):
+            value = meta.get(key)
+            if isinstance(value, int) and value > 0:
+                self.max_steps = value
+                return
+
+    # ------------------------------------------------------- panel-side updates
+
+    def note(self, text: str, level: str = "info") -> None:
+        """A line from the panel itself (cancel accepted, sampling failed...)."""
+        with self.lock:
+            self.log.append(LogEntry(self.clock(), text, level))
+            self.log_total += 1
+            self.log_version += 1
+            self.version += 1
+
+    def set_job(self, job: Any) -> None:
+        """Adopt what a TrainingJob says (id, name, status, config)."""
+        if job is None:
+            return
+        with self.lock:
+            self.job_id = getattr(job, "id", None) or self.job_id
+            self.name = self.name or getattr(job, "name", "") or ""
+            status = getattr(job, "status", None)
+            if status in TERMINAL and self.status not in TERMINAL:
+                self.status = status
+                self.ended = self.ended or self.clock()
+                if status == "failed" and not self.error:
+                    self.error = getattr(job, "error", None)
+            elif status in ("queued", "running") and self.status in ("connecting", "queued"):
+                self.status = status
+            config = getattr(job, "config", None) or {}
+            self.apply_config(config)
+            self.version += 1
+
+    def apply_config(self, config: dict[str, Any]) -> None:
+        with self.lock:
+            if self.max_steps is None and isinstance(config.get("maxSteps"), int):
+                self.max_steps = config["maxSteps"]
+            if self.num_epochs is None and isinstance(config.get("numTrainEpochs"), (int, float)):
+                self.num_epochs = float(config["numTrainEpochs"])
+
+    def set_cancel(self, state: str, detail: str | None = None) -> None:
+        with self.lock:
+            self.cancel_state = state
+            self.cancel_detail = detail
+            self.version += 1
+
+    def set_transport(self, text: str, level: str = "error") -> None:
+        with self.lock:
+            self.transport = text
+            self.transport_level = level
+            if self.status not in TERMINAL:
+                self.ended = self.ended or self.clock()
+            self.log.append(LogEntry(self.clock(), text, level))
+            self.log_total += 1
+            self.log_version += 1
+            self.version += 1
+
+    def set_sample(self, step: int, prompt: str, reply: str | None, error: str | None = None) -> None:
+        with self.lock:
+            for ck in reversed(self.checkpoints):
+                if ck.step == step:
+                    if error is not None:
+                        ck.sample_error = error
+                    else:
+                        ck.samples[prompt] = reply
+                    break
+            self.ckpt_version += 1
+            self.version += 1
+
+    # ------------------------------------------------------------- derived
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def elapsed(self, now: float | None = None) -> float:
+        start = self.started if self.started is not None else self.created
+        end = self.ended if self.ended is not None else (self.clock() if now is None else now)
+        return max(0.0, end - start)
+
+    def steps_per_second(self) -> float | None:
+        if self._rate_t0 is None or self._rate_t is None:
+            return None
+        dt = self._rate_t - self._rate_t0
+        ds = self._rate_s - self._rate_s0
+        if dt <= 0 or ds <= 0:
+            return None
+        return ds / dt
+
+    def eta(self) -> float | None:
+        """Seconds left, from the observed step rate; None when unknown."""
+        if self.terminal or not self.max_steps:
+            return None
+        rate = self.steps_per_second()
+        if not rate:
+            return None
+        return max(0.0, (self.max_steps - self.step) / rate)
+
+    def progress(self) -> float | None:
+        if self.max_steps:
+            done = 1.0 if self.status == "completed" else self.step / self.max_steps
+            return min(1.0, max(0.0, done))
+        if self.num_epochs and self.epoch is not None:
+            return min(1.0, max(0.0, self.epoch / self.num_epochs))
+        return None
+
+    def curves(self) -> dict[str, tuple[list[float], list[float]]]:
+        """Copies of the decimated series (call under ``lock`` or accept a torn read)."""
+        with self.lock:
+            return {
+                "loss": (self.loss_series.xs(), self.loss_series.ys()),
+                "eval_loss": (self.eval_series.xs(), self.eval_series.ys()),
+                "learning_rate": (self.lr_series.xs(), self.lr_series.ys()),
+            }
+
+    def summary(self) -> dict[str, Any]:
+        """The figures a snapshot table and text progress show."""
+        with self.lock:
+            return {
+                "name": self.name,
+                "job_id": self.job_id,
+                "backend": self.backend,
+                "status": self.status,
+                "step": self.step,
+                "max_steps": self.max_steps,
+                "epoch": self.epoch,
+                "loss": self.loss,
+                "eval_loss": self.eval_loss,
+                "learning_rate": self.learning_rate,
+                "samples_per_second": self.samples_per_second,
+                "best_loss": self.best_loss,
+                "best_step": self.best_step,
+                "best_eval_loss": self.best_eval_loss,
+                "elapsed": self.elapsed(),
+                "eta": self.eta(),
+                "error": self.error,
+                "transport": self.transport,
+                "cancel_state": self.cancel_state,
+                "cancel_detail": self.cancel_detail,
+                "checkpoints": [c.step for c in self.checkpoints],
+                "log_events": self.n_events,
+            }

@@ -1,0 +1,174 @@
+"""Formatting shared by every view, and the terminal fallback progress display.
+
+Outside Jupyter (plain Python, CI logs) ``ak.live()`` prints a compact line
+(status, step, loss, ETA). On a terminal it rewrites one line at most twice a
+second; in a log file it prints at most one line every ``log_interval``
+seconds plus one per checkpoint and one at the end, so a million-step run
+adds a few hundred lines, not a million.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from typing import Any, TextIO
+
+from ..errors import AbortedError, CloudApiError, ReconnectExhaustedError
+from ..types import (
+    CheckpointSaved,
+    StreamNotice,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
+)
+
+
+def fnum(value: float | None, digits: int = 4) -> str:
+    """A metric in a short, stable form: 0.1234, 1.2e-05, '–' when missing."""
+    if value is None:
+        return "–"
+    if value != value:  # NaN
+        return "nan"
+    if value == 0:
+        return "0"
+    mag = abs(value)
+    if mag >= 1e5 or mag < 1e-3:
+        return f"{value:.{max(1, digits - 2)}e}"
+    return f"{value:.{digits}g}"
+
+
+def fduration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def fix_for(error: BaseException) -> str:
+    """What happened on the transport and what the user can do about it."""
+    if isinstance(error, CloudApiError):
+        if error.status in (401, 403):
+            return (f"{error} — the backend refused the token: check ARKOR_TOKEN / "
+                    "~/.arkor/credentials.json (or restart the local server), then "
+                    "ak.live(job_id=...) to reattach")
+        if error.status == 410:
+            return f"{error} — the job's event stream is gone (job deleted or expired)"
+        if error.status == 426:
+            return str(error)
+        return f"{error} — reattach with ak.live(job_id=...) when the backend is back"
+    if isinstance(error, ReconnectExhaustedError):
+        return (f"{error} — the backend stopped answering; the job may still be running: "
+                "reattach with ak.live(job_id=...) when it is reachable again, or raise "
+                "ReconnectPolicy(max_attempts=...)")
+    if isinstance(error, AbortedError):
+        return "stopped watching (local stream aborted)"
+    return f"{type(error).__name__}: {error}"
+
+
+def describe_notice(n: StreamNotice) -> tuple[str, str]:
+    """(text, level) for a client-side stream notice."""
+    if n.kind == "reconnecting":
+        delay = f" in {n.delay:.1f} s" if n.delay is not None else ""
+        cause = f" ({n.error})" if n.error is not None else ""
+        return f"stream interrupted{cause}; reconnecting{delay} (attempt {n.attempt})", "warn"
+    if n.kind == "aborted":
+        return "stopped watching (local stream aborted)", "warn"
+    if n.kind == "error":
+        if n.error is not None:
+            return fix_for(n.error), "error"
+        return "stream error", "error"
+    return "connected", "info"
+
+
+def describe(item: Any) -> str:
+    """One event-log line (plain text)."""
+    if isinstance(item, TrainingLog):
+        parts = [f"step {item.step}"]
+        if item.loss is not None:
+            parts.append(f"loss {fnum(item.loss)}")
+        if item.eval_loss is not None:
+            parts.append(f"eval {fnum(item.eval_loss)}")
+        if item.learning_rate is not None:
+            parts.append(f"lr {fnum(item.learning_rate, 3)}")
+        return "log  " + " · ".join(parts)
+    if isinstance(item, TrainingStarted):
+        return "started"
+    if isinstance(item, CheckpointSaved):
+        return f"checkpoint saved at step {item.step}"
+    if isinstance(item, TrainingCompleted):
+        return "completed"
+    if isinstance(item, TrainingFailed):
+        return f"FAILED: {item.error}"
+    if isinstance(item, TrainingCancelled):
+        return "cancelled" + (f" at step {item.step}" if item.step is not None else "")
+    if isinstance(item, StreamNotice):
+        return describe_notice(item)[0]
+    return str(item)
+
+
+def status_line(summary: dict[str, Any]) -> str:
+    """``[running] step 40/100 (40%) loss 1.23 best 1.1@35 · 12.0 samples/s · ETA 0:31``."""
+    step = summary["step"]
+    max_steps = summary.get("max_steps")
+    pos = f"step {step}/{max_steps} ({100 * step / max_steps:.0f}%)" if max_steps else f"step {step}"
+    bits = [f"[{summary['status']}]", pos, f"loss {fnum(summary.get('loss'))}"]
+    if summary.get("eval_loss") is not None:
+        bits.append(f"eval {fnum(summary['eval_loss'])}")
+    if summary.get("best_loss") is not None:
+        bits.append(f"best {fnum(summary['best_loss'])}@{summary['best_step']}")
+    if summary.get("samples_per_second") is not None:
+        bits.append(f"{summary['samples_per_second']:.1f} samples/s")
+    if summary.get("eta") is not None:
+        bits.append(f"ETA {fduration(summary['eta'])}")
+    bits.append(f"elapsed {fduration(summary.get('elapsed'))}")
+    if summary.get("error"):
+        bits.append(f"error: {summary['error']}")
+    elif summary.get("transport"):
+        bits.append(str(summary["transport"]))
+    return " ".join(bits)
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+class TextProgress:
+    """Throttled text progress for terminals and log files (see module docstring)."""
+
+    def __init__(self, stream: TextIO | None = None, *, log_interval: float = 10.0,
+                 tty_interval: float = 0.5) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self.interval = tty_interval if self.tty else log_interval
+        self._last_print: float | None = None
+        self._last_ckpts = 0
+        self._last_line = ""
+        self.lines = 0  # lines written, so tests can check the throttle
+
+    def update(self, state: Any, now: float, *, final: bool = False) -> None:
+        summary = state.summary()
+        for step in summary["checkpoints"][self._last_ckpts:]:
+            self._emit(f"checkpoint saved at step {step}", newline=True)
+        self._last_ckpts = len(summary["checkpoints"])
+        due = self._last_print is None or now - self._last_print >= self.interval
+        if not (due or final):
+            return
+        line = status_line(summary)
+        if line == self._last_line and not final:
+            return
+        self._last_print = now
+        self._last_line = line
+        self._emit(line, newline=final or not self.tty)
+
+    def _emit(self, line: str, *, newline: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line + ("\n" if newline else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.lines += 1
