@@ -88,7 +88,16 @@ class LocalServer:
         env = {**os.environ, "ARKOR_NB_HOME": str(self.home), **self.extra_env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arkor_nb.local.serve", "--port", str(self.port), *self.args],
+            [
+                sys.executable,
+                "-m",
+                "arkor_nb.local.serve",
+                "--port",
+                str(self.port),
+                "--home",
+                str(self.home),
+                *self.args,
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

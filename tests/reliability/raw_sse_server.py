@@ -42,6 +42,13 @@ class RawSseServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def reset(self, bodies: Callable[[int, Request], bytes]) -> RawSseServer:
+        """Reuse one server for many hypothesis examples (starting one costs more than a run)."""
+        self.bodies = bodies
+        self.requests = []
+        self.stream_opens = 0
+        return self
+
     def __enter__(self) -> RawSseServer:
         self._thread.start()
         return self

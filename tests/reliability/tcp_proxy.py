@@ -169,7 +169,12 @@ class FaultProxy:
             self._tasks.discard(task)  # type: ignore[arg-type]
 
     async def _pipe_up(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Rewrite Host to the upstream's, as a reverse proxy does, so the server's
+        # DNS-rebinding check (Host must be its own loopback address) still passes.
+        mine = f"Host: 127.0.0.1:{self.port}\r\n".encode()
+        theirs = f"Host: {self.upstream[0]}:{self.upstream[1]}\r\n".encode()
         while data := await reader.read(65536):
+            data = data.replace(mine, theirs)
             self.stats.bytes_up += len(data)
             writer.write(data)
             await writer.drain()

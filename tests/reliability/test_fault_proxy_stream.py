@@ -18,13 +18,13 @@ from tests.reliability.harness import EventLog, LocalServer, report
 from tests.reliability.tcp_proxy import Drop, FaultProxy, Garbage, Stall
 
 STEPS = 5_000
-KEEPALIVE_S = 1.0  # client treats 3 s of silence as a stalled stream
+KEEPALIVE_S = 0.5  # client treats 1.5 s of silence as a stalled stream
 
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ARKOR_NB_KEEPALIVE_S", str(KEEPALIVE_S))
-    env = {"ARKOR_NB_SYNTHETIC_STEP_S": "0.0005", "ARKOR_NB_KEEPALIVE_S": str(KEEPALIVE_S)}
+    env = {"ARKOR_NB_SYNTHETIC_STEP_S": "0.0005", "ARKOR_NB_SSE_PING_S": str(KEEPALIVE_S)}
     with LocalServer(tmp_path / "home", env=env) as srv:
         yield srv
 

@@ -10,8 +10,10 @@ happens to be complete), garbage frames are skipped, and the resume point
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,7 @@ from arkor_nb.types import (
 from tests.reliability.raw_sse_server import RawSseServer, Request, frame
 
 JOB = "job_fuzz"
+SERVER = RawSseServer(lambda n, r: b"")
 FAST = ak.ReconnectPolicy(initial_delay=0.0, max_delay=0.0, max_attempts=2)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -66,6 +69,12 @@ def events(seen: list[Any]) -> list[Any]:
 # ------------------------------------------------------------------ properties
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _server() -> Iterator[None]:
+    with SERVER:
+        yield
+
+
 @SETTINGS
 @given(body=st.binary(max_size=2_000))
 def test_arbitrary_bytes_never_crash(body: bytes) -> None:
@@ -74,8 +83,7 @@ def test_arbitrary_bytes_never_crash(body: bytes) -> None:
     def bodies(n: int, req: Request) -> bytes:
         return body if n == 0 else frame(10**9, completed())
 
-    with RawSseServer(bodies) as server:
-        seen, err = run_client(server)
+    seen, err = run_client(SERVER.reset(bodies))
     wire_types = (
         TrainingStarted,
         TrainingLog,
@@ -110,8 +118,7 @@ def test_a_cut_off_frame_is_never_delivered(n_complete: int, cut: int) -> None:
         replay = b"".join(frame(i, log(i)) for i in range(start, n_complete + 2))
         return replay + frame(n_complete + 2, completed())
 
-    with RawSseServer(bodies) as server:
-        seen, err = run_client(server)
+    seen, err = run_client(SERVER.reset(bodies))
     assert err is None
     got = events(seen)
     steps = [e.step for e in got if isinstance(e, TrainingLog)]
@@ -129,24 +136,28 @@ garbage_block = st.binary(max_size=200).map(
 @SETTINGS
 @given(blocks=st.lists(st.one_of(st.just(None), garbage_block), min_size=1, max_size=12))
 def test_garbage_frames_between_real_ones_are_skipped(blocks: list[bytes | None]) -> None:
-    body = b""
+    # (id, bytes) segments; the server replays the same bytes after Last-Event-ID,
+    # garbage included, exactly as a real server replays a log with a bad frame in it.
+    segments: list[tuple[int | None, bytes]] = []
     step = 0
     for block in blocks:
         if block is None:
             step += 1
-            body += frame(step, log(step))
+            segments.append((step, frame(step, log(step))))
         else:
-            body += block
-    body += frame(step + 1, completed())
-    # Garbage may carry its own "id:" line; only garbage that also parses as a real
-    # event could ever be delivered, and every block here is checked below.
+            segments.append((None, block))
+    segments.append((step + 1, frame(step + 1, completed())))
+    # Only a garbage block that itself looks like an event could ever be delivered.
     fake_events = [b for b in blocks if b is not None and b"training." in b and b"data:" in b]
 
     def bodies(n: int, req: Request) -> bytes:
-        return body if n == 0 else frame(10**9, completed())
+        after = req.headers.get("last-event-id")
+        start = 0
+        if after is not None and after.isdigit():
+            start = next((i + 1 for i, (sid, _) in enumerate(segments) if sid == int(after)), 0)
+        return b"".join(b for _, b in segments[start:])
 
-    with RawSseServer(bodies) as server:
-        seen, err = run_client(server)
+    seen, err = run_client(SERVER.reset(bodies))
     assert err is None
     got = [e for e in events(seen) if isinstance(e, TrainingLog)]
     if not fake_events:
@@ -158,7 +169,6 @@ def test_json_split_over_two_data_lines_is_one_event() -> None:
     """The SSE spec joins multi-line data with newlines; JSON tolerates that."""
     text = json.dumps(log(1), indent=1)
     body = frame(1, text) + frame(2, completed())
-    with RawSseServer(lambda n, r: body if n == 0 else frame(3, completed())) as server:
-        seen, err = run_client(server)
+    seen, err = run_client(SERVER.reset(lambda n, r: body if n == 0 else frame(3, completed())))
     assert err is None
     assert [type(e).__name__ for e in events(seen)] == ["TrainingLog", "TrainingCompleted"]
