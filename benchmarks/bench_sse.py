@@ -59,6 +59,23 @@ def raw_read(server: Server, job_id: str) -> dict[str, Any]:
             "stamps": stamps}
 
 
+def raw_completed(server: Server, job_id: str) -> dict[str, Any]:
+    """The job's terminal event, read from its (finished) stream."""
+    last: dict[str, Any] = {}
+    with httpx.Client(timeout=httpx.Timeout(60.0), trust_env=False) as client:
+        with connect_sse(client, "GET", f"{server.url}/v1/jobs/{job_id}/events/stream",
+                         params=SCOPE, headers=server.headers) as source:
+            for sse in source.iter_sse():
+                if sse.event == "end":
+                    break
+                if sse.data and sse.event not in ("ping",):
+                    data = json.loads(sse.data)
+                    if data.get("type") in ("training.completed", "training.failed",
+                                            "training.cancelled"):
+                        last = data
+    return last
+
+
 def trainer_read(server: Server, job_id: str | None, config: dict[str, Any] | None = None,
                  *, with_callback: bool = True) -> dict[str, Any]:
     """``Trainer.wait()`` with a no-op ``on_log`` (recording when it ran), or with

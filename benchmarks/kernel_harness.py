@@ -60,6 +60,16 @@ _m.dump({loop_path!r}, done=_done, truncated=_truncated, loop_wall_s=_t_loop)
 """
 
 
+_DRIVE_CELL = """\
+_m.start()
+drive({n})
+_t_loop = time.perf_counter() - _m.wall0
+finish()
+_m.stop()
+_m.dump({loop_path!r}, done={n}, truncated=False, loop_wall_s=_t_loop)
+"""
+
+
 def build_notebook(display: Display, n: int, pace: float, cap: float, seed: int,
                    setup_path: str, loop_path: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
@@ -69,6 +79,7 @@ def build_notebook(display: Display, n: int, pace: float, cap: float, seed: int,
         nbformat.v4.new_code_cell(display.code),
         nbformat.v4.new_code_cell(_SETUP_CELL.format(n=n, setup_path=setup_path)),
         nbformat.v4.new_code_cell(
+            _DRIVE_CELL.format(n=n, loop_path=loop_path) if display.events == "none" else
             _LOOP_CELL.format(events=display.events, n=n, seed=seed, pace=pace, cap=cap,
                               loop_path=loop_path)
         ),

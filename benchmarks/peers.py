@@ -169,4 +169,88 @@ PEERS: list[Display] = [
 
 OURS: list[Display] = []
 
+
+# ----------------------------------------------------------------- arkor_nb
+
+# The real panel (ak.live: LiveRun, RunState, recorder, ticker, LivePanel,
+# plotly chart, snapshot) fed through the real Trainer's listener dispatch
+# (``Trainer._notify``: what ``wait()`` calls for every parsed event). Only
+# the transport is replaced: ``wait()`` blocks until the benchmark has fed
+# the stream instead of reading SSE, so the row isolates the panel's cost.
+ARKOR_FEED = """
+import threading as _threading
+import time as _time
+
+def setup(n):
+    global _run, _tr, _release, _notify
+    import arkor_nb as ak
+    from arkor_nb.trainer import Trainer
+    from arkor_nb.types import TrainingJob, TrainingResult, parse_event
+
+    class FeedTrainer(Trainer):
+        def wait(self, *, abort_signal=None):
+            _release.wait()
+            return TrainingResult(job=TrainingJob(id="job_bench", name="bench", status="completed"))
+
+    _release = _threading.Event()
+    _tr = FeedTrainer.attach("job_bench", backend=ak.LocalBackend(url="http://127.0.0.1:9",
+                                                                  token="unused"))
+    _tr.config = {"model": "arkor-nb/synthetic", "maxSteps": n}
+    _run = ak.live(_tr)
+    # as for the plotly peers, the first FigureWidget (imports) belongs to setup
+    deadline = _time.monotonic() + 180
+    while _run.panel.figure is None and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+    _notify = _tr._notify
+    _notify(parse_event({"type": "training.started", "jobId": "job_bench",
+                         "timestamp": "2026-01-01T00:00:00Z"}, "0"))
+
+def on_event(ev):
+    _notify(ev)
+
+def finish():
+    from arkor_nb.types import parse_event
+    _notify(parse_event({"type": "training.completed", "jobId": "job_bench",
+                         "timestamp": "2026-01-01T00:00:01Z", "metrics": {}}, "end"))
+    _release.set()
+    _run.result(timeout=300)
+"""
+
+# End to end in the kernel: a real local server (synthetic worker) has
+# recorded an N-step job; ak.live(job_id=...) replays it through HTTP/SSE,
+# Trainer.wait(), the listener and the panel. Everything the kernel does is
+# counted, including reading and parsing the stream.
+ARKOR_E2E = """
+import time as _time
+
+def setup(n):
+    global _srv_cm, _srv, _job
+    from benchmarks.local_server import local_server
+    _srv_cm = local_server(ARKOR_NB_SYNTHETIC_STEP_S="0")
+    _srv = _srv_cm.__enter__()
+    _job = _srv.create_job("bench-e2e", {"model": "arkor-nb/synthetic", "maxSteps": n})
+    _srv.wait_terminal(_job, timeout=1800)
+    import arkor_nb as ak  # imports belong to setup, as for the peers
+    from arkor_nb.notebook import chart as _chart
+    _chart.load_figure_class()
+
+def drive(n):
+    global _run
+    import arkor_nb as ak
+    _run = ak.live(job_id=_job, backend=ak.LocalBackend(url=_srv.url, token=_srv.token))
+
+def finish():
+    try:
+        _run.result(timeout=1800)
+    finally:
+        _srv_cm.__exit__(None, None, None)
+"""
+
+OURS.extend([
+    Display("arkor_feed", "arkor_nb ak.live panel (Trainer listener feed)", ARKOR_FEED,
+            events="typed", is_ours=True),
+    Display("arkor_e2e", "arkor_nb ak.live(job_id) end to end: server, SSE, Trainer, panel",
+            ARKOR_E2E, events="none", is_ours=True),
+])
+
 ALL_DISPLAYS: list[Display] = PEERS + OURS
