@@ -17,6 +17,7 @@ with that exception, unchanged, and no reconnect.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import json
 import logging
@@ -202,6 +203,16 @@ class CheckpointInfer:
 
 
 @dataclass
+class _Pump:
+    """One running stream shared by every concurrent ``wait()`` of a trainer."""
+
+    future: concurrent.futures.Future[TrainingResult]
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task[None] | None = None
+    waiters: int = 0
+
+
+@dataclass
 class _StreamState:
     """Per-``wait()`` bookkeeping of the reconnecting reader."""
 
@@ -251,6 +262,8 @@ class Trainer:
         self._listeners_lock = threading.Lock()
         self._chat: SyncChatClient | None = None
         self._chat_lock = threading.Lock()
+        self._pump: _Pump | None = None
+        self._pump_lock = threading.Lock()
 
     # ------------------------------------------------------------ creation
 
@@ -364,36 +377,90 @@ class Trainer:
         trainer's abort signal fires (the backend job keeps running),
         ReconnectExhaustedError, CloudApiError for 401/403/410/426 on open,
         or the exception a callback raised.
+
+        Concurrent waits on one trainer (say the notebook panel's and the
+        user's) share ONE stream, so callbacks never fire twice; a per-call
+        ``abort_signal`` detaches only its own call, and the stream stops
+        when the last waiter leaves.
         """
         signals = [s for s in (self.abort_signal, abort_signal) if s is not None]
+        for signal in signals:
+            if signal.aborted:  # before anything is sent: not even start()
+                self._notify(StreamNotice("aborted"))
+                raise AbortedError(signal.reason)
         loop = asyncio.get_running_loop()
-        inner = loop.create_task(self._wait_core())
+        pump = self._join_pump(loop)
+        waiter = asyncio.wrap_future(pump.future)  # cancelling it never cancels the pump
         fired: list[object] = []
 
         def on_abort(reason: object) -> None:
             fired.append(reason)
             try:
-                loop.call_soon_threadsafe(inner.cancel)
+                loop.call_soon_threadsafe(waiter.cancel)
             except RuntimeError:  # loop already closed: nothing left to stop
                 pass
 
         removers = [signal.add_listener(on_abort) for signal in signals]
         try:
-            return await inner
+            return await waiter
         except asyncio.CancelledError:
             if fired:
-                self._notify(StreamNotice("aborted"))
+                if await self._leave_pump(pump):
+                    self._notify(StreamNotice("aborted"))
+                pump = None
                 raise AbortedError(fired[0]) from None
-            raise
-        except Exception as exc:
-            self._notify(StreamNotice("error", error=exc))
             raise
         finally:
             for remove in removers:
                 remove()
-            if not inner.done():
-                inner.cancel()
-                await asyncio.gather(inner, return_exceptions=True)
+            if pump is not None:
+                await self._leave_pump(pump)
+
+    def _join_pump(self, loop: asyncio.AbstractEventLoop) -> _Pump:
+        with self._pump_lock:
+            pump = self._pump
+            if pump is None or pump.future.done():
+                future: concurrent.futures.Future[TrainingResult] = concurrent.futures.Future()
+                future.set_running_or_notify_cancel()
+                pump = self._pump = _Pump(future=future, loop=loop)
+                pump.task = loop.create_task(self._run_pump(future))
+            pump.waiters += 1
+            return pump
+
+    async def _leave_pump(self, pump: _Pump) -> bool:
+        """Detach one waiter; the last one out stops the stream. True if it stopped."""
+        with self._pump_lock:
+            pump.waiters -= 1
+            stop = pump.waiters == 0 and not pump.future.done()
+        if not stop or pump.task is None:
+            return False
+        if pump.loop is asyncio.get_running_loop():
+            pump.task.cancel()
+            await asyncio.gather(pump.task, return_exceptions=True)
+        else:
+            try:
+                pump.loop.call_soon_threadsafe(pump.task.cancel)
+            except RuntimeError:
+                pass
+        return True
+
+    async def _run_pump(self, future: concurrent.futures.Future[TrainingResult]) -> None:
+        """The one stream reader behind all current waiters; settles ``future``."""
+        try:
+            result = await self._wait_core()
+        except asyncio.CancelledError:
+            if not future.done():
+                future.set_exception(
+                    AbortedError("the stream was stopped (every waiter left, or its loop closed)")
+                )
+            raise
+        except BaseException as exc:
+            self._notify(StreamNotice("error", error=exc))
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            future.set_result(result)
 
     async def _wait_core(self) -> TrainingResult:
         job_id = await self.start_async()

@@ -171,3 +171,42 @@ def test_keyboard_interrupt_style_cancellation_of_wait_async(cloud: FakeCloud, f
 
     asyncio.run(run())
     gate.set()
+
+
+def test_concurrent_waits_on_one_trainer_share_one_stream(cloud: FakeCloud, fast) -> None:
+    """The panel's wait and the user's wait must not fire callbacks twice."""
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    steps: list[int] = []
+    job_id = trainer.start()
+    gate = threading.Event()
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), Gate(gate), Event("3", log(2, 1.0)),
+                 Event("4", completed()), job_id=job_id)
+    panel = ak.AbortController()
+    results: dict[str, object] = {}
+
+    def run(key: str, signal: ak.AbortSignal | None) -> None:
+        try:
+            results[key] = trainer.wait(abort_signal=signal)
+        except ak.AbortedError as exc:
+            results[key] = exc
+
+    threads = [
+        threading.Thread(target=run, args=("user", None)),
+        threading.Thread(target=run, args=("panel", panel.signal)),
+        threading.Thread(target=run, args=("other", None)),
+    ]
+    for thread in threads:
+        thread.start()
+    cloud.wait_for(lambda: steps == [1])
+    # all three calls have joined the one stream (internal count, read only)
+    cloud.wait_for(lambda: trainer._pump is not None and trainer._pump.waiters == 3)
+    panel.abort()  # only the panel's wait ends; the shared stream keeps going
+    threads[1].join(5)
+    assert isinstance(results["panel"], ak.AbortedError)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(results["user"], ak.TrainingResult)
+    assert results["user"] is results["other"]
+    assert steps == [1, 2]
+    assert len(cloud.stream_opens(job_id)) == 1
