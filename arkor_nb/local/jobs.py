@@ -175,6 +175,20 @@ class JobManager:
             self._closed = True
             runs = list(self._runs.values())
         for run in runs:
+            # Say why in the log first: the worker's own "cancelled" would misstate it.
+            if not run.terminal_seen:
+                at = f" at step {run.last_step}" if run.last_step is not None else ""
+                reason = (f"the arkor-nb local server was shut down while this job was "
+                          f"running{at}; start the job again to retrain")
+                event: dict[str, Any] = {"type": "training.failed", "error": reason}
+                if run.last_step is not None:
+                    event["step"] = run.last_step
+                try:
+                    self.store.append(run.job_id, [event], terminal_status="failed", error=reason)
+                    run.terminal_seen = True
+                    self.notify(run.job_id)
+                except Exception:
+                    log.exception("job %s: could not record the shutdown", run.job_id)
             self._send_cancel(run)
         deadline_each = timeout / max(1, len(runs))
         for run in runs:
@@ -320,6 +334,7 @@ class JobManager:
         assert stream is not None
         fd = stream.fileno()
         buf = b""
+        failure: str | None = None
         try:
             while True:
                 chunk = os.read(fd, 1 << 16)
@@ -333,10 +348,13 @@ class JobManager:
                     continue
                 *lines, buf = buf.split(b"\n")
                 self._record(run, lines)
-        except Exception:  # never leave a job running because recording broke
-            log.exception("job %s: reading the worker's output failed", run.job_id)
+        except Exception as err:  # never leave a job running because recording broke
+            log.exception("job %s: recording the worker's output failed", run.job_id)
+            failure = (f"the local server could not record this job's events ({err}); "
+                       "training was stopped")
+            run.proc.kill()
         finally:
-            self._settle(run)
+            self._settle(run, failure)
 
     def _record(self, run: _Run, lines: list[bytes]) -> None:
         if run.terminal_seen:
@@ -374,7 +392,8 @@ class JobManager:
         if batch:
             self.notify(run.job_id)
 
-    def _settle(self, run: _Run) -> None:
+    def _settle(self, run: _Run, failure: str | None = None) -> None:
+        """Record how the run ended (unless the worker did), then free its slot."""
         returncode = run.proc.wait()
         if run.proc.stdin is not None:
             with run.stdin_lock:
@@ -382,23 +401,29 @@ class JobManager:
                     run.proc.stdin.close()
                 except OSError:
                     pass
-        if not run.terminal_seen:
-            if run.cancel_requested:
-                event: dict[str, Any] = {"type": "training.cancelled"}
-                if run.last_step is not None:
-                    event["step"] = run.last_step
-                self.store.append(run.job_id, [event], terminal_status="cancelled")
-            else:
-                # Give the stderr reader a moment to drain the last lines.
-                if run.stderr_thread is not None:
-                    run.stderr_thread.join(timeout=2.0)
-                reason = describe_exit(returncode, list(run.stderr_tail))
-                event = {"type": "training.failed", "error": reason}
-                if run.last_step is not None:
-                    event["step"] = run.last_step
-                self.store.append(run.job_id, [event], terminal_status="failed", error=reason)
-            self.notify(run.job_id)
+        try:
+            if not run.terminal_seen:
+                self._record_end(run, returncode, failure)
+        except Exception:  # the next server start marks the job failed instead
+            log.exception("job %s: could not record how it ended", run.job_id)
         log.info("job %s worker exited (%s)", run.job_id, returncode)
         with self._lock:
             self._runs.pop(run.job_id, None)
-        self._schedule()
+        try:
+            self._schedule()
+        except Exception:
+            log.exception("could not start the next queued job")
+
+    def _record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
+        step = {"step": run.last_step} if run.last_step is not None else {}
+        if failure is None and run.cancel_requested:
+            self.store.append(run.job_id, [{"type": "training.cancelled", **step}],
+                              terminal_status="cancelled")
+        else:
+            if failure is None:
+                if run.stderr_thread is not None:  # let it drain the last lines
+                    run.stderr_thread.join(timeout=2.0)
+                failure = describe_exit(returncode, list(run.stderr_tail))
+            self.store.append(run.job_id, [{"type": "training.failed", "error": failure, **step}],
+                              terminal_status="failed", error=failure)
+        self.notify(run.job_id)

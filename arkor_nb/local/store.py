@@ -81,11 +81,17 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.Error as err:
+                raise StoreError(
+                    f"cannot open the arkor-nb database {self.path}: {err} (make the data "
+                    "directory writable or set ARKOR_NB_HOME to another one)"
+                ) from err
             self._local.conn = conn
         return conn
 
@@ -102,7 +108,7 @@ class Store:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError as err:
+            except sqlite3.Error as err:
                 raise StoreError(
                     f"cannot write the arkor-nb database {self.path}: {err} "
                     "(free disk space or make the data directory writable; "

@@ -57,3 +57,30 @@ def test_server_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
             assert [f.id for f in data_frames(read_stream(c, job["id"]))] == ids
     finally:
         second.stop()
+
+
+def test_graceful_stop_fails_running_jobs_with_the_reason(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    srv = ServerProcess(home, step_s=0.05).start()
+    try:
+        with srv.client() as c:
+            job = create_job(c, maxSteps=1000)
+            read_stream(c, job["id"], until=lambda f: f.event is None and
+                        f.json().get("step") == 3)
+        wpid = worker_pid(home, job["id"])
+        srv.stop()  # SIGTERM
+        wait_for(lambda: not pid_alive(wpid), 10, what="the worker to stop with the server")
+        assert not (home / "server.json").exists()
+    finally:
+        srv.stop()
+    again = ServerProcess(home).start()
+    try:
+        with again.client() as c:
+            ended = c.get(f"/v1/jobs/{job['id']}").json()["job"]
+            assert ended["status"] == "failed"
+            assert "server was shut down while this job was running" in ended["error"]
+            log = all_events(c, job["id"])
+            assert [e["type"] for e in log].count("training.failed") == 1
+            assert not any(e["type"] == "training.cancelled" for e in log)
+    finally:
+        again.stop()
