@@ -161,6 +161,11 @@ class LiveRun:
                 self.state.set_transport(fix_for(exc), "error")
         finally:
             self._unsubscribe()
+            if self._sampler is not None:
+                # finish the samples of the last checkpoint so the snapshot shows them,
+                # unless the user cancelled (then stop at once)
+                cancelled = self._cancel_remote is not None
+                self._sampler.shutdown(wait=not cancelled, cancel_futures=cancelled)
             self._finish()
 
     def _finish(self) -> None:

@@ -116,13 +116,24 @@ def test_failure_and_transport_errors_are_kept_with_their_text() -> None:
 
 def test_state_memory_is_bounded_after_a_million_events() -> None:
     st = RunState()
-    for ev in synthetic_events(1_000_000, eval_every=50):
+    st.fold(TrainingStarted(metadata={"maxSteps": 1_000_000}))
+    # one event object, mutated: a million folds without building a million models
+    ev = TrainingLog(step=0, loss=1.0, learning_rate=1e-4)
+    for step in range(1, 1_000_001):
+        ev.step = step
+        ev.loss = 2.0 / (1 + step / 100)
+        ev.eval_loss = 1.0 if step % 50 == 0 else None
         st.fold(ev)
+    for ev2 in synthetic_events(10, job_id="tail"):
+        if isinstance(ev2, TrainingLog):
+            continue
+        st.fold(ev2)
     curves = st.curves()
     assert len(curves["loss"][0]) <= MAX_POINTS
     assert len(curves["eval_loss"][0]) <= MAX_POINTS
     assert len(curves["learning_rate"][0]) <= MAX_POINTS
     assert len(st.log) == LOG_RING
-    assert st.n_events == 1_000_002
+    assert st.n_events == 1_000_003
     assert st.status == "completed" and st.step == 1_000_000
     assert curves["loss"][0][-1] == 1_000_000
+    assert st.best_step == 1_000_000
