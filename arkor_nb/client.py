@@ -326,6 +326,65 @@ class SyncChatClient:
                 self._client = None
 
 
+class _ClientOwnedStream(httpx.AsyncByteStream):
+    """A response body that also closes the one-off client that fetched it."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, client: httpx.AsyncClient) -> None:
+        self._inner = inner
+        self._client = client
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            await self._client.aclose()
+
+
+async def chat_async(
+    base_url: str,
+    token: str | None,
+    scope: Scope,
+    body: dict[str, Any],
+    *,
+    stream: bool,
+    timeout: float = 300.0,
+) -> httpx.Response:
+    """Async twin of :meth:`SyncChatClient.chat` on the caller's event loop.
+
+    With ``stream=True`` iterate ``response.aiter_lines()`` and ``await
+    response.aclose()`` when done (that also closes the connection pool).
+    """
+    headers = {"X-Arkor-Client": CLIENT_HEADER}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    client = httpx.AsyncClient(
+        base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, verify=tls_verify()
+    )
+    try:
+        request = client.build_request(
+            "POST",
+            "/v1/inference/chat",
+            params=scope.params(),
+            json=body,
+            headers={"Accept": "text/event-stream"} if stream else {},
+        )
+        response = await client.send(request, stream=stream)
+        await raise_for_status_async(response)
+    except BaseException:
+        await client.aclose()
+        raise
+    if not stream:
+        await client.aclose()
+        return response
+    assert isinstance(response.stream, httpx.AsyncByteStream)
+    response.stream = _ClientOwnedStream(response.stream, client)
+    return response
+
+
 @dataclass(frozen=True)
 class SseFrame:
     """One Server-Sent Event. ``id`` is None unless this frame carried its own ``id:``."""
@@ -348,7 +407,11 @@ async def iter_sse(response: httpx.Response) -> AsyncIterator[SseFrame]:
     data: list[str] = []
     frame_id: str | None = None
     seen_field = False
+    first = True
     async for chunk in response.aiter_text():
+        if first and chunk:
+            chunk = chunk.removeprefix("\ufeff")  # a leading BOM is not part of the stream
+            first = False
         buffer += chunk
         pos = 0
         while True:

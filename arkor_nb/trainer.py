@@ -38,6 +38,7 @@ from .client import (
     CloudApiClient,
     Scope,
     SyncChatClient,
+    chat_async,
     iter_sse,
 )
 from .errors import AbortedError, CloudApiError, ConfigError, ReconnectExhaustedError
@@ -159,7 +160,7 @@ class CheckpointInfer:
     ``response.close()`` (or ``with contextlib.closing(response): ...``). With ``stream=False`` the
     body is read (``response.json()``). Blocking: arkor_nb runs sync
     callbacks on a worker thread, so call it freely there; from an ``async``
-    callback use ``await asyncio.to_thread(ctx.infer, ...)``.
+    callback use ``await ctx.infer.aio(...)``.
     """
 
     def __init__(self, chat: SyncChatClient, scope: Scope, adapter: dict[str, Any]) -> None:
@@ -180,10 +181,49 @@ class CheckpointInfer:
         response_format: Any = None,
         structured_outputs: Any = None,
     ) -> httpx.Response:
+        body = self._body(
+            messages, temperature, top_p, max_tokens, stream, tools, tool_choice,
+            response_format, structured_outputs,
+        )
+        return self._chat.chat(self._scope, body, stream=bool(stream))
+
+    async def aio(
+        self,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stream: bool = True,
+        tools: list[Any] | None = None,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        structured_outputs: Any = None,
+    ) -> httpx.Response:
+        """Async twin for ``async`` callbacks: ``await ctx.infer.aio(...)``; with
+        ``stream=True`` read ``response.aiter_lines()`` then ``await response.aclose()``."""
+        body = self._body(
+            messages, temperature, top_p, max_tokens, stream, tools, tool_choice,
+            response_format, structured_outputs,
+        )
+        return await chat_async(
+            self._chat.base_url, self._chat.token, self._scope, body, stream=bool(stream)
+        )
+
+    def _body(
+        self,
+        messages: Sequence[Mapping[str, Any]] | None,
+        temperature: float | None,
+        top_p: float | None,
+        max_tokens: int | None,
+        stream: bool,
+        tools: list[Any] | None,
+        tool_choice: Any,
+        response_format: Any,
+        structured_outputs: Any,
+    ) -> dict[str, Any]:
         if messages is None or isinstance(messages, (str, bytes)):
-            raise ConfigError(
-                "messages", 'pass a list like [{"role": "user", "content": "hi"}]'
-            )
+            raise ConfigError("messages", 'pass a list like [{"role": "user", "content": "hi"}]')
         body: dict[str, Any] = {
             "messages": [dict(m) for m in messages],
             "adapter": dict(self.adapter),
@@ -199,7 +239,7 @@ class CheckpointInfer:
             "structuredOutputs": structured_outputs,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        return self._chat.chat(self._scope, body, stream=bool(stream))
+        return body
 
 
 @dataclass

@@ -334,3 +334,24 @@ def test_garbage_frames_do_not_count_as_progress(cloud: FakeCloud, bad: bytes) -
     with pytest.raises(ak.ReconnectExhaustedError):
         trainer.wait()
     assert len(cloud.stream_opens()) == 2
+
+
+def test_async_callbacks_use_infer_aio_on_their_own_loop(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), checkpoint(2), completed()]
+    texts: list[str] = []
+
+    async def on_checkpoint(ctx: ak.CheckpointContext) -> None:
+        response = await ctx.infer.aio([{"role": "user", "content": "hi"}], top_p=0.9)
+        try:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    texts.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
+        finally:
+            await response.aclose()
+        plain = await ctx.infer.aio([{"role": "user", "content": "x"}], stream=False)
+        texts.append(plain.json()["choices"][0]["message"]["content"])
+
+    make(cloud, fast, callbacks={"on_checkpoint": on_checkpoint}).wait()
+    assert texts == ["Hel", "lo", "Hello"]
+    body = cloud.requests_to("POST", "/v1/inference/chat")[0].body
+    assert body["topP"] == 0.9 and body["adapter"] == {"kind": "checkpoint", "jobId": "job_1", "step": 2}
