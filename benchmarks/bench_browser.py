@@ -1,0 +1,148 @@
+"""Measurement 2: time to panel in a real browser (JupyterLab + headless Chromium).
+
+Reuses the browser-test harness (``tests/browser/lab.py``): a throwaway
+JupyterLab, Debian's Chromium through Playwright. A notebook runs
+``ak.live(trainer)`` against a real local server (paced synthetic worker)
+once in a fresh kernel (cold: imports, first plotly figure, its JS bundle)
+and then ``WARM_RUNS`` times in the same kernel (warm). In the page, a 5 ms
+poller records when the k-th ``.arkor-panel`` appears and when its chart
+first shows a point (plotly ``gd.data[0].x.length``, or the SVG chart once it
+has a line). Kernel and browser share the host clock, so:
+
+* to panel = panel in the DOM - the kernel's clock just before ``ak.live``;
+* first point = point drawn - the first ``training.log`` event's recorded
+  timestamp (store clock, ms).
+
+    python -m benchmarks.bench_browser --full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_sse import raw_read
+from benchmarks.common import log, median, save
+from benchmarks.local_server import local_server
+
+WARM_RUNS = 3
+STEP_S = "0.05"
+
+OBSERVER = """
+() => {
+  window.__arkor = {panel: {}, point: {}, kind: {}};
+  const rec = window.__arkor;
+  setInterval(() => {
+    const now = Date.now();
+    const panels = document.querySelectorAll('.arkor-panel');
+    panels.forEach((p, i) => {
+      if (!(i in rec.panel)) rec.panel[i] = now;
+      if (i in rec.point) return;
+      const gd = p.querySelector('.arkor-chart-plotly .js-plotly-plot');
+      let drawn = null;
+      if (gd && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length > 0) drawn = 'plotly';
+      const svg = p.querySelector('svg.arkor-svg');
+      if (!drawn && svg && (svg.querySelector('path, polyline'))) drawn = 'svg';
+      if (drawn) { rec.point[i] = now; rec.kind[i] = drawn; }
+    });
+  }, 5);
+}
+"""
+
+
+def _cells(url: str, token: str, out: str, runs: int) -> list[str]:
+    cells = ["import time, json\n_T = []\n_J = []"]
+    for k in range(runs):
+        cells.append(
+            "_T.append(time.time())\n"
+            "import arkor_nb as ak\n"
+            f"_tr = ak.create_trainer(name='ttp-{k}', model='arkor-nb/synthetic', max_steps=40,\n"
+            f"    backend=ak.LocalBackend(url={url!r}, token={token!r}))\n"
+            "run = ak.live(_tr)"
+        )
+        cells.append("run.result(timeout=300)\n_J.append(run.job_id)")
+    cells.append(f"open({out!r}, 'w').write(json.dumps({{'t0': _T, 'jobs': _J}}))")
+    return cells
+
+
+def run_and_measure(mode: str) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright  # noqa: F401 - fail early if missing
+
+    result = _run_with_stamps(mode)
+    save(f"browser-{mode}", result)
+    return result
+
+
+def _run_with_stamps(mode: str) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.lab import LabPage, LabServer, launch_chromium, poll, write_notebook
+
+    runs = 1 + (WARM_RUNS if mode == "full" else 1)
+    out: dict[str, Any] = {"mode": mode}
+    with local_server(ARKOR_NB_SYNTHETIC_STEP_S=STEP_S) as server, \
+            tempfile.TemporaryDirectory(prefix="arkor-bench-lab-") as tmp:
+        root, scratch = Path(tmp) / "root", Path(tmp) / "scratch"
+        root.mkdir()
+        result_file = Path(tmp) / "kernel-times.json"
+        write_notebook(root / "ttp.ipynb", _cells(server.url, server.token, str(result_file), runs))
+        lab = LabServer(root, scratch)
+        t_lab = time.perf_counter()
+        lab.start()
+        out["lab_start_s"] = time.perf_counter() - t_lab
+        try:
+            with sync_playwright() as pw:
+                browser = launch_chromium(pw)
+                try:
+                    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                    lp = LabPage(page, lab)
+                    t_open = time.perf_counter()
+                    lp.open("ttp.ipynb", "bench-ttp", timeout=240)
+                    out["open_to_kernel_idle_s"] = time.perf_counter() - t_open
+                    page.evaluate(OBSERVER)
+                    lp.run_all()
+                    poll(result_file.exists, timeout=600, interval=0.5, what="the notebook to finish")
+                    rec = page.evaluate("() => window.__arkor")
+                finally:
+                    browser.close()
+        finally:
+            lab.stop()
+        kernel = json.loads(result_file.read_text())
+        rows = []
+        for k, (t0, job) in enumerate(zip(kernel["t0"], kernel["jobs"], strict=True)):
+            stamps = raw_read(server, job)["stamps"]
+            first_event = min(stamps.values()) if stamps else None
+            panel_ms = rec["panel"].get(str(k))
+            point_ms = rec["point"].get(str(k))
+            rows.append({
+                "run": "cold" if k == 0 else f"warm {k}",
+                "first_point_chart": rec.get("kind", {}).get(str(k)),
+                "to_panel_s": (panel_ms / 1e3 - t0) if panel_ms else None,
+                "to_first_point_s": (point_ms / 1e3 - t0) if point_ms else None,
+                "first_event_after_live_s": (first_event - t0) if first_event else None,
+                "point_after_first_event_s": (point_ms / 1e3 - first_event)
+                if point_ms and first_event else None,
+            })
+        out["rows"] = rows
+        warm = [r for r in rows if r["run"] != "cold"]
+        out["warm_to_panel_s"] = median(r["to_panel_s"] for r in warm)
+        out["warm_point_after_first_event_s"] = median(r["point_after_first_event_s"] for r in warm)
+        out["cold"] = rows[0]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    a = ap.parse_args(argv)
+    print(json.dumps(run_and_measure(a.mode or "full"), indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
