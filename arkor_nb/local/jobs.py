@@ -263,6 +263,7 @@ class JobManager:
         job_dir = self.job_dir(job_id)
         job_dir.mkdir(parents=True, exist_ok=True)
         env = child_env()
+        env.pop("ARKOR_NB_TOKEN", None)  # a worker never needs the server's token
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env["PYTHONUNBUFFERED"] = "1"
         proc = subprocess.Popen(
