@@ -1,0 +1,182 @@
+"""LiveRun end to end: real Trainer runs against the local server (synthetic worker)."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arkor_nb import AbortedError, LocalBackend
+from arkor_nb.notebook import LiveRun, compare, live, replay
+from arkor_nb.notebook.chart import load_figure_class
+from arkor_nb.types import TrainingResult
+from tests.local.server_harness import ServerProcess, job_status, wait_for
+
+
+def backend_status(server: ServerProcess, job_id: str) -> str:
+    with server.client() as client:
+        return job_status(client, job_id)
+
+
+def test_completed_run_panel_snapshot_and_record(make_trainer: Any, tmp_path: Path) -> None:
+    assert load_figure_class() is not None  # a warm kernel: plotly already imported
+    trainer = make_trainer("complete-me", max_steps=200, save_steps=100, eval_steps=50)
+    run = live(trainer, display=False)
+    panel = run.panel
+    # while it streams, the plotly chart receives the curve
+    wait_for(lambda: panel.figure is not None and len(panel.figure.data[0].x) > 0,
+             30, what="a first plotted point")
+    assert not run.done()
+    result = run.result(timeout=60)
+    assert isinstance(result, TrainingResult) and result.job.status == "completed"
+    st = run.state
+    assert st.status == "completed" and st.step == 200 and st.max_steps == 200
+    assert [c.step for c in st.checkpoints] == [100, 200]
+    xs, ys = st.curves()["loss"]
+    assert xs == list(range(1, 201)) and ys[-1] == st.loss
+    assert len(st.curves()["eval_loss"][0]) == 4  # steps 50, 100, 150, 200
+    # final widget state
+    assert panel.figure is None and "<svg" in panel.svg_chart.value
+    assert '<span class="arkor-step">200 / 200</span>' in panel.status_html.value
+    assert "arkor-badge-completed" in panel.status_html.value
+    assert panel.cancel_button.description == "Completed" and panel.cancel_button.disabled
+    # snapshot: inline SVG + the final loss, no script
+    html = run.snapshot_html()
+    assert "<svg" in html and "<script" not in html.lower()
+    assert f"{st.loss:.4g}" in html
+    # the redraw throttle: at most one redraw per interval (+ the final one)
+    assert run.ticks <= st.elapsed() / run.interval + 3
+    # record -> replay -> compare, without the backend
+    path = run.save(tmp_path / "run.jsonl")
+    again = replay(path)
+    assert again.state.status == "completed" and again.state.step == 200
+    assert again.state.curves()["loss"] == st.curves()["loss"]
+    assert again.state.job_id == run.job_id
+    assert "<svg" in again.snapshot_html()
+    assert "arkor-badge-completed" in again.panel.status_html.value
+    both = compare([run, str(path)]).snapshot_html()
+    assert both.count("<polyline") >= 4 and "complete-me" in both
+
+
+def test_cancel_button_with_backend_toggle_cancels_the_job(make_trainer: Any,
+                                                           server: ServerProcess) -> None:
+    run = live(make_trainer("cancel-remote", max_steps=100_000), display=False)
+    panel = run.panel
+    wait_for(lambda: run.state.step >= 5, 30, what="training to start")
+    assert panel.remote_toggle.value is True  # default on
+    panel.cancel_button.click()
+    assert panel.cancel_button.description == "Cancelling…" and panel.cancel_button.disabled
+    result = run.result(timeout=60)
+    assert result.job.status == "cancelled"
+    assert backend_status(server, run.job_id) == "cancelled"
+    assert run.state.status == "cancelled"
+    assert run.state.cancel_state == "remote-ok"
+    assert "backend accepted the cancel" in panel.status_html.value
+    assert panel.cancel_button.description == "Cancelled"
+    assert run.state.step < 100_000
+
+
+def test_local_only_cancel_keeps_the_job_and_attach_replays_it(make_trainer: Any,
+                                                               server: ServerProcess) -> None:
+    run = live(make_trainer("cancel-local", max_steps=100_000), display=False)
+    wait_for(lambda: run.state.step >= 20, 30, what="training to start")
+    run.panel.remote_toggle.value = False
+    run.panel.cancel_button.click()
+    with pytest.raises(AbortedError):
+        run.result(timeout=30)
+    assert run.panel.cancel_button.description == "Stopped"
+    assert "keeps running on the backend" in run.panel.status_html.value
+    assert backend_status(server, run.job_id) == "running"
+    seen = run.state.step
+
+    # reattach from "another notebook": history replays from the start, then goes on live
+    again = live(job_id=run.job_id, backend=LocalBackend(url=server.url, token=server.token),
+                 display=False)
+    wait_for(lambda: again.state.step > seen, 30, what="the attached stream to pass the old step")
+    assert again.state.curves()["loss"][0][:3] == [1, 2, 3]
+    again.cancel(remote=True)
+    assert again.result(timeout=60).job.status == "cancelled"
+    assert backend_status(server, run.job_id) == "cancelled"
+
+
+def test_interrupt_during_result_cancels_then_reraises(make_trainer: Any,
+                                                       server: ServerProcess) -> None:
+    run = live(make_trainer("interrupt-me", max_steps=100_000), display=False)
+    panel = run.panel
+    wait_for(lambda: run.state.step >= 5, 30, what="training to start")
+    seen_blocking: list[bool] = []
+
+    def interrupt() -> None:
+        wait_for(lambda: panel.blocking, 10, what="result() to block")
+        seen_blocking.append("arkor-blocking" in panel.status_text())
+        _thread.interrupt_main()  # what the kernel's stop button does
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run.result(timeout=60)
+    assert seen_blocking == [True]  # the panel said clicks wait while result() blocks
+    assert run.result(timeout=60).job.status == "cancelled"
+    assert backend_status(server, run.job_id) == "cancelled"
+
+
+async def test_await_run_in_an_async_cell(make_trainer: Any) -> None:
+    run = live(make_trainer("awaited", max_steps=30), display=False)
+    result = await run
+    assert result.job.status == "completed" and run.state.step == 30
+
+
+def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any) -> None:
+    calls: list[int] = []
+    trainer = make_trainer("sampled", max_steps=60, save_steps=20,
+                           callbacks={"on_checkpoint": lambda ctx: calls.append(ctx.step)})
+    run = live(trainer, display=False, sample_prompts=["Say hi", "2+2?"])
+    run.result(timeout=60)
+    assert calls == [20, 40, 60]  # the user's own callback still ran, in order
+    ckpts = run.state.checkpoints
+    assert [c.step for c in ckpts] == [20, 40, 60]
+    for ck in ckpts:
+        assert ck.sample_error is None
+        assert set(ck.samples) == {"Say hi", "2+2?"}
+        assert all(reply for reply in ck.samples.values())
+    html = run.panel.checkpoints_html.value
+    reply = ckpts[-1].samples["Say hi"]
+    assert reply is not None and reply[:20] in html
+    assert trainer.callbacks.on_checkpoint is not None  # restored to the user's
+
+
+def test_text_progress_outside_jupyter_does_not_flood(make_trainer: Any, tmp_path: Path) -> None:
+    import io
+
+    out = io.StringIO()
+    run = LiveRun(make_trainer("texty", max_steps=300, save_steps=100), display=True,
+                  text_stream=out).start()
+    run.result(timeout=60)
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith("[completed] step 300/300 (100%)")
+    assert sum("checkpoint saved" in line for line in lines) == 3
+    # 300 events in a few seconds: at most one progress line per 10 s (+ the final one)
+    assert len(lines) <= 3 + 1 + run.state.elapsed() / 10 + 1
+
+
+def test_bad_arguments_name_the_field(make_trainer: Any) -> None:
+    from arkor_nb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer"):
+        live()
+    with pytest.raises(ConfigError, match="sample_prompts"):
+        live(make_trainer(), sample_prompts="hello", display=False)  # type: ignore[arg-type]
+
+
+def test_start_failure_is_shown_in_the_panel(server: ServerProcess) -> None:
+    from arkor_nb import create_trainer
+
+    trainer = create_trainer(name="bad", model="arkor-nb/synthetic", max_steps=10,
+                             backend=LocalBackend(url=server.url, token="wrong-token"))
+    run = live(trainer, display=False)
+    with pytest.raises(Exception) as info:
+        run.result(timeout=30)
+    assert getattr(info.value, "status", None) == 401
+    assert "refused the token" in run.panel.status_html.value
