@@ -70,7 +70,7 @@ def validate_config(config: dict[str, Any], *, home: Path) -> dict[str, Any]:
         raise ConfigError(unknown[0], f"unknown config key; known keys are {', '.join(KNOWN_KEYS)}")
     out = {k: v for k, v in config.items() if v is not None}
 
-    model = _model(out.get("model"), Path(home))
+    model = check_model(out.get("model"), Path(home))
     out["model"] = model
     synthetic = model == SYNTHETIC_MODEL_ID
 
@@ -171,9 +171,10 @@ def _check_4bit() -> None:
 # ------------------------------------------------------------------- model
 
 
-def _model(model: Any, home: Path) -> str:
+def check_model(model: Any, home: Path, *, field: str = "model") -> str:
+    """A usable model id: built-in, a local save_pretrained folder, or a (cached) hub id."""
     if not isinstance(model, str) or not model.strip():
-        raise ConfigError("model", 'is required: a Hugging Face model id, a local directory, or "arkor-nb/tiny"')
+        raise ConfigError(field, 'is required: a Hugging Face model id, a local directory, or "arkor-nb/tiny"')
     model = model.strip()
     if model in BUILTIN_MODELS:
         return model
@@ -181,25 +182,25 @@ def _model(model: Any, home: Path) -> str:
     looks_local = model.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in model)
     if path.exists() or looks_local:
         if not path.exists():
-            raise ConfigError("model", f"local model directory {model!r} does not exist; check the path "
+            raise ConfigError(field, f"local model directory {model!r} does not exist; check the path "
                               "or use a Hugging Face id or 'arkor-nb/tiny'")
         if not path.is_dir():
-            raise ConfigError("model", f"local model path {model!r} is not a directory; point it at a "
+            raise ConfigError(field, f"local model path {model!r} is not a directory; point it at a "
                               "folder saved with save_pretrained (config.json + weights)")
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
-            raise ConfigError("model", f"{model!r} has no config.json; save the model with save_pretrained")
-        _check_no_remote_code(cfg_file, model)
+            raise ConfigError(field, f"{model!r} has no config.json; save the model with save_pretrained")
+        _check_no_remote_code(cfg_file, model, field)
         return str(path.resolve())
     if model.count("/") > 1 or " " in model:
-        raise ConfigError("model", f"{model!r} is neither a local directory nor a Hugging Face id "
+        raise ConfigError(field, f"{model!r} is neither a local directory nor a Hugging Face id "
                           "like 'HuggingFaceTB/SmolLM2-135M'")
     cached = _hf_cached_config(model)
     if cached is not None:
-        _check_no_remote_code(cached, model)
+        _check_no_remote_code(cached, model, field)
         return model
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") in ("1", "true"):
-        raise ConfigError("model", f"{model!r} is not in the local Hugging Face cache and the hub is "
+        raise ConfigError(field, f"{model!r} is not in the local Hugging Face cache and the hub is "
                           "offline; download it first (huggingface-cli download "
                           f"{model}), pass a local directory, or use 'arkor-nb/tiny'")
     try:
@@ -207,7 +208,7 @@ def _model(model: Any, home: Path) -> str:
 
         HfApi().model_info(model, timeout=10)
     except Exception as exc:  # noqa: BLE001 - any hub failure is the user's fix to make
-        raise ConfigError("model", f"{model!r} could not be found on the Hugging Face hub ({type(exc).__name__}); "
+        raise ConfigError(field, f"{model!r} could not be found on the Hugging Face hub ({type(exc).__name__}); "
                           "check the id, or pass a local directory, or use 'arkor-nb/tiny'") from None
     return model
 
@@ -221,13 +222,13 @@ def _hf_cached_config(model: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def _check_no_remote_code(cfg_file: Path, model: str) -> None:
+def _check_no_remote_code(cfg_file: Path, model: str, field: str = "model") -> None:
     try:
         data = json.loads(cfg_file.read_text())
     except (OSError, json.JSONDecodeError):
-        raise ConfigError("model", f"{model!r} has an unreadable config.json") from None
+        raise ConfigError(field, f"{model!r} has an unreadable config.json") from None
     if "auto_map" in data:
-        raise ConfigError("model", f"{model!r} needs custom code (trust_remote_code), which the local "
+        raise ConfigError(field, f"{model!r} needs custom code (trust_remote_code), which the local "
                           "backend never runs; pick a model supported by transformers itself")
 
 

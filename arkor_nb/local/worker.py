@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "trainOnResponsesOnly": True,
     "numTrainEpochs": 1.0,
 }
+# The built-in tiny model is small enough to need a larger step (measured: 2e-4
+# barely moves it in 200 steps, 2e-3 takes the demo loss from 5.6 to 1.7).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"arkor-nb/tiny": {"learningRate": 2e-3}}
 DRY_RUN_ROWS = 16
 DRY_RUN_STEPS = 3
 
@@ -153,7 +156,7 @@ def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_e
     import torch
     from transformers import TrainingArguments
 
-    c = {**DEFAULTS, **config}
+    c = {**DEFAULTS, **MODEL_DEFAULTS.get(config.get("model", ""), {}), **config}
     dry = bool(c.get("dryRun"))
     max_steps = c.get("maxSteps", -1)
     save_steps, eval_steps = c.get("saveSteps"), c.get("evalSteps")
