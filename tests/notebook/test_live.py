@@ -27,8 +27,11 @@ def test_completed_run_panel_snapshot_and_record(make_trainer: Any, tmp_path: Pa
     run = live(trainer, display=False)
     panel = run.panel
     # while it streams, the plotly chart receives the curve
-    wait_for(lambda: panel.figure is not None and len(panel.figure.data[0].x) > 0,
-             30, what="a first plotted point")
+    def plotted() -> bool:
+        fig = panel.figure
+        return fig is not None and fig.data[0].x is not None and len(fig.data[0].x) > 0
+
+    wait_for(plotted, 30, what="a first plotted point")
     assert not run.done()
     result = run.result(timeout=60)
     assert isinstance(result, TrainingResult) and result.job.status == "completed"
