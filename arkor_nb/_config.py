@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic.alias_generators import to_camel
 
@@ -50,13 +50,13 @@ def non_negative_int(field: str, value: Any) -> int:
 def positive_number(field: str, value: Any) -> float:
     if not _is_number(value) or value <= 0:
         raise ConfigError(field, f"must be a number > 0, got {value!r}")
-    return value
+    return cast(float, value)  # int stays int on the wire
 
 
 def non_negative_number(field: str, value: Any) -> float:
     if not _is_number(value) or value < 0:
         raise ConfigError(field, f"must be a number >= 0, got {value!r}")
-    return value
+    return cast(float, value)
 
 
 def non_empty_str(field: str, value: Any) -> str:

@@ -68,7 +68,9 @@ logger = logging.getLogger("arkor_nb")
 Backend = LocalBackend | CloudBackend
 Listener = Callable[[Any], None]
 # What counts as a transport failure while opening or reading the stream.
-STREAM_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, OSError)
+STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)
+# ...and what a best-effort job lookup may swallow.
+LOOKUP_ERRORS: tuple[type[Exception], ...] = (CloudApiError, *STREAM_ERRORS)
 
 
 class StreamClosedError(ConnectionError):
@@ -441,19 +443,20 @@ class Trainer:
                 pass
 
         removers = [signal.add_listener(on_abort) for signal in signals]
+        left = False
         try:
             return await waiter
         except asyncio.CancelledError:
             if fired:
+                left = True
                 if await self._leave_pump(pump):
                     self._notify(StreamNotice("aborted"))
-                pump = None
                 raise AbortedError(fired[0]) from None
             raise
         finally:
             for remove in removers:
                 remove()
-            if pump is not None:
+            if not left:
                 await self._leave_pump(pump)
 
     def _join_pump(self, loop: asyncio.AbstractEventLoop) -> _Pump:
@@ -557,7 +560,7 @@ class Trainer:
             self.job = await client.get_job(state.api.scope, state.job_id)
             if self._attached_id is not None and self.job.name:
                 self.name = self.job.name
-        except (CloudApiError, *STREAM_ERRORS):
+        except LOOKUP_ERRORS:
             self.job = TrainingJob(id=state.job_id, name=self.name)
 
     async def _result_after_end(
@@ -566,7 +569,7 @@ class Trainer:
         """``event: end`` without a terminal event: trust the job's own status."""
         try:
             job = await client.get_job(state.api.scope, state.job_id)
-        except (CloudApiError, *STREAM_ERRORS):
+        except LOOKUP_ERRORS:
             return None
         if not job.is_terminal:
             return None
