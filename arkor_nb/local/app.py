@@ -38,6 +38,7 @@ from starlette.routing import Route
 from arkor_nb import __version__
 from arkor_nb.errors import ConfigError
 from arkor_nb.local import chat
+from arkor_nb.local.idle import ActivityTracker, watch_idle
 from arkor_nb.local.jobs import JobManager, artifact_url
 from arkor_nb.local.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityPolicy
 from arkor_nb.local.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
@@ -284,13 +285,17 @@ def _target_name(target: dict[str, Any]) -> str:
 
 def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = None,
                max_running: int = 1, instance_id: str | None = None,
-               on_shutdown: Callable[[], None] | None = None) -> GuardMiddleware:
+               on_shutdown: Callable[[], None] | None = None,
+               idle_timeout_s: float = 0.0,
+               on_idle: Callable[[], None] | None = None) -> GuardMiddleware:
     """The full ASGI app for one home: guard middleware around the Starlette routes.
 
     The lifespan binds the SSE hub to the serving loop, recovers jobs a dead
     server left running, starts queued ones, and on shutdown calls
     ``on_shutdown`` (uvicorn re-raises SIGTERM after its own shutdown, so code
-    after ``server.run`` may never run) and cancels the workers.
+    after ``server.run`` may never run) and cancels the workers. With
+    ``idle_timeout_s > 0`` it calls ``on_idle`` once no request and no job
+    was active for that long (see ``idle.py``).
     """
     store = Store(home / "arkor.db")
     hub = Hub()
@@ -306,9 +311,15 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
 
         hub.bind(asyncio.get_running_loop())
         await run_in_threadpool(manager.start)
+        watcher = None
+        if idle_timeout_s > 0 and on_idle is not None:
+            watcher = asyncio.create_task(
+                watch_idle(tracker, manager.busy, idle_timeout_s, on_idle))
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if on_shutdown is not None:
                 on_shutdown()
             await run_in_threadpool(manager.shutdown)
@@ -352,4 +363,5 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
                             StoreError: store_error, Exception: internal_error},
     )
     app.state.api = api
-    return GuardMiddleware(app, policy)
+    tracker = ActivityTracker(app)
+    return GuardMiddleware(tracker, policy)

@@ -228,6 +228,10 @@ class JobManager:
                     timer.start()
         return self.store.get_job(job_id)
 
+    def busy(self) -> bool:
+        """Whether any job is running or waiting to run."""
+        return bool(self._runs) or bool(self.store.job_ids_with_status("queued"))
+
     def worker_pid(self, job_id: str) -> int | None:
         run = self._runs.get(job_id)
         return None if run is None else run.proc.pid

@@ -194,7 +194,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
                allow_remote: bool = False, token: str | None = None,
-               max_running: int = 1, ping_s: float | None = None) -> int:
+               max_running: int = 1, ping_s: float | None = None,
+               idle_timeout_s: float = 0.0) -> int:
     """Serve ``home`` until SIGINT/SIGTERM. Returns a process exit code."""
     import uvicorn
 
@@ -231,8 +232,17 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
             if runtime is not None and runtime.get("instanceId") == instance_id:
                 (home / RUNTIME_FILE).unlink(missing_ok=True)
 
+        servers: list[Any] = []
+
+        def stop_when_idle() -> None:
+            print(f"arkor-nb local server: idle for {idle_timeout_s:g} s, exiting",
+                  file=sys.stderr, flush=True)
+            for srv in servers:
+                srv.should_exit = True
+
         app = create_app(home=home, policy=policy, ping_s=ping_s, max_running=max_running,
-                         instance_id=instance_id, on_shutdown=forget_runtime)
+                         instance_id=instance_id, on_shutdown=forget_runtime,
+                         idle_timeout_s=idle_timeout_s, on_idle=stop_when_idle)
         url_host = "127.0.0.1" if not is_loopback_host(host) else host
         if ":" in url_host and not url_host.startswith("["):
             url_host = f"[{url_host}]"
@@ -248,6 +258,7 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=3)
         server = uvicorn.Server(config)
+        servers.append(server)
         try:
             server.run(sockets=[sock])
         finally:
@@ -275,6 +286,10 @@ def serve_main(argv: list[str] | None = None) -> int:
                         help="jobs that train at the same time (default 1; others queue)")
     parser.add_argument("--ping-interval", type=float, default=None,
                         help="SSE keepalive interval in seconds (default 15)")
+    parser.add_argument("--idle-timeout", type=float,
+                        default=float(os.environ.get("ARKOR_NB_IDLE_TIMEOUT_S", "0")),
+                        help="exit after this many seconds with no request and no job "
+                             "(default 0 = never; env ARKOR_NB_IDLE_TIMEOUT_S)")
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("ARKOR_NB_TOKEN") or None
     if token is not None and len(token) < 16:
@@ -285,4 +300,5 @@ def serve_main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_server(home=args.home or home_dir(), host=args.host, port=args.port,
                       allow_remote=args.allow_remote, token=token,
-                      max_running=args.max_jobs, ping_s=args.ping_interval)
+                      max_running=args.max_jobs, ping_s=args.ping_interval,
+                      idle_timeout_s=max(0.0, args.idle_timeout))

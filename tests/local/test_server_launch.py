@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from arkor_nb.local.jobs import child_env
-from arkor_nb.local.launch import ensure_server, home_dir, read_runtime
-from tests.local.server_harness import ServerProcess, pid_alive, wait_for
+from arkor_nb.local.launch import ensure_server, home_dir, read_runtime, serve_main
+from tests.local.server_harness import ServerProcess, create_job, pid_alive, read_stream, wait_for
 
 
 def test_home_dir_follows_env() -> None:
@@ -23,6 +21,7 @@ def test_home_dir_follows_env() -> None:
 def test_ensure_server_starts_once_and_reuses(tmp_path: Path) -> None:
     home = tmp_path / "home"
     info = ensure_server(home)
+    started = [info.pid]
     try:
         assert info.url.startswith("http://127.0.0.1:")
         assert info.token not in repr(info)
@@ -38,36 +37,54 @@ def test_ensure_server_starts_once_and_reuses(tmp_path: Path) -> None:
         os.kill(info.pid, signal.SIGKILL)
         wait_for(lambda: not pid_alive(info.pid), what="server death")
         again = ensure_server(home)
+        started.append(again.pid)
         assert again.pid != info.pid and again.token == info.token
         os.kill(again.pid, signal.SIGTERM)
         wait_for(lambda: not pid_alive(again.pid), what="graceful stop")
         assert not (home / "server.json").exists(), "a clean stop removes the runtime file"
     finally:
-        for pid in (info.pid,):
+        for pid in started:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
-def _serve(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arkor_nb.local.serve", *args],
-                          capture_output=True, text=True, timeout=timeout, env=child_env())
-
-
-def test_serve_refuses_non_loopback_without_flag_and_token(tmp_path: Path) -> None:
+def test_serve_refuses_non_loopback_without_flag_and_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = str(tmp_path / "home")
-    refused = _serve("--host", "0.0.0.0", "--home", home)
-    assert refused.returncode == 2 and "--allow-remote" in refused.stderr
-    no_token = _serve("--host", "0.0.0.0", "--allow-remote", "--home", home)
-    assert no_token.returncode == 2 and "--token" in no_token.stderr
-    short = _serve("--host", "0.0.0.0", "--allow-remote", "--token", "abc", "--home", home)
-    assert short.returncode == 2 and "16 characters" in short.stderr
+    assert serve_main(["--host", "0.0.0.0", "--home", home]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+    assert serve_main(["--host", "0.0.0.0", "--allow-remote", "--home", home]) == 2
+    assert "--token" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as short:
+        serve_main(["--host", "0.0.0.0", "--allow-remote", "--token", "abc", "--home", home])
+    assert short.value.code == 2 and "16 characters" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "server.json").exists()
 
 
-def test_one_server_per_home(tmp_path: Path) -> None:
+def test_one_server_per_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     srv = ServerProcess(tmp_path / "home").start()
     try:
-        second = _serve("--port", "0", "--home", str(srv.home))
-        assert second.returncode == 1 and "already serves" in second.stderr
+        assert serve_main(["--port", "0", "--home", str(srv.home)]) == 1
+        assert "already serves" in capsys.readouterr().err
         assert srv.proc is not None and srv.proc.poll() is None
+        assert read_runtime(srv.home)["pid"] == srv.pid  # type: ignore[index]
+    finally:
+        srv.stop()
+
+
+def test_idle_timeout_exits_only_when_nothing_happens(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "home", args=("--idle-timeout", "1")).start()
+    try:
+        with srv.client() as c:
+            job = create_job(c, maxSteps=150)  # ~1.5 s of training: longer than the timeout
+            frames = read_stream(c, job["id"])
+            assert frames[-1].json()["status"] == "completed"
+            assert srv.proc is not None and srv.proc.poll() is None, "busy servers stay up"
+        assert srv.proc is not None
+        wait_for(lambda: srv.proc is not None and srv.proc.poll() is not None, 10,
+                 what="the idle server to exit")
+        assert srv.proc.returncode == 0
+        assert not (srv.home / "server.json").exists()
     finally:
         srv.stop()
