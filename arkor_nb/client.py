@@ -25,7 +25,7 @@ import certifi
 import httpx
 
 from . import __version__
-from .errors import CloudApiError
+from .errors import CloudApiError, ConfigError
 from .types import TrainingJob
 
 CLIENT_HEADER = f"arkor-nb/{__version__} python"
@@ -89,6 +89,21 @@ def keepalive_interval(value: float | None = None) -> float:
     return value
 
 
+class RemoteConfigError(ConfigError, CloudApiError):
+    """The backend rejected a field of the request (HTTP 4xx with ``{"error", "field"}``).
+
+    Both a ConfigError (``except ak.ConfigError`` catches bad input whether
+    the client or the server spotted it; ``.field`` names it) and a
+    CloudApiError (``.status``, ``.message``).
+    """
+
+    def __init__(self, status: int, field: str, message: str, *, body: object = None) -> None:
+        CloudApiError.__init__(self, status, message, body=body)
+        self.field = field
+        prefix = "" if message.startswith(f"{field}:") else f"{field}: "
+        self.args = (f"{prefix}{message}",)
+
+
 def error_from_body(status: int, body: bytes) -> CloudApiError:
     """Turn an HTTP error body into CloudApiError with the server's own message."""
     text = body.decode("utf-8", errors="replace").strip()
@@ -109,6 +124,9 @@ def error_from_body(status: int, body: bytes) -> CloudApiError:
                 break
     if not message:
         message = text[:500] or f"request failed with HTTP {status}"
+    field = parsed.get("field") if isinstance(parsed, dict) else None
+    if status in (400, 422) and isinstance(field, str) and field:
+        return RemoteConfigError(status, field, message, body=parsed)
     return CloudApiError(status, message, body=parsed if parsed is not None else text)
 
 

@@ -151,6 +151,7 @@ class FakeCloud:
         self.chat_pieces: list[str] = ["Hel", "lo"]
         self.chat_gate: threading.Event | None = None
         self.create_job_status: int | None = None
+        self.create_job_body: dict[str, Any] = {"error": "scripted failure"}
         self.create_job_gate: threading.Event | None = None
         self._scripts: deque[list[Action]] = deque()
         self._job_scripts: dict[str, deque[list[Action]]] = {}
@@ -376,7 +377,7 @@ class FakeCloud:
         if self.create_job_gate is not None:
             await _wait_gate(self.create_job_gate)
         if self.create_job_status is not None:
-            return await self._json(writer, self.create_job_status, {"error": "scripted failure"})
+            return await self._json(writer, self.create_job_status, self.create_job_body)
         body = request.body if isinstance(request.body, dict) else {}
         job_id = f"job_{next(self._ids)}"
         job = {

@@ -71,3 +71,14 @@ def test_local_backend_launches_the_server_and_cancel_stops_the_job(local_home: 
     assert again.wait().job.status == "completed"
     reuse = ak.LocalBackend(home=local_home, autostart=False)
     assert ak.create_trainer(name="x", model="arkor-nb/synthetic", max_steps=1, backend=reuse).start()
+    # the server's own validation surfaces as a ConfigError naming the field
+    bad = ak.create_trainer(
+        name="bad",
+        model="arkor-nb/tiny",
+        dataset={"type": "file", "path": str(local_home / "missing.jsonl")},
+        backend=reuse,
+    )
+    with pytest.raises(ak.ConfigError) as info:
+        bad.start()
+    assert info.value.field == "datasetSource.path"
+    assert "missing.jsonl" in str(info.value)

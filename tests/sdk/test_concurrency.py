@@ -72,6 +72,20 @@ def test_a_failed_start_can_be_retried(cloud: FakeCloud, fast) -> None:
     assert trainer.start().startswith("job_")
 
 
+def test_server_side_validation_errors_are_config_errors_too(cloud: FakeCloud, fast) -> None:
+    cloud.create_job_status = 400
+    cloud.create_job_body = {"error": "maxSteps: must be at most 10000", "field": "maxSteps"}
+    with pytest.raises(ak.ConfigError) as info:
+        make(cloud, fast, max_steps=5).start()
+    assert info.value.field == "maxSteps"
+    assert str(info.value) == "maxSteps: must be at most 10000"
+    assert isinstance(info.value, ak.CloudApiError) and info.value.status == 400
+    cloud.create_job_body = {"error": "quota exceeded"}  # no field: a plain CloudApiError
+    with pytest.raises(ak.CloudApiError) as plain:
+        make(cloud, fast).start()
+    assert not isinstance(plain.value, ak.ConfigError)
+
+
 def test_cancel_posts_to_the_backend_and_is_a_no_op_before_start(cloud: FakeCloud, fast) -> None:
     trainer = make(cloud, fast)
     assert trainer.cancel() is None
