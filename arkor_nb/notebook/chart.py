@@ -143,6 +143,7 @@ def retire_figure(fig: Any) -> None:
         with fig.hold_sync():
             fig._esm = ESM_STUB
             fig._widget_data = []
+            fig._widget_layout = {}  # the template alone is ~10 kB
     except Exception:  # a half-built figure: closing is all that matters
         pass
     fig.close()

@@ -102,6 +102,11 @@ class LivePanel(widgets.VBox):
         self.log_toggle.observe(self._view_changed, names="value")
         self.smoothing.observe(self._view_changed, names="value")
 
+    def __repr__(self) -> str:
+        # also the text/plain of the panel's cell output: keep it short (saved notebooks)
+        st = self.run_state
+        return f"<arkor_nb live panel: {st.name or 'run'} {st.job_id or ''} {st.status} step {st.step}>"
+
     # ------------------------------------------------------------ handlers
 
     def _clicked_cancel(self, _button: Any) -> None:
