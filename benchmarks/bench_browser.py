@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_sse import raw_read
-from benchmarks.common import log, median, save
+from benchmarks.common import median, save
 from benchmarks.local_server import local_server
 
 WARM_RUNS = 3

@@ -1,9 +1,11 @@
 """Measurement 5: cancel latency.
 
-* ``run.cancel()`` (what the panel's Cancel button calls) to the local stream
-  closed: ``ak.live`` (no display) follows a paced synthetic job on a real
-  local server; we time ``run.cancel(remote=False)`` until the stream thread
-  has returned from ``trainer.wait()`` and until ``run.done()``.
+* abort to the local stream closed: ``trainer.wait(abort_signal=...)``
+  follows a paced synthetic job on a real local server; we time
+  ``controller.abort()`` until ``wait()`` has raised ``AbortedError``;
+* ``run.cancel(remote=False)`` (what the panel's Cancel button calls) until
+  ``run.done()`` (``ak.live`` without display: stream closed, ticker
+  stopped, final state drawn).
 * ``trainer.cancel()`` to the worker stopped: a real training job (built-in
   tiny model, 1 torch thread); ``on_log`` calls ``trainer.cancel()`` at step
   ``CANCEL_AT``; we report the steps run after the request
@@ -30,32 +32,61 @@ from benchmarks.local_server import local_server
 CANCEL_AT = 5
 
 
-def stream_close(server: Any) -> dict[str, float]:
-    import arkor_nb as ak
-
-    trainer = ak.create_trainer(name="bench-cancel", model="arkor-nb/synthetic", max_steps=100_000,
-                                backend=ak.LocalBackend(url=server.url, token=server.token))
+def _wait_for_events(trainer: Any, count: int) -> threading.Event:
     seen = threading.Event()
-    count = [0]
+    n = [0]
 
     def listener(item: Any) -> None:
-        count[0] += 1
-        if count[0] >= 20:
+        n[0] += 1
+        if n[0] >= count:
             seen.set()
 
     trainer.subscribe(listener)
+    return seen
+
+
+def stream_close(server: Any) -> dict[str, float]:
+    """Abort -> ``trainer.wait()`` raised (the stream is closed), and
+    ``run.cancel(remote=False)`` -> ``run.done()`` (the panel's path, final redraw included)."""
+    import arkor_nb as ak
+
+    backend = ak.LocalBackend(url=server.url, token=server.token)
+    # 1. the Trainer's own stream
+    trainer = ak.create_trainer(name="bench-abort", model="arkor-nb/synthetic", max_steps=100_000,
+                                backend=backend)
+    seen = _wait_for_events(trainer, 20)
+    ctrl = ak.AbortController()
+    outcome: dict[str, Any] = {}
+
+    def follow() -> None:
+        try:
+            trainer.wait(abort_signal=ctrl.signal)
+        except ak.AbortedError:
+            outcome["aborted"] = time.perf_counter()
+
+    th = threading.Thread(target=follow, daemon=True)
+    th.start()
+    if not seen.wait(60):
+        raise RuntimeError("no events from the synthetic job")
+    t0 = time.perf_counter()
+    ctrl.abort("benchmark")
+    th.join(30)
+    t_abort = outcome["aborted"] - t0
+    trainer.cancel()
+    # 2. the panel's cancel path
+    trainer = ak.create_trainer(name="bench-cancel", model="arkor-nb/synthetic", max_steps=100_000,
+                                backend=backend)
+    seen = _wait_for_events(trainer, 20)
     run = ak.live(trainer, display=False)
     if not seen.wait(60):
         raise RuntimeError("no events from the synthetic job")
     t0 = time.perf_counter()
     run.cancel(remote=False)
-    run._stream.join(30)  # the thread that runs trainer.wait(); ends when the stream closes
-    t_stream = time.perf_counter() - t0
     while not run.done():
         time.sleep(0.0005)
     t_done = time.perf_counter() - t0
     trainer.cancel()  # tidy up the job on the backend
-    return {"stream_closed_ms": t_stream * 1e3, "run_done_ms": t_done * 1e3}
+    return {"stream_closed_ms": t_abort * 1e3, "run_done_ms": t_done * 1e3}
 
 
 def worker_stop(server: Any, model: str) -> dict[str, Any]:
@@ -92,11 +123,11 @@ def worker_stop(server: Any, model: str) -> dict[str, Any]:
 
 
 def run(mode: str) -> dict[str, Any]:
-    reps = 2 if mode == "quick" else 5
+    reps = 1 if mode == "quick" else 5
     out: dict[str, Any] = {"mode": mode, "reps": reps}
     with local_server(ARKOR_NB_SYNTHETIC_STEP_S="0.01") as server:
         closes = []
-        for rep in range(reps):
+        for _ in range(reps):
             closes.append(stream_close(server))
             log(f"cancel: stream closed in {closes[-1]['stream_closed_ms']:.1f} ms")
         out["stream"] = {
@@ -108,7 +139,7 @@ def run(mode: str) -> dict[str, Any]:
     model = tiny_model(bench_home())
     with local_server(**ENV) as server:
         stops = []
-        for rep in range(1 if mode == "quick" else 3):
+        for _ in range(1 if mode == "quick" else 3):
             stops.append(worker_stop(server, model))
             log(f"cancel: worker stopped {stops[-1]}")
         out["worker"] = {

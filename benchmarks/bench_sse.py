@@ -102,9 +102,9 @@ def trainer_read(server: Server, job_id: str | None, config: dict[str, Any] | No
 
 
 def run(mode: str) -> dict[str, Any]:
-    n = 20_000 if mode == "quick" else 100_000
-    n_live = 400 if mode == "quick" else 2000
-    reps = 3 if mode == "quick" else 5
+    n = 10_000 if mode == "quick" else 100_000
+    n_live = 300 if mode == "quick" else 2000
+    reps = 2 if mode == "quick" else 5
     out: dict[str, Any] = {"mode": mode, "n_replay": n, "n_live": n_live, "live_step_s": LIVE_STEP_S,
                            "reps": reps}
     cfg = {"model": "arkor-nb/synthetic", "maxSteps": n}
@@ -146,7 +146,7 @@ def run(mode: str) -> dict[str, Any]:
     with local_server(ARKOR_NB_SYNTHETIC_STEP_S=str(LIVE_STEP_S)) as server:
         raw_lat: list[float] = []
         tr_lat: list[float] = []
-        live_reps = 2 if mode == "quick" else 3
+        live_reps = 1 if mode == "quick" else 3
         for rep in range(live_reps):
             order = ("raw", "trainer") if rep % 2 == 0 else ("trainer", "raw")
             for who in order:

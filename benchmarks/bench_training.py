@@ -67,7 +67,6 @@ def larger_model(home: Path) -> str:
 
 def worker_run(server: Any, model: str, steps: int) -> dict[str, Any]:
     from arkor_nb import LocalBackend, create_trainer
-
     from benchmarks.bench_sse import raw_completed
 
     trainer = create_trainer(
@@ -104,15 +103,16 @@ def plain_run(model: str, steps: int) -> dict[str, Any]:
 
 def run(mode: str) -> dict[str, Any]:
     home = bench_home()
-    configs = [("tiny (hidden 128, 2 layers)", tiny_model(home), 40 if mode == "quick" else 150)]
+    configs = [("tiny (hidden 128, 2 layers)", tiny_model(home), 20 if mode == "quick" else 150)]
     if mode != "quick":
         configs.append(("larger (hidden 512, 8 layers)", larger_model(home), 30))
     reps = 1 if mode == "quick" else 3
     results = []
     with local_server(**ENV) as server:
-        # warm-up: first worker start pays imports and page cache; not counted
-        log("training: warm-up worker run")
-        worker_run(server, configs[0][1], 3)
+        if mode != "quick":
+            # warm-up: the first worker start pays imports and page cache; not counted
+            log("training: warm-up worker run")
+            worker_run(server, configs[0][1], 3)
         for label, model, steps in configs:
             w_runs: list[dict[str, Any]] = []
             p_runs: list[dict[str, Any]] = []
