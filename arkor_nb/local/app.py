@@ -49,6 +49,7 @@ log = logging.getLogger("arkor_nb.local")
 LOCAL_ORG = "local"
 LOCAL_PROJECT = "default"
 MAX_LIST = 10_000
+MAX_JOB_BODY = 1024 * 1024  # a job is a name and a config; data travels as files
 # ConfigError fields that mean "no such thing" when resolving a chat target.
 _NOT_FOUND_FIELDS = frozenset({"adapter.jobId", "adapter.step", "jobId", "step", "model",
                                "baseModel"})
@@ -107,7 +108,7 @@ async def _json_body(request: Request, limit: int = DEFAULT_MAX_BODY) -> dict[st
         return {}
     try:
         body = json.loads(raw)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise ApiError(400, f"request body is not valid JSON: {err}", "body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "body")
@@ -165,7 +166,7 @@ class LocalApi:
                              "instanceId": self.instance_id})
 
     async def create_job(self, request: Request) -> Response:
-        body = await _json_body(request)
+        body = await _json_body(request, MAX_JOB_BODY)
         name = body.get("name", "")
         if not isinstance(name, str) or len(name) > 256:
             raise ApiError(400, "name must be a string of at most 256 characters", "name")

@@ -131,7 +131,12 @@ def test_bad_config_is_a_400_naming_the_field(client: httpx.Client) -> None:
     not_json = client.post("/v1/jobs", content=b"{nope", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and not_json.json()["field"] == "body"
     huge = client.post("/v1/jobs", content=b"x" * (9 * 1024 * 1024))
-    assert huge.status_code == 413
+    assert huge.status_code == 413 and huge.json()["field"] == "body"
+    long_name = client.post("/v1/jobs", json={"name": "n" * (2 * 1024 * 1024),
+                                              "config": {"model": SYNTHETIC}})
+    assert long_name.status_code == 413
+    nested = client.post("/v1/jobs", content=b"[" * 100_000 + b"]" * 100_000)
+    assert nested.status_code == 400 and nested.json()["field"] == "body"
     # Nothing half-created.
     assert len(client.get("/v1/jobs", params={"limit": 10000}).json()["jobs"]) == before
 
