@@ -1,8 +1,10 @@
 """Job scheduler: a FIFO queue, one worker subprocess per running job.
 
-A worker speaks the stdio protocol (``/tmp`` interfaces, section 4): the
-first stdin line describes the job, later lines say ``cancel``; stdout is
-one JSON event per line. Each run gets one thread that reads stdout in
+A worker speaks a small stdio protocol: the first stdin line is JSON
+``{jobId, config, jobDir, home}``, later lines say ``cancel`` (EOF means
+cancel too: the server went away); stdout is one JSON event per line
+without ``jobId``/``timestamp`` (the server adds them, and a ``url`` to each
+artifact), ending with exactly one terminal event; logs go to stderr. Each run gets one thread that reads stdout in
 chunks, appends whole batches of events to the store in one transaction
 (durable first) and then wakes the SSE subscribers, and one thread that
 keeps the tail of stderr for failure reports. A worker that exits without

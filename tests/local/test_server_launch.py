@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import threading
 from pathlib import Path
 
 import httpx
@@ -88,3 +89,27 @@ def test_idle_timeout_exits_only_when_nothing_happens(tmp_path: Path) -> None:
         assert not (srv.home / "server.json").exists()
     finally:
         srv.stop()
+
+
+def test_concurrent_ensure_server_calls_share_one_server(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    pids: list[int] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        info = ensure_server(home)
+        with lock:
+            pids.append(info.pid)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert len(pids) == 4 and len(set(pids)) == 1
+    finally:
+        for pid in set(pids):
+            os.kill(pid, signal.SIGTERM)
+        for pid in set(pids):
+            wait_for(lambda pid=pid: not pid_alive(pid), what="server stop")
