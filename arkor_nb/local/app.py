@@ -262,9 +262,10 @@ class LocalApi:
         return JSONResponse({"object": "list", "data": data})
 
     # Cloud bootstrap answered locally, so a cloud-shaped client works unchanged.
+    # The local server issues no tokens (and never echoes one): its caller already
+    # holds the token from <home>/token.
     async def anonymous(self, request: Request) -> Response:
-        return JSONResponse({"token": request.headers["authorization"].partition(" ")[2],
-                             "anonymousId": "local", "kind": "anon", "orgSlug": LOCAL_ORG})
+        return JSONResponse({"anonymousId": "local", "kind": "local", "orgSlug": LOCAL_ORG})
 
     async def projects(self, request: Request) -> Response:
         project = {"id": "local-default", "slug": LOCAL_PROJECT, "name": LOCAL_PROJECT,

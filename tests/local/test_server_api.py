@@ -233,4 +233,6 @@ def test_cloud_bootstrap_routes_answer_locally(client: httpx.Client) -> None:
     projects = client.get("/v1/projects").json()["projects"]
     assert projects[0]["slug"] == "default" and projects[0]["orgSlug"] == "local"
     assert client.post("/v1/projects", json={"name": "x"}).json()["project"]["slug"] == "default"
-    assert client.post("/v1/auth/anonymous").json()["orgSlug"] == "local"
+    anonymous = client.post("/v1/auth/anonymous")
+    assert anonymous.json()["orgSlug"] == "local"
+    assert client.headers["authorization"].split()[1] not in anonymous.text
