@@ -43,6 +43,7 @@ _TERMINAL_STATUS = {
 }
 _MAX_LINE = 4 * 1024 * 1024
 _STDERR_TAIL_LINES = 20
+_EXIT_GRACE_S = 30.0
 
 
 def new_job_id() -> str:
@@ -401,7 +402,12 @@ class JobManager:
 
     def _settle(self, run: _Run, failure: str | None = None) -> None:
         """Record how the run ended (unless the worker did), then free its slot."""
-        returncode = run.proc.wait()
+        try:  # stdout is closed: a worker that lingers after that is stuck, not training
+            returncode = run.proc.wait(timeout=_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log.warning("job %s: worker closed stdout but did not exit; killing it", run.job_id)
+            run.proc.kill()
+            returncode = run.proc.wait()
         if run.proc.stdin is not None:
             with run.stdin_lock:
                 try:
