@@ -234,7 +234,7 @@ def describe_lora(model: Any) -> dict[str, Any]:
     return {
         "r": cfg.r,
         "lora_alpha": cfg.lora_alpha,
-        "target_modules": sorted(cfg.target_modules),
+        "target_modules": sorted({str(m).rsplit(".", 1)[-1] for m in cfg.target_modules}),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
 
