@@ -203,11 +203,16 @@ def worker_pid(home: Path, job_id: str) -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (an orphan's reaper may be slow)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 @pytest.fixture(scope="module", name="server")
