@@ -72,8 +72,10 @@ class LocalServer:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         args: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.home = home
+        self.preexec = preexec
         self.port = port or free_port()
         self.args = args
         self.extra_env = dict(env or {})
@@ -102,6 +104,7 @@ class LocalServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec,
         )
         log.close()
         self.starts += 1
