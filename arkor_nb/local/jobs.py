@@ -159,13 +159,17 @@ class JobManager:
                 "(it was killed or crashed), so training was interrupted; "
                 "start the job again to retrain"
             )
-            event: dict[str, Any] = {"type": "training.failed", "error": reason}
-            if step is not None:
-                event["step"] = step
-            self.store.append(job_id, [event], terminal_status="failed", error=reason)
-            self.notify(job_id)
+            self._fail(job_id, reason, step)
             log.warning("job %s was interrupted by a server stop; marked failed", job_id)
         return interrupted
+
+    def _fail(self, job_id: str, reason: str, step: int | None = None) -> None:
+        """End a job ``failed``: its terminal event and status in one transaction."""
+        event: dict[str, Any] = {"type": "training.failed", "error": reason}
+        if step is not None:
+            event["step"] = step
+        self.store.append(job_id, [event], terminal_status="failed", error=reason)
+        self.notify(job_id)
 
     def start(self) -> None:
         """Recover, then start queued jobs (including ones queued before a restart)."""
@@ -183,13 +187,9 @@ class JobManager:
                 at = f" at step {run.last_step}" if run.last_step is not None else ""
                 reason = (f"the arkor-nb local server was shut down while this job was "
                           f"running{at}; start the job again to retrain")
-                event: dict[str, Any] = {"type": "training.failed", "error": reason}
-                if run.last_step is not None:
-                    event["step"] = run.last_step
                 try:
-                    self.store.append(run.job_id, [event], terminal_status="failed", error=reason)
+                    self._fail(run.job_id, reason, run.last_step)
                     run.terminal_seen = True
-                    self.notify(run.job_id)
                 except Exception:
                     log.exception("job %s: could not record the shutdown", run.job_id)
             self._send_cancel(run)
@@ -255,14 +255,7 @@ class JobManager:
                 try:
                     self._spawn(job_id)
                 except OSError as err:
-                    reason = f"could not start the training worker: {err}"
-                    self.store.append(
-                        job_id,
-                        [{"type": "training.failed", "error": reason}],
-                        terminal_status="failed",
-                        error=reason,
-                    )
-                    self.notify(job_id)
+                    self._fail(job_id, f"could not start the training worker: {err}")
 
     def _spawn(self, job_id: str) -> None:
         job = self.store.get_job(job_id)
@@ -428,15 +421,14 @@ class JobManager:
             log.exception("could not start the next queued job")
 
     def _record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
-        step = {"step": run.last_step} if run.last_step is not None else {}
         if failure is None and run.cancel_requested:
+            step = {"step": run.last_step} if run.last_step is not None else {}
             self.store.append(run.job_id, [{"type": "training.cancelled", **step}],
                               terminal_status="cancelled")
-        else:
-            if failure is None:
-                if run.stderr_thread is not None:  # let it drain the last lines
-                    run.stderr_thread.join(timeout=2.0)
-                failure = describe_exit(returncode, list(run.stderr_tail))
-            self.store.append(run.job_id, [{"type": "training.failed", "error": failure, **step}],
-                              terminal_status="failed", error=failure)
-        self.notify(run.job_id)
+            self.notify(run.job_id)
+            return
+        if failure is None:
+            if run.stderr_thread is not None:  # let it drain the last lines
+                run.stderr_thread.join(timeout=2.0)
+            failure = describe_exit(returncode, list(run.stderr_tail))
+        self._fail(run.job_id, failure, run.last_step)
