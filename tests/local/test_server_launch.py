@@ -27,6 +27,7 @@ def test_ensure_server_starts_once_and_reuses(tmp_path: Path) -> None:
         assert info.url.startswith("http://127.0.0.1:")
         assert info.token not in repr(info)
         assert stat.S_IMODE((home / "token").stat().st_mode) == 0o600
+        assert stat.S_IMODE(home.stat().st_mode) & 0o077 == 0, "data dir is private"
         runtime = read_runtime(home)
         assert runtime is not None and runtime["pid"] == info.pid
         assert stat.S_IMODE((home / "server.json").stat().st_mode) == 0o600
