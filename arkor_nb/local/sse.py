@@ -135,7 +135,6 @@ def _end_frame(store: Store, job_id: str, cursor: int, *, retry: int | None = No
 SSE_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",
-    "Connection": "keep-alive",
 }
 
 
