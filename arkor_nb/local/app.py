@@ -133,9 +133,11 @@ def _last_event_id(request: Request) -> int:
     if raw is None:
         return 0
     try:
-        return max(0, int(raw.strip()))
+        value = int(raw.strip())
     except ValueError:
         return 0
+    # Out of SQLite's INTEGER range (e.g. an id from elsewhere): replay from the start.
+    return value if 0 <= value < 2**63 else 0
 
 
 # --------------------------------------------------------------------- app
