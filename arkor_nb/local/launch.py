@@ -261,6 +261,9 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         servers.append(server)
         try:
             server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+            print("arkor-nb local server stopped", file=sys.stderr)
+            return 130
         finally:
             forget_runtime()
         return 0

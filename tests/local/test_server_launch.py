@@ -114,3 +114,13 @@ def test_concurrent_ensure_server_calls_share_one_server(tmp_path: Path) -> None
             os.kill(pid, signal.SIGTERM)
         for pid in set(pids):
             wait_for(lambda pid=pid: not pid_alive(pid), what="server stop")
+
+
+def test_ctrl_c_stops_the_foreground_server_cleanly(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "home").start()
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGINT)
+    assert srv.proc.wait(timeout=20) == 130
+    log = (srv.home / "test-server.log").read_text()
+    assert "Traceback" not in log and "server stopped" in log
+    assert not (srv.home / "server.json").exists()
