@@ -153,7 +153,7 @@ def _num(cfg: dict[str, Any], key: str, low: float, high: float, *, open_low: bo
 
 
 def _choice(cfg: dict[str, Any], key: str, allowed: frozenset[str]) -> None:
-    if key in cfg and cfg[key] not in allowed:
+    if key in cfg and (not isinstance(cfg[key], str) or cfg[key] not in allowed):
         raise ConfigError(key, f"unknown value {cfg[key]!r}; use one of {', '.join(sorted(allowed))}")
 
 
@@ -178,9 +178,17 @@ def check_model(model: Any, home: Path, *, field: str = "model") -> str:
     model = model.strip()
     if model in BUILTIN_MODELS:
         return model
+    if len(model) > 1024 or "\x00" in model:
+        raise ConfigError("model", "is not a usable model id or directory (too long, or contains a "
+                          "NUL byte); pass a Hugging Face id, a local directory or 'arkor-nb/tiny'")
     path = Path(model).expanduser()
     looks_local = model.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in model)
-    if path.exists() or looks_local:
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a path component longer than the filesystem allows
+        raise ConfigError("model", f"cannot use {model[:80]!r} as a local model directory "
+                          f"({exc.strerror}); check the path") from None
+    if exists or looks_local:
         if not path.exists():
             raise ConfigError(field, f"local model directory {model!r} does not exist; check the path "
                               "or use a Hugging Face id or 'arkor-nb/tiny'")
@@ -195,7 +203,11 @@ def check_model(model: Any, home: Path, *, field: str = "model") -> str:
     if model.count("/") > 1 or " " in model:
         raise ConfigError(field, f"{model!r} is neither a local directory nor a Hugging Face id "
                           "like 'HuggingFaceTB/SmolLM2-135M'")
-    cached = _hf_cached_config(model)
+    try:
+        cached = _hf_cached_config(model)
+    except ValueError:  # huggingface_hub's HFValidationError: not a valid repo id
+        raise ConfigError("model", f"{model[:80]!r} is not a valid Hugging Face id (like "
+                          "'HuggingFaceTB/SmolLM2-135M'), a local directory or 'arkor-nb/tiny'") from None
     if cached is not None:
         _check_no_remote_code(cached, model, field)
         return model
@@ -247,6 +259,9 @@ def resolve_data_path(path: Any, field: str, home: Path) -> Path:
     except (FileNotFoundError, RuntimeError):
         raise ConfigError(field, f"file not found: {path!r} (looked at {raw}); check the path, "
                           "relative paths are resolved against the server's working directory") from None
+    except (OSError, ValueError) as exc:  # name too long, NUL byte, ...
+        raise ConfigError(field, f"cannot use {path[:80]!r} as a dataset file ({exc}); "
+                          "pass a path like 'data/triage.jsonl'") from None
     roots = allowed_roots(home)
     if not any(real == r or real.is_relative_to(r) for r in roots):
         raise ConfigError(field, f"{path!r} resolves to {real}, outside the allowed data folders; "
