@@ -37,7 +37,14 @@ def post_job(body: Any, *, raw: bytes | None = None) -> httpx.Response:
         return c.post(
             "/v1/jobs", params=SCOPE, content=raw, headers={"Content-Type": "application/json"}
         )
-    return c.post("/v1/jobs", params=SCOPE, json=body)
+    # json.dumps, not httpx's json=: NaN/Infinity go out as JavaScript-style literals,
+    # which some clients send and Python's json.loads on the server accepts.
+    return c.post(
+        "/v1/jobs",
+        params=SCOPE,
+        content=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def assert_clear_4xx(r: httpx.Response, field: str | None = None) -> dict[str, Any]:
