@@ -26,10 +26,14 @@ the widget's element, or on elements inside an HTML widget's value):
   final status: "Completed", "Failed", "Cancelled", "Stopped");
 - ``arkor-remote-toggle``: the "also cancel the job on the backend" checkbox;
 - ``arkor-logscale``, ``arkor-smoothing``: chart controls;
-- ``arkor-chart``: the chart box; holds ``arkor-chart-plotly`` (the plotly
-  FigureWidget: count points with ``gd.data[0].x.length`` on its
-  ``.js-plotly-plot``) while streaming, and an HTML widget with an
-  ``svg.arkor-svg`` before plotly loads and after the run ends;
+- ``arkor-chart``: the chart box. While streaming it holds the plotly
+  FigureWidget, whose own element is ``.js-plotly-plot.arkor-chart-plotly``
+  (select it with ``.arkor-chart .js-plotly-plot``, NOT
+  ``.arkor-chart-plotly .js-plotly-plot``: the class sits on the plot
+  element itself; count points with ``gd.data[0].x.length``; traces are
+  0 raw loss, 1 smoothed loss, 2 eval loss, 3 learning rate). Before plotly
+  has loaded and after the run ends it holds an HTML widget with an
+  ``svg.arkor-svg`` instead;
 - ``arkor-checkpoints``: checkpoint list and samples (``arkor-samples``);
 - ``arkor-log``: the event log (newest at the bottom);
 - ``arkor-snapshot``: the static snapshot (its own cell output after the

@@ -274,7 +274,7 @@ class LivePanel(widgets.VBox):
             extra.append('<div class="arkor-blocking" style="color:#6d4c41">run.result() is waiting in '
                          "this cell, so the kernel cannot receive clicks until it returns: interrupt "
                          "the kernel (■) to cancel.</div>")
-        return (f'<div style="font-family:sans-serif;font-size:13px">{header}{bar}'
+        return (f'<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
                 f'<div style="margin:2px 0">{cells}</div>{"".join(extra)}</div>')
 
     def checkpoints_text(self) -> str:
@@ -285,7 +285,7 @@ class LivePanel(widgets.VBox):
             return ""
         shown = ", ".join(str(s) for s in steps[-20:])
         more = f" (+{len(steps) - 20} earlier)" if len(steps) > 20 else ""
-        return (f'<div style="font-size:12px"><b>Checkpoints</b> {len(steps)}: step {esc(shown)}{more}'
+        return (f'<div style="font-size:12px;line-height:1.4"><b>Checkpoints</b> {len(steps)}: step {esc(shown)}{more}'
                 f"</div>{samples_html(st)}")
 
     def log_text(self) -> str:
@@ -304,5 +304,5 @@ class LivePanel(widgets.VBox):
         hidden = total - len(entries)
         head = f'<div style="color:#999">… {hidden} earlier events</div>' if hidden > 0 else ""
         return ('<div style="max-height:150px;overflow-y:auto;display:flex;flex-direction:column-reverse;'
-                'font-family:monospace;font-size:11px;border:1px solid #eee;padding:2px 4px">'
+                'font-family:monospace;font-size:11px;line-height:1.35;border:1px solid #eee;padding:2px 4px">'
                 f"<div>{head}{''.join(lines)}</div></div>")
