@@ -65,6 +65,8 @@ class InferenceEngine:
             raise ConfigError("adapter.jobId", "is required: the id of a training job")
         try:
             root = Path(job_dir(job_id))
+        except ConfigError:
+            raise
         except (KeyError, LookupError, ValueError) as exc:
             raise ConfigError("adapter.jobId", f"unknown job {job_id!r} ({exc})") from None
         if not root.is_dir():
