@@ -22,6 +22,7 @@ import inspect
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
@@ -89,6 +90,7 @@ class LiveRun:
         self._snap_handle: Any = None
         self._display = display
         self.ticks = 0
+        self.tag = uuid.uuid4().hex[:12]  # links the panel to its snapshot output
         self._jupyter = display and in_jupyter_kernel()
         if display and not self._jupyter:
             self._text = TextProgress(text_stream)
@@ -114,7 +116,8 @@ class LiveRun:
         if self._panel is None:
             from .panel import LivePanel
 
-            panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
+            panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote),
+                              hide_snapshot=self.tag)
             panel.wake = self._wake.set
             self._panel = panel
             if self._done.is_set():
@@ -417,7 +420,7 @@ class LiveRun:
         smoothing, log_y = 0.6, False
         if self._panel is not None:
             smoothing, log_y = float(self._panel.smoothing.value), bool(self._panel.log_toggle.value)
-        return snapshot_html(self.state, smoothing=smoothing, log_y=log_y)
+        return snapshot_html(self.state, smoothing=smoothing, log_y=log_y, tag=self.tag)
 
     def _repr_html_(self) -> str:
         return self.snapshot_html()

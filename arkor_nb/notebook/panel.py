@@ -58,8 +58,12 @@ class LivePanel(widgets.VBox):
     """The run's panel. Build with a :class:`RunState`; ``render()`` from one thread."""
 
     def __init__(self, state: RunState, *, on_cancel: Callable[[bool], None] | None = None,
-                 use_plotly: bool = True, **kwargs: Any) -> None:
+                 use_plotly: bool = True, hide_snapshot: str = "", **kwargs: Any) -> None:
         self.run_state = state
+        # Where this panel renders, its own static snapshot output is redundant: hide it.
+        # Viewers without widgets (GitHub, nbviewer without state) never see this style.
+        self._style = (f"<style>.arkor-snap-{esc(hide_snapshot)}{{display:none}}</style>"
+                       if hide_snapshot else "")
         self._on_cancel = on_cancel
         self.status_html = widgets.HTML(value="")
         self.cancel_button = widgets.Button(description="Cancel", button_style="danger",
@@ -274,7 +278,7 @@ class LivePanel(widgets.VBox):
             extra.append('<div class="arkor-blocking" style="color:#6d4c41">run.result() is waiting in '
                          "this cell, so the kernel cannot receive clicks until it returns: interrupt "
                          "the kernel (■) to cancel.</div>")
-        return (f'<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
+        return (f'{self._style}<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
                 f'<div style="margin:2px 0">{cells}</div>{"".join(extra)}</div>')
 
     def checkpoints_text(self) -> str:

@@ -232,8 +232,14 @@ def samples_html(state: RunState, *, max_chars: int = 300) -> str:
             + "".join(rows) + "</table>")
 
 
-def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = False) -> str:
-    """Chart + summary + samples: the static record a cell keeps after the run."""
+def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = False,
+                  tag: str = "") -> str:
+    """Chart + summary + samples: the static record a cell keeps after the run.
+
+    ``tag`` adds the class ``arkor-snap-<tag>``, which the live panel hides
+    while it is rendered (see ``LivePanel.hide_snapshot``), so a live view
+    shows one chart and a kernel-less view (GitHub, nbviewer) shows this.
+    """
     chart = svg_chart(run_lines(state, smoothing=smoothing), log_y=log_y)
     title = esc(state.name or state.job_id or "run")
     last_error = ""
@@ -241,7 +247,8 @@ def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = Fals
         failures = [e for e in state.log if e.level == "error"]
     if failures and not state.error:
         last_error = f'<div style="color:#c62828">{esc(describe(failures[-1].item))}</div>'
-    return (f'<div class="arkor-snapshot" style="font-family:sans-serif">'
+    extra = f" arkor-snap-{esc(tag)}" if tag else ""
+    return (f'<div class="arkor-snapshot{extra}" style="font-family:sans-serif">'
             f'<div style="font-weight:600;margin:2px 0">{title} {badge(state.status)}</div>'
             f'<div style="display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start">'
             f"<div>{chart}</div><div>{summary_table(state)}</div></div>"

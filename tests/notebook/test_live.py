@@ -50,6 +50,10 @@ def test_completed_run_panel_snapshot_and_record(make_trainer: Any, tmp_path: Pa
     html = run.snapshot_html()
     assert "<svg" in html and "<script" not in html.lower()
     assert f"{st.loss:.4g}" in html
+    # where the panel renders it hides its own snapshot output (one chart, not two);
+    # viewers without widgets never get that style and show the snapshot
+    assert f"arkor-snap-{run.tag}" in html
+    assert f".arkor-snap-{run.tag}{{display:none}}" in panel.status_html.value
     # the redraw throttle: at most one redraw per interval (+ the final one)
     assert run.ticks <= st.elapsed() / run.interval + 3
     # record -> replay -> compare, without the backend
