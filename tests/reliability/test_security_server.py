@@ -351,3 +351,17 @@ def test_model_dirs_with_remote_code_are_refused_and_never_run(
     src = Path(ak.__file__).parent
     hits = [str(p) for p in src.rglob("*.py") if "trust_remote_code=True" in p.read_text()]
     assert hits == []
+
+
+def test_token_comparison_is_constant_time() -> None:
+    """Timing cannot be measured reliably on a shared CI box; the comparison itself is pinned."""
+    import inspect
+
+    from arkor_nb.local.security import SecurityPolicy
+
+    src = inspect.getsource(SecurityPolicy.token_ok)
+    assert "hmac.compare_digest" in src and "==" not in src.replace("!=", "")
+    policy = SecurityPolicy(token="s" * 40)
+    assert policy.token_ok("Bearer " + "s" * 40)
+    assert not policy.token_ok("Bearer " + "s" * 39) and not policy.token_ok(None)
+    assert "s" * 40 not in repr(policy)
