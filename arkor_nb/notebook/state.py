@@ -224,6 +224,7 @@ class RunState:
             self.status = "detached"
             self.ended = self.ended or self.clock()
         if n.kind == "error" and self.status not in TERMINAL:
+            self.status = "detached"  # we stopped watching; the job itself may still run
             self.ended = self.ended or self.clock()
         self.log.append(LogEntry(self.clock(), n, level))
         self.log_total += 1
@@ -283,6 +284,7 @@ class RunState:
             self.transport = text
             self.transport_level = level
             if self.status not in TERMINAL:
+                self.status = "detached"
                 self.ended = self.ended or self.clock()
             self.log.append(LogEntry(self.clock(), text, level))
             self.log_total += 1

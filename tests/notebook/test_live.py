@@ -187,3 +187,25 @@ def test_start_failure_is_shown_in_the_panel(server: ServerProcess) -> None:
         run.result(timeout=30)
     assert getattr(info.value, "status", None) == 401
     assert "refused the token" in run.panel.status_html.value
+
+
+def test_a_live_run_sends_few_small_messages(make_trainer: Any) -> None:
+    """The throttle in behaviour terms: <= 10 comm messages per second of run, each <= 50 kB."""
+    import time
+
+    from tests.notebook.comms import recording
+
+    assert load_figure_class() is not None
+    with recording() as wire:
+        run = live(make_trainer("quiet", max_steps=400, eval_steps=50), display=False)
+        panel = run.panel
+        wait_for(lambda: panel.figure is not None, 30, what="the plotly figure")
+        mark = len(wire.sent)
+        started = time.monotonic()
+        run.result(timeout=60)
+        elapsed = time.monotonic() - started
+        sent = wire.updates(mark)
+    assert run.state.step == 400
+    finish_messages = 12  # retire the figure, final texts, button and toggle states
+    assert len(sent) <= 10 * elapsed + finish_messages, (len(sent), elapsed)
+    assert max(m.size for m in sent) <= 50_000
