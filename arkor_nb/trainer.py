@@ -68,7 +68,7 @@ logger = logging.getLogger("arkor_nb")
 Backend = LocalBackend | CloudBackend
 Listener = Callable[[Any], None]
 # What counts as a transport failure while opening or reading the stream.
-STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)
+STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)  # incl. CorruptFrameError
 # ...and what a best-effort job lookup may swallow.
 LOOKUP_ERRORS: tuple[type[Exception], ...] = (CloudApiError, *STREAM_ERRORS)
 
@@ -77,12 +77,20 @@ class StreamClosedError(ConnectionError):
     """The stream ended (cleanly) without a single parseable data frame."""
 
 
+class CorruptFrameError(ConnectionError):
+    """A frame with an id did not decode: treated as transport damage, retried once."""
+
+
 class _CallbackFailed(Exception):
     """Carries a user-callback exception past the transport-error handlers."""
 
     def __init__(self, original: Exception) -> None:
         super().__init__(repr(original))
         self.original = original
+
+
+def _fingerprint(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def backoff_delay(policy: ReconnectPolicy, failures: int, rng: random.Random | None = None) -> float:
@@ -262,9 +270,34 @@ class _StreamState:
     job_id: str
     last_event_id: str | None = None
     seen_ids: set[str] = field(default_factory=set)
+    idless: set[str] = field(default_factory=set)  # fingerprints of frames that came without an id
+    corrupt_ids: set[str] = field(default_factory=set)  # ids (or fingerprints) damaged once
+    sequential: bool | None = None  # ids so far were consecutive integers (None: not known yet)
     failures: int = 0
     parseable: bool = False
     ended: bool = False
+
+
+def _check_sequence(state: _StreamState, frame_id: str) -> None:
+    """On a server whose ids count up by one, a jump means frames were lost in
+    transit (e.g. a damaged frame was dropped): resume from the last good id.
+    A jump that is still there after the replay is real and accepted."""
+    last = state.last_event_id
+    if state.sequential is False or last is None or not (last.isdigit() and frame_id.isdigit()):
+        return
+    previous, current = int(last), int(frame_id)
+    if current == previous + 1:
+        state.sequential = True
+    elif current > previous + 1 and state.sequential:
+        key = f"gap:{previous}:{current}"
+        if key not in state.corrupt_ids:
+            state.corrupt_ids.add(key)
+            raise CorruptFrameError(
+                f"events {previous + 1}..{current - 1} went missing; resuming after {previous}"
+            )
+        state.sequential = False
+    else:
+        state.sequential = False
 
 
 class Trainer:
@@ -579,13 +612,21 @@ class Trainer:
     async def _consume(
         self, response: httpx.Response, state: _StreamState
     ) -> TrainingResult | None:
-        """Read one connection; returns the result on a terminal event."""
+        """Read one connection; returns the result on a terminal event.
+
+        ``Last-Event-ID`` only advances past frames that decoded, so a frame
+        corrupted in transit (garbage inside its ``data:``) is replayed by
+        the server after the reconnect instead of being lost (a frame that is
+        broken again on replay is skipped, never fatal). A valid frame that
+        lost its ``id:`` line on a stream that carries ids is treated the same
+        way; frames of id-less servers are de-duplicated by content.
+        """
         state.parseable = False
         state.ended = False
         async for frame in iter_sse(response):
-            if frame.id is not None:
-                state.last_event_id = frame.id
             if frame.event == "ping":
+                if frame.id is not None:
+                    state.last_event_id = frame.id
                 continue
             if frame.event == "end":
                 state.ended = True
@@ -595,6 +636,18 @@ class Trainer:
             try:
                 payload = json.loads(frame.data)
             except ValueError:
+                if frame.id is not None and frame.id not in state.seen_ids:
+                    if frame.id not in state.corrupt_ids:
+                        # Probably damaged in transit: resume from the last good id
+                        # so the server replays it, in order.
+                        state.corrupt_ids.add(frame.id)
+                        raise CorruptFrameError(
+                            f"event {frame.id} did not decode; resuming after "
+                            f"{state.last_event_id}"
+                        ) from None
+                    # Broken again on replay: the record itself is bad. Skip it.
+                    state.seen_ids.add(frame.id)
+                    state.last_event_id = frame.id
                 continue
             if not isinstance(payload, dict):
                 continue
@@ -602,8 +655,25 @@ class Trainer:
             state.failures = 0
             if frame.id is not None:
                 if frame.id in state.seen_ids:
-                    continue
+                    continue  # a replayed duplicate: neither delivered nor resumed from
+                _check_sequence(state, frame.id)
                 state.seen_ids.add(frame.id)
+                state.last_event_id = frame.id
+                if state.idless and _fingerprint(payload) in state.idless:
+                    continue
+            else:
+                fingerprint = _fingerprint(payload)
+                if fingerprint in state.idless:
+                    continue
+                if state.seen_ids and fingerprint not in state.corrupt_ids:
+                    # This server sends ids, so a data frame without one had its
+                    # id line damaged: resume and take the intact replay instead.
+                    state.corrupt_ids.add(fingerprint)
+                    raise CorruptFrameError(
+                        f"a data frame arrived without its id; resuming after "
+                        f"{state.last_event_id}"
+                    )
+                state.idless.add(fingerprint)
             event = parse_event(payload, frame.id)
             if event is None:
                 continue

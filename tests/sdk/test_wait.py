@@ -13,6 +13,7 @@ import arkor_nb as ak
 from arkor_nb.types import StreamNotice, TrainingLog
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,
+    Drop,
     End,
     Event,
     FakeCloud,
@@ -169,21 +170,74 @@ def test_unknown_types_and_malformed_frames_are_skipped(cloud: FakeCloud, fast) 
     cloud.script(
         Event("1", started()),
         Event("2", {"type": "training.future_thing", "foo": 1}),
-        Raw(b"id: 3\ndata: {not json\n\n"),
-        Event("4", {"type": "training.log", "loss": 0.1}),  # missing step
+        Event("3", {"type": "training.log", "loss": 0.1}),  # missing step
         Raw(b"data: [1, 2]\n\n"),
-        Raw(b"id: 5\ndata:\n\n"),  # empty event
+        Raw(b"data: {no id and not json\n\n"),
+        Raw(b"data:\n\n"),  # empty event
         Raw(b": a comment line\n\n"),
         Raw(b"\xff\xfe garbage bytes \x00\n"),
-        Event("6", log(7, 0.2)),
-        Raw(b'id: 7\r\ndata: {"type": "training.log",\r\ndata:  "step": 8}\r\n\r\n'),  # CRLF, multi-line data
-        Event("8", completed()),
+        Event("4", log(7, 0.2)),
+        Raw(b'id: 5\r\ndata: {"type": "training.log",\r\ndata:  "step": 8}\r\n\r\n'),  # CRLF, multi-line
+        Event("6", completed()),
         job_id=job_id,
     )
     result = trainer.wait()
     assert result.job.status == "completed"
     assert steps == [7, 8]
     assert len(cloud.stream_opens()) == 1
+
+
+def test_a_frame_that_does_not_decode_is_replayed_once_then_skipped(cloud: FakeCloud, fast) -> None:
+    """Garbage inside a frame (damage in transit) must not lose the event, nor stall the run."""
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    damaged = Raw(b'id: 3\ndata: {"type": "training.log", "st\x00\xff{garbage\r\nep": 2}\n\n')
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), damaged, Event("4", log(3, 1.0)), job_id=job_id)
+    # the replay after Last-Event-ID 2 carries event 3 intact
+    cloud.script(Event("3", log(2, 1.0)), Event("4", log(3, 1.0)), damaged, job_id=job_id)
+    # a server whose log really holds a broken record: seen broken twice, skipped
+    cloud.script(Raw(b"id: 9\ndata: {broken\n\n"), Event("10", log(4, 1.0)), job_id=job_id)
+    cloud.script(Raw(b"id: 9\ndata: {broken\n\n"), Event("10", log(4, 1.0)), Event("11", completed()), job_id=job_id)
+    assert trainer.wait().job.status == "completed"
+    assert steps == [1, 2, 3, 4]
+    opens = cloud.stream_opens(job_id)
+    assert [o.headers.get("last-event-id") for o in opens] == [None, "2", "4", "4"]
+
+
+def test_a_gap_in_consecutive_ids_is_refetched_but_sparse_ids_are_trusted(cloud: FakeCloud, fast) -> None:
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    # id 3 lost its data line in transit (an id-only frame), then 4 arrives: a gap
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), Raw(b"id: 3\nda\x00ta: x\n\n"),
+                 Event("4", log(3, 1.0)), job_id=job_id)
+    cloud.script(Event("3", log(2, 1.0)), Event("4", log(3, 1.0)), Event("10", log(4, 1.0)), job_id=job_id)
+    # 4 -> 10 is still there after a replay: a real gap, accepted; later gaps too
+    cloud.script(Event("10", log(4, 1.0)), Event("20", log(5, 1.0)), Event("30", completed()), job_id=job_id)
+    assert trainer.wait().job.status == "completed"
+    assert steps == [1, 2, 3, 4, 5]
+    assert [o.headers.get("last-event-id") for o in cloud.stream_opens(job_id)] == [None, "2", "4"]
+
+
+def test_a_valid_frame_with_a_damaged_id_is_not_delivered_twice(cloud: FakeCloud, fast) -> None:
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    frame = json.dumps({"type": "training.log", "jobId": job_id, "timestamp": "t", "step": 2}).encode()
+    cloud.script(
+        Event("1", {**log(1, 1.0), "timestamp": "t"}),
+        Raw(b"id: 2\x00\xff{garbage\r\ndata: " + frame + b"\n\n"),  # id line damaged
+        Drop(),
+        job_id=job_id,
+    )
+    cloud.script(
+        Event("2", {"type": "training.log", "jobId": job_id, "timestamp": "t", "step": 2}),
+        Event("3", completed()),
+        job_id=job_id,
+    )
+    assert trainer.wait().job.status == "completed"
+    assert steps == [1, 2]
 
 
 def test_last_event_id_resume_loses_and_duplicates_nothing(cloud: FakeCloud, fast) -> None:
