@@ -1,0 +1,152 @@
+"""Issue 3 "done when", end to end: the SDK Trainer -> the real local server -> the real worker.
+
+One server (a subprocess, as users get it) on the session home where the tiny
+base is already built; real LoRA training of ``arkor-nb/tiny`` on the demo data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+import arkor_nb as ak
+from tests.local.server_harness import ServerProcess, all_events, wait_for
+from tests.local.training_helpers import (
+    EVAL,
+    TRAIN,
+    home,
+    logs,
+    terminal,
+    tiny_model_dir,  # noqa: F401 - fixture
+)
+
+TICKET = json.loads(EVAL.read_text().splitlines()[0])["messages"][:2]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    from arkor_nb.local.models import ensure_tiny_model
+
+    # The server gets a home of its own, sharing the session's model cache so the
+    # tiny base is not built twice.
+    ensure_tiny_model(home())
+    srv_home = home() / "e2e-server"
+    srv_home.mkdir(parents=True, exist_ok=True)
+    (srv_home / "models").symlink_to(home() / "models", target_is_directory=True)
+    srv = ServerProcess(srv_home).start()
+    yield srv
+    srv.stop()
+
+
+def backend(srv: ServerProcess) -> ak.LocalBackend:
+    return ak.LocalBackend(url=srv.url, token=srv.token)
+
+
+def test_real_run_completes_and_checkpoint_infer_returns_text(server: ServerProcess) -> None:
+    seen_logs: list[Any] = []
+    samples: dict[int, str] = {}
+
+    def on_checkpoint(ctx: Any) -> None:
+        response = ctx.infer(messages=TICKET, max_tokens=16, stream=False)
+        assert response.status_code == 200, response.text
+        samples[ctx.step] = response.json()["choices"][0]["message"]["content"]
+
+    trainer = ak.create_trainer(
+        name="e2e-demo",
+        model="arkor-nb/tiny",
+        dataset={"type": "file", "path": str(TRAIN)},
+        max_steps=40,
+        logging_steps=5,
+        save_steps=20,
+        callbacks={"on_log": seen_logs.append, "on_checkpoint": on_checkpoint},
+        backend=backend(server),
+    )
+    trainer.start()
+    result = trainer.wait()
+    assert result.job.status == "completed", result
+    losses = [c.loss for c in seen_logs if c.loss is not None]
+    assert [c.step for c in seen_logs if c.loss is not None] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert sorted(samples) == [20, 40] and all(text.strip() for text in samples.values()), samples
+    adapter = [a for a in result.artifacts if a.get("kind") == "adapter"]
+    assert adapter and adapter[0]["url"].endswith("/artifacts/adapter")
+
+    # The adapter is downloadable and loads with peft.
+    with server.client() as client:
+        listing = client.get(adapter[0]["url"])
+        assert listing.status_code == 200, listing.text
+        files = {f if isinstance(f, str) else f.get("path") for f in listing.json()["files"]}
+        assert any("adapter_config.json" in str(f) for f in files), files
+        config = client.get(adapter[0]["url"] + "/adapter_config.json").json()
+    assert config["peft_type"] == "LORA" and config["r"] == 16
+
+    # The openai client streams a completion from the final adapter.
+    oa = openai.OpenAI(base_url=server.url + "/v1", api_key=server.token)
+    stream = oa.chat.completions.create(model=f"job:{result.job.id}", messages=TICKET,
+                                        max_tokens=16, stream=True)
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1 and "".join(pieces).strip()
+    # ...and from a checkpoint, not streaming
+    reply = oa.chat.completions.create(model=f"job:{result.job.id}@20", messages=TICKET, max_tokens=8)
+    assert reply.choices[0].message.content
+
+
+def test_cancel_over_http_ends_cancelled_within_one_step(server: ServerProcess) -> None:
+    steps: list[int] = []
+    trainer = ak.create_trainer(
+        name="e2e-cancel", model="arkor-nb/tiny", dataset={"type": "file", "path": str(TRAIN)},
+        max_steps=5000, logging_steps=1,
+        callbacks={"on_log": lambda ctx: steps.append(ctx.step)}, backend=backend(server),
+    )
+    job_id = trainer.start()
+    outcome: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: outcome.setdefault("result", trainer.wait()), daemon=True)
+    waiter.start()
+    wait_for(lambda: len(steps) >= 3, timeout=120, what="three logged steps")
+    seen = steps[-1]
+    cancelled = trainer.cancel()
+    assert cancelled is not None and cancelled.id == job_id
+    waiter.join(timeout=60)
+    assert outcome["result"].job.status == "cancelled"
+    with server.client() as client:
+        events = all_events(client, job_id)
+    end = terminal(events)
+    assert end["type"] == "training.cancelled"
+    assert seen <= end["step"] <= seen + 2, (seen, end["step"])
+    assert max(e["step"] for e in logs(events)) <= end["step"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_steps": 10**12}, "maxSteps"),
+        ({"dataset": {"type": "file", "path": "data/missing.jsonl"}}, "datasetSource.path"),
+        ({"dataset": {"type": "file", "path": "BAD_ROWS"}}, "line 2"),
+        ({"model": "./no-such-model-dir"}, "model"),
+        ({"lora": {"r": 10**6}}, "loraR"),
+    ],
+)
+def test_bad_config_is_a_400_naming_the_field(server: ServerProcess, kwargs: dict[str, Any], field: str,
+                                             tmp_path: Path) -> None:
+    if kwargs.get("dataset", {}).get("path") == "BAD_ROWS":
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(TRAIN.read_text().splitlines()[0] + "\n{\"prompt\": \"no completion\"}\n")
+        kwargs = {"dataset": {"type": "file", "path": str(bad)}}
+    args: dict[str, Any] = {"name": "bad", "model": "arkor-nb/tiny",
+                            "dataset": {"type": "file", "path": str(TRAIN)}, **kwargs}
+    trainer = ak.create_trainer(backend=backend(server), **args)
+    with pytest.raises(ak.CloudApiError) as info:
+        trainer.start()
+    assert info.value.status == 400
+    assert field in info.value.message
+    with server.client() as client, contextlib.suppress(httpx.HTTPError):
+        names = [j["name"] for j in client.get("/v1/jobs").json()["jobs"]]
+    assert "bad" not in names  # nothing half-created
