@@ -12,6 +12,12 @@ resets on every parseable data frame; after ``max_attempts`` failed
 reconnects the next failure raises ReconnectExhaustedError. 401/403/410/426
 on open raise CloudApiError at once. A callback exception ends ``wait()``
 with that exception, unchanged, and no reconnect.
+
+Nothing is lost or delivered twice: events are de-duplicated by id, and
+``Last-Event-ID`` only moves past frames that decoded. A frame damaged in
+transit (undecodable data, a lost ``id:`` line, or a jump in otherwise
+consecutive ids) makes the reader resume from the last good id once; what
+is still broken after that replay is skipped, never fatal.
 """
 
 from __future__ import annotations
