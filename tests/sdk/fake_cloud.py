@@ -236,6 +236,14 @@ class FakeCloud:
     def requests_to(self, method: str, path: str) -> list[Recorded]:
         return [r for r in list(self.requests) if r.method == method and r.path == path]
 
+    async def await_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """``wait_for`` for async tests: poll without blocking the caller's loop."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s")
+            await asyncio.sleep(0.002)
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout

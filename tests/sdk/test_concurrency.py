@@ -177,8 +177,7 @@ def test_keyboard_interrupt_style_cancellation_of_wait_async(cloud: FakeCloud, f
 
     async def run() -> None:
         task = asyncio.ensure_future(trainer.wait_async())
-        while trainer.job is None or trainer.job.status != "running":
-            await asyncio.sleep(0.002)
+        await cloud.await_for(lambda: trainer.job is not None and trainer.job.status == "running")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

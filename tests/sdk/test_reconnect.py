@@ -288,8 +288,7 @@ def test_per_call_abort_signal_only_stops_that_wait(cloud: FakeCloud, fast) -> N
 
     async def both() -> tuple[BaseException | ak.TrainingResult, ...]:
         first = asyncio.ensure_future(trainer.wait_async(abort_signal=panel.signal))
-        while len(cloud.stream_opens(job_id)) < 1:
-            await asyncio.sleep(0.002)
+        await cloud.await_for(lambda: len(cloud.stream_opens(job_id)) >= 1)
         panel.abort()
         outcome = await asyncio.gather(first, return_exceptions=True)
         gate.set()
