@@ -19,6 +19,7 @@ from .series import Smoother, thin
 
 RAW, SMOOTH, EVAL, LR = 0, 1, 2, 3
 SMOOTH_POINTS = 1000  # the smoothed line is smooth: half the points carry it
+LR_POINTS = 500  # a schedule is smoother still
 _FIG_CLASS: Any = None
 ESM_STUB = "export default {};"  # replaces the ~5 MB bundle before the figure is closed
 
@@ -124,7 +125,7 @@ def update_figure(fig: Any, curves: dict[str, tuple[list[float], list[float]]], 
         xs, ys = curves["eval_loss"]
         put(EVAL, arr_x(xs), ys)
     if "learning_rate" in changed:
-        xs, ys = curves["learning_rate"]
+        xs, ys = thin(*curves["learning_rate"], LR_POINTS)
         put(LR, arr_x(xs), ys)
     relayout = {"yaxis.type": "log" if log_y else "linear"} if view_changed else {}
     if not traces and not relayout:

@@ -28,7 +28,7 @@ from .snapshot import badge, run_lines, samples_html, svg_chart
 from .state import TERMINAL, RunState
 from .text import describe, esc, fduration, fnum
 
-LOG_LINES = 150  # event-log lines sent to the browser (the ring keeps LOG_RING)
+LOG_LINES = 120  # event-log lines sent to the browser (the ring keeps LOG_RING = 300)
 LOG_EVERY = 1.0  # seconds between event-log redraws while streaming
 
 CSS_CLASSES = {
@@ -302,11 +302,12 @@ class LivePanel(widgets.VBox):
         for e in entries:
             line = e.html
             if line is None:  # formatted once, when first shown
-                style = _LEVEL_STYLE.get(e.level, "")
-                line = e.html = f"<div{style}>+{e.wall - t0:.1f}s {esc(describe(e.item))}</div>"
+                text = f"+{e.wall - t0:.1f}s {esc(describe(e.item))}"
+                style = _LEVEL_STYLE.get(e.level)
+                line = e.html = f"<span{style}>{text}</span>" if style else text
             lines.append(line)
         hidden = total - len(entries)
-        head = f'<div style="color:#999">… {hidden} earlier events</div>' if hidden > 0 else ""
+        head = f"… {hidden} earlier events\n" if hidden > 0 else ""
         return ('<div style="max-height:150px;overflow-y:auto;display:flex;flex-direction:column-reverse;'
                 'font-family:monospace;font-size:11px;line-height:1.35;border:1px solid #eee;padding:2px 4px">'
-                f"<div>{head}{''.join(lines)}</div></div>")
+                f'<div style="white-space:pre-wrap">{head}{chr(10).join(lines)}</div></div>')

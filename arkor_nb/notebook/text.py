@@ -94,7 +94,7 @@ def describe(item: Any) -> str:
             parts.append(f"eval {fnum(item.eval_loss)}")
         if item.learning_rate is not None:
             parts.append(f"lr {fnum(item.learning_rate, 3)}")
-        return "log  " + " · ".join(parts)
+        return " · ".join(parts)
     if isinstance(item, TrainingStarted):
         return "started"
     if isinstance(item, CheckpointSaved):
