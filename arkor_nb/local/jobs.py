@@ -142,6 +142,7 @@ class JobManager:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self._retry_wake = threading.Event()  # set at shutdown: stops retry loops at once
 
     def job_dir(self, job_id: str) -> Path:
         return self.home / "jobs" / job_id
@@ -180,6 +181,7 @@ class JobManager:
         """Ask every worker to cancel, wait up to ``timeout``, then kill the rest."""
         with self._lock:
             self._closed = True
+            self._retry_wake.set()
             runs = list(self._runs.values())
         for run in runs:
             # Say why in the log first: the worker's own "cancelled" would misstate it.
@@ -410,8 +412,9 @@ class JobManager:
         try:
             if not run.terminal_seen:
                 self._record_end(run, returncode, failure)
-        except Exception:  # the next server start marks the job failed instead
-            log.exception("job %s: could not record how it ended", run.job_id)
+        except Exception:
+            log.exception("job %s: could not record how it ended; retrying", run.job_id)
+            self._retry_record_end(run, returncode, failure)
         log.info("job %s worker exited (%s)", run.job_id, returncode)
         with self._lock:
             self._runs.pop(run.job_id, None)
@@ -419,6 +422,26 @@ class JobManager:
             self._schedule()
         except Exception:
             log.exception("could not start the next queued job")
+
+    def _retry_record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
+        """Keep trying to write a job's end (e.g. the disk was full) in the background.
+
+        Until it is written the job would claim ``running`` with nothing running
+        and its streams would never end; once space is back it ends ``failed``
+        with the reason. (A server stop leaves it to ``recover()`` at next start.)
+        """
+        def retry() -> None:
+            delay = 0.25
+            while not self._closed:
+                self._retry_wake.wait(delay)
+                try:
+                    self._record_end(run, returncode, failure)
+                    log.info("job %s: its end was recorded after a retry", run.job_id)
+                    return
+                except Exception:
+                    delay = min(delay * 2, 5.0)
+
+        threading.Thread(target=retry, daemon=True, name=f"record-end-{run.job_id}").start()
 
     def _record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
         if failure is None and run.cancel_requested:
