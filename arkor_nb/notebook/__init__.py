@@ -11,6 +11,20 @@ Modules: ``state`` (pure run model), ``series`` (bounded decimated curves),
 redraw), ``snapshot`` (static SVG + HTML), ``record`` (JSONL, replay,
 compare), ``text`` (formatting, terminal progress), ``live`` (threads).
 
+Verified: JupyterLab 4.6 (ipywidgets 8.1, plotly 7.1 FigureWidget on
+anywidget 0.11) in headless Chromium, and nbclient-executed notebooks
+(the saved file keeps the snapshot; ~60-75 kB added per run). Not
+verified here: Notebook 7 (same widget manager as Lab), VS Code and Colab
+(Colab renders anywidget only after
+``google.colab.output.enable_custom_widget_manager()``; the SVG snapshot
+needs no widget support anywhere).
+
+Saved notebooks: while the panel is rendered it hides its own snapshot
+output (a ``<style>`` in the status widget), so a live view shows one chart;
+GitHub and nbviewer (no widgets) show the snapshot. At the end the plotly
+figure is closed after its ``_esm`` bundle and data are replaced by stubs,
+so widget state recorded by nbclient does not carry ~5 MB of plotly.
+
 Stable DOM hooks for browser tests (CSS classes set with ``add_class`` on
 the widget's element, or on elements inside an HTML widget's value):
 

@@ -269,7 +269,8 @@ class LivePanel(widgets.VBox):
         if s["error"]:
             extra.append(f'<div class="arkor-error" style="color:#c62828;font-weight:600;'
                          f'white-space:pre-wrap">Training failed: {esc(s["error"])}</div>')
-        elif s["transport"] and (st.transport_level != "info"):
+        elif s["transport"] and st.transport_level != "info" and not s["cancel_state"]:
+            # (after a Cancel the "stream aborted" notice is expected: the cancel line says it all)
             color = "#c62828" if st.transport_level == "error" else "#ef6c00"
             extra.append(f'<div class="arkor-transport" style="color:{color}">{esc(s["transport"])}</div>')
         if s["cancel_detail"]:
