@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.browser.lab import LabPage, LabServer, launch_chromium
+from arkor_nb.local.launch import live_server
+from tests.browser.lab import LabPage, LabServer, launch_chromium, stop_local_server_started_since
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -23,13 +27,38 @@ def lab_root() -> Path:
 
 @pytest.fixture(scope="session")
 def lab(lab_root: Path) -> Iterator[LabServer]:
+    """JupyterLab serving ``lab_root``; kernels inherit the suite's isolated ARKOR_NB_HOME.
+
+    While Lab starts, the built-in tiny model is built into that home (a cache
+    the first training run would otherwise fill, ~20-40 s on 2 busy cores).
+    The kernel's local server runs from ``lab_root``, so the repo's data/
+    folder is listed in ARKOR_NB_DATA_ROOTS, as for a checkout outside $HOME.
+    """
+    warm = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from arkor_nb.local.launch import home_dir\n"
+            "from arkor_nb.local.models import TINY_MODEL_ID, resolve_model\n"
+            "resolve_model(TINY_MODEL_ID, home_dir())",
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    before = live_server()
     scratch = Path(tempfile.mkdtemp(prefix="arkor-nb-lab-scratch-"))
-    server = LabServer(lab_root, scratch)
+    server = LabServer(
+        lab_root,
+        scratch,
+        env={"ARKOR_NB_DATA_ROOTS": str(REPO / "data"), "OMP_WAIT_POLICY": "PASSIVE"},
+    )
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        warm.wait(timeout=300)
+        stop_local_server_started_since(before)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -238,3 +239,21 @@ class LabPage:
         else:
             self.page.locator(selector).first.screenshot(path=str(path))
         return path
+
+
+def stop_local_server_started_since(before: Any) -> None:
+    """Stop the detached arkor-nb server a test's kernel started (not one that was already up).
+
+    Kernels start it detached on purpose (it outlives a kernel restart); a test
+    session must not leave it behind.
+    """
+    from arkor_nb.local.launch import live_server
+
+    info = live_server()
+    if info is None or (before is not None and before.pid == info.pid):
+        return
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    poll(lambda: live_server() is None, timeout=30, what=f"local server pid {info.pid} to stop")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from arkor_nb.demo import execute_notebook
+from arkor_nb.local.launch import live_server
+from tests.browser.lab import stop_local_server_started_since
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -38,12 +40,15 @@ def kernel_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def executed() -> Callable[[str], nbformat.NotebookNode]:
+def executed() -> Iterator[Callable[[str], nbformat.NotebookNode]]:
     """``executed(name)`` runs notebooks/<name> top to bottom (once) and returns the result.
 
     Each executed copy is saved under test-artifacts/notebooks/ for inspection.
+    The local server a notebook kernel starts (detached, by design) is stopped
+    at the end unless it was already running.
     """
     cache: dict[str, nbformat.NotebookNode] = {}
+    before = live_server()
 
     def run(name: str) -> nbformat.NotebookNode:
         if name not in cache:
@@ -52,4 +57,5 @@ def executed() -> Callable[[str], nbformat.NotebookNode]:
             cache[name] = nbformat.read(target, as_version=4)
         return cache[name]
 
-    return run
+    yield run
+    stop_local_server_started_since(before)
