@@ -301,7 +301,18 @@ def serve_main(argv: list[str] | None = None) -> int:
         parser.error("--max-jobs must be at least 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_server(home=args.home or home_dir(), host=args.host, port=args.port,
-                      allow_remote=args.allow_remote, token=token,
-                      max_running=args.max_jobs, ping_s=args.ping_interval,
-                      idle_timeout_s=max(0.0, args.idle_timeout))
+    home = args.home or home_dir()
+    try:
+        return run_server(home=home, host=args.host, port=args.port,
+                          allow_remote=args.allow_remote, token=token,
+                          max_running=args.max_jobs, ping_s=args.ping_interval,
+                          idle_timeout_s=max(0.0, args.idle_timeout))
+    except OSError as err:  # read-only or full data dir, port in use: one clear line
+        if err.filename is not None:
+            print(f"arkor-nb serve: cannot use the data directory {home}: {err.strerror} "
+                  f"({err.filename}); make it writable and free some space, or pass --home "
+                  "(or set ARKOR_NB_HOME) to use another directory", file=sys.stderr)
+        else:
+            print(f"arkor-nb serve: cannot listen on {args.host}:{args.port}: "
+                  f"{err.strerror or err}; pick another --port", file=sys.stderr)
+        return 1
