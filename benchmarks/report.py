@@ -41,8 +41,23 @@ def _machine(data: dict[str, Any]) -> str:
             f"load average at the end {', '.join(f'{x:.1f}' for x in load)}")
 
 
-def panel_table() -> list[str]:
+def _merged_panel() -> tuple[dict[str, Any] | None, str]:
+    """The panel run, with rows re-measured by a targeted run (same command as
+    the row names) replacing the ones they cover."""
     data, mode = _pick("panel")
+    extra = load("panel-targeted")
+    if data is None or extra is None:
+        return data, mode
+    keys = {(r["display"], r["regime"], r["n"]) for r in extra["rows"]}
+    rows = [r for r in data["rows"] if (r["display"], r["regime"], r["n"]) not in keys]
+    order = {(r["display"], r["regime"], r["n"]): i for i, r in enumerate(data["rows"])}
+    rows += [dict(r, targeted=True) for r in extra["rows"]]
+    rows.sort(key=lambda r: order.get((r["display"], r["regime"], r["n"]), 10**6))
+    return {**data, "rows": rows, "targeted_machine": extra.get("machine")}, mode
+
+
+def panel_table() -> list[str]:
+    data, mode = _merged_panel()
     if data is None:
         return ["_panel: not measured yet (`python -m benchmarks.bench_panel --full`)_", ""]
     out = [f"### 1. Panel cost per event, kernel side ({mode} run: `python -m benchmarks.run --{mode}`)",
@@ -57,6 +72,8 @@ def panel_table() -> list[str]:
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["rows"]:
         name = f"**{r['label']}**" if r.get("ours") else r["label"]
+        if r.get("targeted"):
+            name += " †"
         cmd = (f"`python -m benchmarks.bench_panel --display {r['display']} --n {r['n']} "
                f"--regime {r['regime']} --reps 3`")
         if r.get("skipped"):
@@ -74,6 +91,9 @@ def panel_table() -> list[str]:
             f"{_f(r['messages'], '{:,.0f}')} | {_f(r['msgs_per_s'], '{:,.0f}')} | "
             f"{_f(r['mb_sent'], '{:,.2f}')} | {_f(r['max_msg_kb'], '{:,.1f}')} | "
             f"{_f(r['peak_rss_mb'], '{:,.0f}')} | {nb} | {cmd} |")
+    if data.get("targeted_machine"):
+        out.append(f"† re-measured by the row's own command (interleaved with its baseline), "
+                   f"{_machine({'machine': data['targeted_machine']})}.")
     out.append("")
     return out
 
