@@ -161,7 +161,8 @@ class LiveRun:
         except BaseException as exc:  # shown in the panel; result() re-raises it
             self._error = exc
             if not self.state.terminal:
-                self.state.set_transport(fix_for(exc), "error")
+                prefix = "could not start the job: " if trainer.job_id is None else ""
+                self.state.set_transport(prefix + fix_for(exc), "error")
         finally:
             self._unsubscribe()
             if self._sampler is not None:

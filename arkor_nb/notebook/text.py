@@ -57,9 +57,9 @@ def fix_for(error: BaseException) -> str:
                     "ak.live(job_id=...) to reattach")
         if error.status == 410:
             return f"{error} — the job's event stream is gone (job deleted or expired)"
-        if error.status == 426:
-            return str(error)
-        return f"{error} — reattach with ak.live(job_id=...) when the backend is back"
+        if error.status >= 500 or error.status in (404, 408, 429):
+            return f"{error} — reattach with ak.live(job_id=...) when the backend is back"
+        return str(error)  # 4xx: the server's message names the field and the fix
     if isinstance(error, ReconnectExhaustedError):
         return (f"{error} — the backend stopped answering; the job may still be running: "
                 "reattach with ak.live(job_id=...) when it is reachable again, or raise "

@@ -209,3 +209,21 @@ def test_a_live_run_sends_few_small_messages(make_trainer: Any) -> None:
     finish_messages = 12  # retire the figure, final texts, button and toggle states
     assert len(sent) <= 10 * elapsed + finish_messages, (len(sent), elapsed)
     assert max(m.size for m in sent) <= 50_000
+
+
+def test_a_config_the_backend_rejects_is_shown_with_its_field(make_trainer: Any,
+                                                             tmp_path: Path) -> None:
+    from arkor_nb.errors import ArkorError
+
+    bad = tmp_path / "missing.jsonl"  # never written
+    try:
+        trainer = make_trainer("bad-data", dataset={"type": "file", "path": str(bad)})
+    except ArkorError as exc:  # rejected before any panel exists: also one clear error
+        pytest.fail(f"expected the server to reject it, got a client-side error: {exc}")
+    run = live(trainer, display=False)
+    with pytest.raises(ArkorError) as info:
+        run.result(timeout=30)
+    status = run.panel.status_html.value
+    assert "could not start the job" in status
+    assert str(info.value).split(": ", 1)[-1][:40] in status.replace("&#x27;", "'").replace("&quot;", '"')
+    assert run.panel.cancel_button.description == "Stopped"
