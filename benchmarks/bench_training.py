@@ -103,10 +103,10 @@ def plain_run(model: str, steps: int) -> dict[str, Any]:
 
 def run(mode: str) -> dict[str, Any]:
     home = bench_home()
-    configs = [("tiny (hidden 128, 2 layers)", tiny_model(home), 20 if mode == "quick" else 150)]
+    configs = [("tiny (hidden 128, 2 layers)", tiny_model(home), 20 if mode == "quick" else 100)]
     if mode != "quick":
-        configs.append(("larger (hidden 512, 8 layers)", larger_model(home), 30))
-    reps = 1 if mode == "quick" else 3
+        configs.append(("larger (hidden 512, 8 layers)", larger_model(home), 20))
+    reps = 1 if mode == "quick" else 2
     results = []
     with local_server(**ENV) as server:
         if mode != "quick":
