@@ -365,3 +365,38 @@ def test_token_comparison_is_constant_time() -> None:
     assert policy.token_ok("Bearer " + "s" * 40)
     assert not policy.token_ok("Bearer " + "s" * 39) and not policy.token_ok(None)
     assert "s" * 40 not in repr(policy)
+
+
+def test_cached_hub_models_with_remote_code_are_refused(srv: LocalServer, tmp_path: Path) -> None:
+    """A hub id already in the local HF cache whose config asks for custom code."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--evil-org--remote-code-model"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    marker = tmp_path / "PWNED"
+    (snapshot / "config.json").write_text(
+        json.dumps(
+            {"model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}
+        )
+    )
+    (snapshot / "configuration_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    with srv.client() as c:
+        r = c.post(
+            "/v1/jobs",
+            params=SCOPE,
+            json={
+                "name": "evil-hub",
+                "config": {
+                    "model": "evil-org/remote-code-model",
+                    "datasetSource": {"type": "file", "path": str(data)},
+                    "maxSteps": 1,
+                },
+            },
+        )
+    assert r.status_code == 400 and r.json()["field"] == "model", r.text
+    assert "trust_remote_code" in r.json()["error"]
+    assert not marker.exists()
