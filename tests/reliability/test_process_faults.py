@@ -114,8 +114,9 @@ def test_server_sigkill_and_restart_loses_nothing(tmp_path: Path) -> None:
 
 def test_worker_killed_fails_with_cause_and_server_keeps_serving(tmp_path: Path) -> None:
     env = {"ARKOR_NB_SYNTHETIC_STEP_S": "0.005"}
-    with LocalServer(tmp_path / "home", env=env) as srv:
-        seen = EventLog()
+    # Two training slots: a neighbour job runs right through the other's crash.
+    with LocalServer(tmp_path / "home", env=env, args=("--max-jobs", "2")) as srv:
+        seen, neighbour = EventLog(), EventLog()
         doomed = ak.create_trainer(
             name="doomed",
             model="arkor-nb/synthetic",
@@ -123,15 +124,27 @@ def test_worker_killed_fails_with_cause_and_server_keeps_serving(tmp_path: Path)
             backend=srv.backend(),
             reconnect=FAST_RECONNECT,
         )
+        other = ak.create_trainer(
+            name="neighbour",
+            model="arkor-nb/synthetic",
+            max_steps=600,
+            backend=srv.backend(),
+            reconnect=FAST_RECONNECT,
+        )
         doomed.subscribe(seen)
+        other.subscribe(neighbour)
         job_id = doomed.start()
+        other.start()
         thread, out = _wait_in_thread(doomed)
-        wait_for(lambda: len(seen.events) >= 50, 60, "50 events")
+        other_thread, other_out = _wait_in_thread(other)
+        wait_for(lambda: len(seen.events) >= 50 and len(neighbour.events) >= 50, 60, "both running")
         os.kill(_worker_pid(srv, job_id), signal.SIGKILL)
         thread.join(timeout=60)
+        other_thread.join(timeout=60)
         assert not thread.is_alive() and "error" not in out, out
+        assert not other_thread.is_alive() and "error" not in other_out, other_out
         result: ak.TrainingResult = out["result"]
-        # The server is still there and still trains.
+        # And new work still runs afterwards.
         after = ak.create_trainer(
             name="after",
             model="arkor-nb/synthetic",
@@ -147,11 +160,15 @@ def test_worker_killed_fails_with_cause_and_server_keeps_serving(tmp_path: Path)
     assert failed.type == "training.failed"
     assert "SIGKILL" in failed.error and "killed" in failed.error
     assert result.job.error == failed.error
+    assert other_out["result"].job.status == "completed"
+    assert neighbour.steps() == list(range(1, 601)) and neighbour.duplicates == 0
     assert follow_up.job.status == "completed"
     report(
         "worker_sigkill",
         events_before_kill=len(seen.events) - 1,
         error=failed.error[:120],
+        neighbour_events=len(neighbour.events),
+        neighbour_status=other_out["result"].job.status,
         follow_up_status=follow_up.job.status,
         server_rss_kb=server_rss,
     )
