@@ -193,3 +193,31 @@ def test_header_flood_and_slow_garbage_do_not_kill_the_server(srv: LocalServer) 
     r = _SERVER["client"].get("/v1/jobs", params=SCOPE)
     assert r.status_code == 200 and isinstance(r.json()["jobs"], list)
     json.dumps(r.json())
+
+
+@pytest.mark.parametrize(
+    "kwargs,names",
+    [
+        ({"max_steps": 10**12}, ("max_steps", "maxSteps")),
+        ({"batch_size": 0}, ("batch_size", "batchSize")),
+        ({"lora": {"r": 0}}, ("lora", "loraR")),
+        ({"learning_rate": float("nan")}, ("learning_rate", "learningRate")),
+        ({"name": "n" * 100_000}, ("name",)),
+        ({"model": "m" * 200_000}, ("model",)),
+    ],
+)
+def test_absurd_trainer_arguments_fail_clearly_through_the_sdk(
+    srv: LocalServer, kwargs: dict[str, Any], names: tuple[str, ...]
+) -> None:
+    import arkor_nb as ak
+
+    args: dict[str, Any] = {"name": "sdk-absurd", "model": "arkor-nb/synthetic", "max_steps": 5}
+    args.update(kwargs)
+    with pytest.raises((ak.ConfigError, ak.CloudApiError)) as info:
+        ak.create_trainer(**args, backend=srv.backend()).start()
+    err = info.value
+    if isinstance(err, ak.CloudApiError):
+        assert 400 <= err.status < 500
+    text = str(err)
+    assert any(n in text for n in names), text
+    assert len(text) < 2_000, "the error echoes the whole absurd value back"
