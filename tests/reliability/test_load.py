@@ -9,13 +9,16 @@ the way keeping every event would.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import arkor_nb as ak
-from arkor_nb.notebook import chart
 from tests.reliability.harness import (
     EventLog,
     LocalServer,
@@ -23,7 +26,6 @@ from tests.reliability.harness import (
     rss_kb,
     synthetic_config,
     tree_rss_kb,
-    wait_for,
 )
 
 FAST_RECONNECT = ak.ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
@@ -96,61 +98,79 @@ def test_100_concurrent_subscribers_all_get_every_event(tmp_path: Path) -> None:
     assert len(stored_ids) == steps + 2
 
 
+LONG_RUN_CLIENT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import arkor_nb as ak
+    from arkor_nb.notebook import chart
+    from tests.reliability.harness import rss_kb, wait_for
+
+    url, token, n, record = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    trainer = ak.create_trainer(name="long", model="arkor-nb/synthetic", max_steps=n,
+                                logging_steps=1, backend=ak.LocalBackend(url=url, token=token),
+                                reconnect=ak.ReconnectPolicy(0.05, 0.5))
+    count = [0]
+
+    def on_event(item):
+        if not isinstance(item, ak.StreamNotice):
+            count[0] += 1
+
+    trainer.subscribe(on_event)
+    # Import plotly & co. up front (as a kernel that already showed a panel has),
+    # so the one-off import cost is not mistaken for per-event growth.
+    chart.retire_figure(chart.new_figure())
+    run = ak.live(trainer, display=False)
+    panel = run.panel  # the widget is built and fed like in a notebook
+    wait_for(lambda: panel.figure is not None, 120, "the panel's plotly figure")
+    wait_for(lambda: count[0] >= n // 5, 600, "20% of the events", every=0.05)
+    seen_20, rss_20, t20 = count[0], rss_kb(os.getpid()), time.monotonic()
+    result = run.result(timeout=900)
+    elapsed = time.monotonic() - t20
+    rss_end = rss_kb(os.getpid())
+    run.save(record)
+    print(json.dumps({"status": result.job.status, "job_id": trainer.job_id, "events": count[0],
+                      "seen_20": seen_20, "rss_20": rss_20, "rss_end": rss_end,
+                      "elapsed": elapsed, "panel_step": run.state.step,
+                      "panel_is_stable": panel is run.panel}))
+    """
+)
+
+
 def test_long_run_through_server_client_and_panel_with_bounded_client_memory(
     tmp_path: Path,
 ) -> None:
+    """The client runs in its own process (a stand-in for the kernel), so its RSS is its own."""
     n = LONG_EVENTS
     env = {"ARKOR_NB_SYNTHETIC_STEP_S": "0"}
+    record = tmp_path / "long.jsonl"
     with LocalServer(tmp_path / "home", env=env) as srv:
-        trainer = ak.create_trainer(
-            name="long",
-            model="arkor-nb/synthetic",
-            max_steps=n,
-            logging_steps=1,
-            backend=srv.backend(),
-            reconnect=FAST_RECONNECT,
+        child = subprocess.run(
+            [sys.executable, "-c", LONG_RUN_CLIENT, srv.url, srv.token, str(n), str(record)],
+            env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+            capture_output=True,
+            text=True,
+            timeout=1200,
         )
-        count = [0, 0]  # events, last step
-
-        def on_event(item: object) -> None:
-            if isinstance(item, ak.TrainingEvent.__origin__.__args__):  # type: ignore[attr-defined]
-                count[0] += 1
-
-        trainer.subscribe(on_event)
-        me = os.getpid()
-        # Import plotly & co. up front (as a kernel that already showed a panel has),
-        # so the one-off import cost is not mistaken for per-event growth.
-        chart.retire_figure(chart.new_figure())
-        run = ak.live(trainer, display=False)
-        panel = run.panel  # the widget is built and fed like in a notebook
-        wait_for(lambda: panel.figure is not None, 120, "the panel's plotly figure")
-        wait_for(lambda: count[0] >= n // 5, 600, f"{n // 5} events", every=0.05)
-        rss_20 = rss_kb(me)
-        t20 = time.monotonic()
-        result = run.result(timeout=900)
-        elapsed = time.monotonic() - t20
-        rss_end = rss_kb(me)
-        record = run.save(tmp_path / "long.jsonl")
-        stored = srv.job(trainer.job_id)
+        assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
+        out = json.loads(child.stdout.strip().splitlines()[-1])
+        stored = srv.job(out["job_id"])
         server_rss = rss_kb(srv.pid)
     lines = sum(1 for _ in open(record)) - 1
-    growth = (rss_end - rss_20) * 1024
-    per_event = growth / (count[0] - n // 5)
+    per_event = (out["rss_end"] - out["rss_20"]) * 1024 / (out["events"] - out["seen_20"])
     report(
         "long_run",
-        events=count[0],
+        events=out["events"],
         recorded=lines,
-        panel_step=run.state.step,
-        client_rss_at_20pct_mb=round(rss_20 / 1024, 1),
-        client_rss_end_mb=round(rss_end / 1024, 1),
+        panel_step=out["panel_step"],
+        client_rss_at_20pct_mb=round(out["rss_20"] / 1024, 1),
+        client_rss_end_mb=round(out["rss_end"] / 1024, 1),
         client_growth_bytes_per_event=round(per_event, 1),
-        events_per_s_last_80pct=round((count[0] - n // 5) / elapsed),
+        events_per_s_last_80pct=round((out["events"] - out["seen_20"]) / out["elapsed"]),
         server_rss_mb=round(server_rss / 1024, 1),
     )
-    assert result.job.status == "completed" == stored["job"]["status"]
-    assert count[0] == n + 2 == lines
-    assert run.state.step == n
-    assert panel is run.panel
+    assert out["status"] == "completed" == stored["job"]["status"]
+    assert out["events"] == n + 2 == lines
+    assert out["panel_step"] == n and out["panel_is_stable"]
     # Keeping each event object costs ~1,280 bytes per event (measured: 100k parsed
     # TrainingLog objects); the client must keep far less. (What it does keep per
     # event, ~100 bytes for the seen-id set, is reported in docs/reliability.md.)
