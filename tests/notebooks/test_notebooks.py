@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import nbformat
@@ -58,13 +59,44 @@ def _text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+# What each notebook must have printed: evidence its runs really happened and ended as taught.
+EXPECTED_OUTPUT = {
+    "quickstart.ipynb": [r" completed\n", r"fine-tuned: \S"],
+    "programmatic-runs.ipynb": [
+        r"Job job_\w+ completed",
+        r"nightly-\d{4}-\d\d-\d\d completed dryRun: True",
+        r"400 datasetSource\.path: file not found",
+        r"\('request-a', 'completed'\), \('request-b', 'completed'\)",
+    ],
+    "early-stopping.ipynb": [
+        r"stopped because: diverged at step \d+",
+        r"backend status: cancelled",
+        r"stream aborted: aborted: no improvement for 5 logs",
+        r"backend: cancelled",
+    ],
+    "checkpoint-sampling.ipynb": [r"step +20: '", r"step +40: '"],
+    "compare-runs.ipynb": [
+        r"\{0\.003: 'completed', 0\.0003: 'completed'\}",
+        r"\d+ events saved to",
+    ],
+}
+
+
+def test_every_executed_notebook_has_expectations() -> None:
+    assert sorted(EXPECTED_OUTPUT) == EXECUTED
+
+
 @pytest.mark.parametrize("name", EXECUTED)
 def test_notebook_executes(name: str, executed: Callable[[str], nbformat.NotebookNode]) -> None:
     nb = executed(name)
     assert not _errors(nb)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code_cells)
-    assert "completed" in _text(nb) or name == "early-stopping.ipynb"
+    text = _text(nb)
+    for pattern in EXPECTED_OUTPUT[name]:
+        assert re.search(pattern, text), (
+            f"{name}: no output matching {pattern!r} in:\n{text[-2000:]}"
+        )
 
 
 def test_cloud_notebook_is_listed_as_not_executed() -> None:

@@ -1,0 +1,81 @@
+"""A saved, executed notebook still shows its runs without a kernel (GitHub, nbviewer).
+
+nbconvert's HTML is what a kernel-less viewer shows: widget outputs there are
+at best a script tag waiting for a widget manager (from a CDN) and at worst
+their text/plain placeholder. Every cell that displayed a live panel must
+also carry the panel's static snapshot: an inline SVG curve plus the summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import nbformat
+import pytest
+from bs4 import BeautifulSoup
+from nbconvert import HTMLExporter
+
+pytestmark = pytest.mark.slow
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _render(nb: nbformat.NotebookNode) -> BeautifulSoup:
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return BeautifulSoup(body, "html.parser")
+
+
+def test_saved_quickstart_shows_the_run_without_a_kernel(
+    executed: Callable[[str], nbformat.NotebookNode],
+) -> None:
+    nb = executed("quickstart.ipynb")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    soup = _render(nb)
+    rendered = soup.select(".jp-CodeCell")
+    assert len(rendered) == len(code)
+
+    widget_cells = [
+        (cell, html)
+        for cell, html in zip(code, rendered, strict=True)
+        if any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs)
+    ]
+    assert widget_cells, "the quickstart displays a live panel"
+    for cell, html in widget_cells:
+        # The snapshot is in the same cell, right under the code, as real inline SVG.
+        snapshots = html.select(".arkor-snapshot")
+        assert snapshots, f"no static snapshot beside the widget in:\n{cell.source}"
+        snapshot = snapshots[-1]
+        svg = snapshot.find("svg")
+        assert svg is not None and svg.find(["path", "polyline"]) is not None
+        text = snapshot.get_text(" ", strip=True)
+        assert "completed" in text and "quickstart" in text
+        assert re.search(r"\b60\b", text), "the summary names the final step"
+        # Offline: no script and nothing fetched from anywhere.
+        assert snapshot.find("script") is None
+        assert not snapshot.find_all(src=True) and not snapshot.find_all(href=True)
+        # No widget-only placeholder stands alone: whatever a viewer makes of the
+        # widget output (a script tag or its text/plain stand-in), the snapshot
+        # output follows it in the same cell.
+        outputs = html.select(".jp-OutputArea-output")
+        widget_at = max(
+            i for i, out in enumerate(cell.outputs) if WIDGET_VIEW in out.get("data", {})
+        )
+        snapshot_at = max(
+            i
+            for i, out in enumerate(cell.outputs)
+            if "arkor-snapshot" in str(out.get("data", {}).get("text/html", ""))
+        )
+        assert snapshot_at > widget_at and len(outputs) == len(cell.outputs)
+
+
+def test_saved_compare_and_replay_render_without_a_kernel(
+    executed: Callable[[str], nbformat.NotebookNode],
+) -> None:
+    """ak.replay / ak.compare outputs are plain HTML+SVG: they render anywhere."""
+    soup = _render(executed("compare-runs.ipynb"))
+    assert "Traceback" not in soup.get_text()
+    svgs = [s for s in soup.select(".jp-OutputArea-output svg") if s.find(["path", "polyline"])]
+    assert len(svgs) >= 3, "compare, replay and compare-with-a-record each draw curves"
+    text = soup.get_text(" ", strip=True)
+    assert "lr-0.003" in text and "lr-0.0003" in text
