@@ -106,3 +106,25 @@ def test_blob_source_downloads_once(tmp_path: Path) -> None:
         server.shutdown()
     assert len(rows) == len(again) == len(TRAIN.read_text().splitlines())
     assert hits == ["Bearer s3cret"]  # cached after the first download
+
+
+def test_huggingface_source_with_splits(tmp_path: Path) -> None:
+    """A `datasets` repo layout on disk (train/test files) loads offline like a hub dataset."""
+    from arkor_nb.local.worker import load_rows
+
+    repo = tmp_path / "triage-ds"
+    (repo / "data").mkdir(parents=True)
+    lines = TRAIN.read_text().splitlines()
+    (repo / "data" / "train.jsonl").write_text("\n".join(lines[:30]) + "\n")
+    (repo / "data" / "test.jsonl").write_text("\n".join(lines[30:40]) + "\n")
+    source = {"type": "huggingface", "name": str(repo), "split": "train", "evalSplit": "test"}
+    train, evals = load_rows({"datasetSource": source}, tmp_path)
+    assert (len(train), len(evals)) == (30, 10)
+    assert train[0] == ds.normalize_row(json.loads(lines[0]), "line 1")
+    # datasetSplit names the split to train on; a fraction holds rows out instead
+    train, evals = load_rows({"datasetSource": {"type": "huggingface", "name": str(repo)},
+                              "datasetSplit": "test"}, tmp_path)
+    assert (len(train), len(evals)) == (10, 0)
+    train, evals = load_rows({"datasetSource": {"type": "huggingface", "name": str(repo)},
+                              "datasetSplit": 0.1}, tmp_path)
+    assert (len(train), len(evals)) == (27, 3)
