@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,13 @@ def held_out_tickets(path: Path, count: int = 2) -> list[tuple[list[dict[str, st
     return tickets
 
 
+def fields_right(expected: str, reply: str) -> str:
+    """How many ``key: value`` lines of the expected triage the reply got exactly right."""
+    want = [line.strip() for line in expected.splitlines() if ":" in line]
+    got = {line.strip() for line in reply.splitlines()}
+    return f"{sum(line in got for line in want)}/{len(want)}"
+
+
 class _Recorder:
     """Collects the curve from ``on_log`` callbacks (train and eval losses arrive separately)."""
 
@@ -68,15 +76,14 @@ class _Recorder:
             self.eval_losses.append(float(ctx.eval_loss))
 
 
-def _chat(url: str, token: str, body: dict[str, Any]) -> str:
-    """One non-streaming completion from the local backend's inference route."""
+def _chat(url: str, token: str, model: str, messages: list[dict[str, str]]) -> str:
+    """One greedy completion from the local backend's OpenAI-compatible endpoint."""
     import httpx
 
     response = httpx.post(
-        f"{url}/v1/inference/chat",
-        params={"orgSlug": "local", "projectSlug": "default"},
+        f"{url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {token}"},
-        json={**body, "stream": False, "temperature": 0.0, "maxTokens": 48},
+        json={"model": model, "messages": messages, "temperature": 0, "max_tokens": 40},
         timeout=120,
     )
     response.raise_for_status()
@@ -100,7 +107,11 @@ def execute_notebook(
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(source.parent.resolve())}},
-    ).execute(env=dict(os.environ) if env is None else env)
+    ).execute(
+        env=dict(os.environ) if env is None else env,
+        # The kernel's own stderr is only transport warnings; cell errors still raise.
+        stderr=subprocess.DEVNULL,
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
     return time.monotonic() - started
@@ -108,7 +119,7 @@ def execute_notebook(
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m arkor_nb.demo", description=__doc__)
-    parser.add_argument("--steps", type=int, default=80, help="training steps (default 80)")
+    parser.add_argument("--steps", type=int, default=120, help="training steps (default 120)")
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder")
     parser.add_argument(
         "--no-notebook", action="store_true", help="skip executing notebooks/quickstart.ipynb"
@@ -124,6 +135,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The local backend reads dataset files only under allowed folders; list this
+    # checkout's data/ so the demo works wherever the clone lives.
+    roots = [str(DATASET.parent.resolve()), os.environ.get("ARKOR_NB_DATA_ROOTS", "")]
+    os.environ["ARKOR_NB_DATA_ROOTS"] = os.pathsep.join(r for r in roots if r)
     began = time.monotonic()
 
     from arkor_nb.local.launch import ensure_server, home_dir
@@ -149,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer = ak.create_trainer(
         name=RUN_NAME,
         model=MODEL,
-        dataset={"type": "file", "path": str(DATASET.resolve())},
+        dataset={
+            "type": "file",
+            "path": str(DATASET.resolve()),
+            "eval_path": str(EVAL_DATASET.resolve()),
+        },
         lora={"r": 16, "alpha": 32},
         max_steps=args.steps,
         learning_rate=3e-3,
@@ -174,28 +193,27 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     _say("  sampling  two held-out tickets, base model vs fine-tuned adapter")
     for messages, expected in held_out_tickets(EVAL_DATASET):
-        base = _chat(server.url, server.token, {"messages": messages, "baseModel": MODEL})
-        tuned = _chat(
-            server.url,
-            server.token,
-            {"messages": messages, "adapter": {"kind": "final", "jobId": result.job.id}},
-        )
+        base = _chat(server.url, server.token, MODEL, messages)
+        tuned = _chat(server.url, server.token, f"job:{result.job.id}", messages)
+        score = fields_right(expected, tuned)
         samples.append(
-            Sample(messages[-1]["content"], expected, {"base model": base, "fine-tuned": tuned})
+            Sample(
+                messages[-1]["content"],
+                expected,
+                {"base model": base, "fine-tuned": tuned, "fields right": score},
+            )
         )
-        _say(f"    ticket    {messages[-1]['content'][:72]!r}")
-        _say(f"    expected  {expected[:72]!r}")
-        _say(f"    fine-tuned {tuned[:72]!r}")
+        _say(f"    ticket      {messages[-1]['content'][:80]}")
+        _say(f"    expected    {' | '.join(expected.splitlines())}")
+        _say(f"    base model  {' | '.join(base.splitlines())[:80]}")
+        _say(f"    fine-tuned  {' | '.join(tuned.splitlines())[:80]}   ({score} fields right)")
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    links = {"run record (every event, JSONL)": "run.jsonl"}
     run.save(out / "run.jsonl")
     notebook_target = out / QUICKSTART.name
+    links = {"run record (every event, JSONL)": "run.jsonl"}
     if not args.no_notebook:
-        _say(f"  notebook  executing {QUICKSTART} in a fresh kernel ...")
-        nb_s = execute_notebook(QUICKSTART, notebook_target)
-        _say(f"            done in {nb_s:.1f} s")
         links["executed quickstart notebook"] = notebook_target.name
     report = out / "report.html"
     report.write_text(
@@ -219,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         encoding="utf-8",
     )
+    if not args.no_notebook:
+        _say(f"  notebook  executing {QUICKSTART} in a fresh kernel ...")
+        nb_s = execute_notebook(QUICKSTART, notebook_target)
+        _say(f"            done in {nb_s:.1f} s")
     _say()
     _say(f"Done in {time.monotonic() - began:.0f} s. Everything is under {out.resolve()}:")
     _say(f"  report    {report.resolve()}   (open in a browser; works offline)")
@@ -226,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"  notebook  {notebook_target.resolve()}")
     _say(f"  record    {(out / 'run.jsonl').resolve()}   (ak.replay('{out / 'run.jsonl'}'))")
     _say(f"  adapter   job {result.job.id} on the local backend ({home_dir()})")
+    _say(
+        f"The local backend keeps running in the background (pid {server.pid}) so notebooks "
+        f"reuse it and its jobs; stop it with `kill {server.pid}`."
+    )
     _say("Next: `make lab` opens JupyterLab on notebooks/ (start with quickstart.ipynb).")
     return 0
 

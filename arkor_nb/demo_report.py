@@ -204,7 +204,7 @@ def render_report(data: ReportData) -> str:
     if data.eval_losses:
         stats.append(_stat("final eval loss", _fmt(data.eval_losses[-1])))
     if data.duration_s is not None:
-        stats.append(_stat("training time", f"{data.duration_s:.1f} s"))
+        stats.append(_stat("run time (queue to end)", f"{data.duration_s:.1f} s"))
     samples = ""
     if data.samples:
         labels = list(dict.fromkeys(label for s in data.samples for label in s.replies))

@@ -1,0 +1,80 @@
+"""The `make demo` report opens offline and shows every logged point; its inputs are real data."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+
+from arkor_nb.demo import EVAL_DATASET, fields_right, held_out_tickets
+from arkor_nb.demo_report import ReportData, Sample, render_report
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _report(**overrides: object) -> BeautifulSoup:
+    steps = list(range(1, 41))
+    data = ReportData(
+        name="triage-demo",
+        job_id="job_0123456789abcdef",
+        status="completed",
+        model="arkor-nb/tiny",
+        dataset="data/triage.jsonl",
+        steps=steps,
+        losses=[6.3 * math.exp(-s / 9) + 0.2 for s in steps],
+        eval_steps=[10, 20, 30, 40],
+        eval_losses=[1.2, 0.5, 0.3, 0.25],
+        duration_s=21.2,
+        config={"model": "arkor-nb/tiny", "maxSteps": 40},
+        samples=[
+            Sample("Where is my parcel? <b>now</b>", "category: shipping", {"fine-tuned": "x"})
+        ],
+        links={"executed quickstart notebook": "quickstart.ipynb"},
+    )
+    for key, value in overrides.items():
+        setattr(data, key, value)
+    return BeautifulSoup(render_report(data), "html.parser")
+
+
+def test_report_is_self_contained() -> None:
+    soup = _report()
+    html = str(soup)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "no CDN or remote asset"
+    assert not soup.find_all("script", src=True) and not soup.find_all("link")
+    assert soup.find("script") is not None, "the hover readout is inline JavaScript"
+    # User text is escaped, never interpreted.
+    assert "<b>now</b>" not in html and "&lt;b&gt;now&lt;/b&gt;" in html
+
+
+def test_every_logged_point_is_hoverable() -> None:
+    soup = _report()
+    train = soup.select("#loss-chart .train-points circle")
+    evals = soup.select("#loss-chart .eval-points circle")
+    assert [int(c["data-step"]) for c in train] == list(range(1, 41))
+    assert len(evals) == 4
+    assert train[0].find("title").get_text() == "step 1: loss 5.837"
+    text = soup.get_text(" ", strip=True)
+    assert "completed" in text and "job_0123456789abcdef" in text and "0.25" in text
+
+
+def test_non_finite_losses_are_left_out_not_drawn_at_zero() -> None:
+    soup = _report(steps=[1, 2, 3], losses=[2.0, float("nan"), 1.0], eval_steps=[], eval_losses=[])
+    assert [c["data-step"] for c in soup.select(".train-points circle")] == ["1", "3"]
+
+
+def test_held_out_tickets_come_from_the_shipped_eval_file() -> None:
+    tickets = held_out_tickets(REPO / EVAL_DATASET, count=2)
+    assert len(tickets) == 2
+    for messages, expected in tickets:
+        assert messages[-1]["role"] == "user" and messages[-1]["content"]
+        assert all(m["role"] != "assistant" for m in messages)
+        assert expected.startswith("category:")
+
+
+def test_fields_right_counts_exact_key_value_lines() -> None:
+    expected = "category: shipping\npriority: medium\nteam: logistics"
+    assert fields_right(expected, "category: shipping\npriority: medium\nteam: payments") == "2/3"
+    assert fields_right(expected, expected) == "3/3"
+    assert fields_right(expected, "Common base class") == "0/3"
