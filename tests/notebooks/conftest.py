@@ -16,8 +16,8 @@ from tests.browser.lab import stop_local_server_started_since
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "test-artifacts" / "notebooks"
-# The cloud notebook needs the network and an account; its code paths are covered
-# against the loopback fake cloud elsewhere.
+# The cloud notebook needs the Arkor cloud: test_cloud_notebook.py runs it unchanged
+# against the loopback fake cloud instead of the local backend.
 NOT_EXECUTED = {"arkor-cloud.ipynb"}
 EXECUTED = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb") if p.name not in NOT_EXECUTED)
 
