@@ -268,6 +268,39 @@ class _Pump:
     waiters: int = 0
 
 
+class _SeenIds:
+    """Event ids already delivered, in O(1) memory for numeric ids.
+
+    Ids are monotonic per job (DESIGN.md), so a numeric id at or below the
+    highest one seen is a replayed duplicate; only non-numeric ids (some other
+    server's scheme) need a set. Keeping every id cost ~100 MB per 1M events.
+    """
+
+    __slots__ = ("_high", "_other")
+
+    def __init__(self) -> None:
+        self._high: int | None = None
+        self._other: set[str] = set()
+
+    def add(self, event_id: str) -> None:
+        if event_id.isdigit():
+            value = int(event_id)
+            if self._high is None or value > self._high:
+                self._high = value
+        else:
+            self._other.add(event_id)
+
+    def __contains__(self, event_id: object) -> bool:
+        if not isinstance(event_id, str):
+            return False
+        if event_id.isdigit():
+            return self._high is not None and int(event_id) <= self._high
+        return event_id in self._other
+
+    def __bool__(self) -> bool:
+        return self._high is not None or bool(self._other)
+
+
 @dataclass
 class _StreamState:
     """Per-``wait()`` bookkeeping of the reconnecting reader."""
@@ -275,7 +308,7 @@ class _StreamState:
     api: ResolvedApi
     job_id: str
     last_event_id: str | None = None
-    seen_ids: set[str] = field(default_factory=set)
+    seen_ids: _SeenIds = field(default_factory=lambda: _SeenIds())
     idless: set[str] = field(default_factory=set)  # fingerprints of frames that came without an id
     corrupt_ids: set[str] = field(default_factory=set)  # ids (or fingerprints) damaged once
     sequential: bool | None = None  # ids so far were consecutive integers (None: not known yet)
