@@ -128,3 +128,18 @@ def test_huggingface_source_with_splits(tmp_path: Path) -> None:
     train, evals = load_rows({"datasetSource": {"type": "huggingface", "name": str(repo)},
                               "datasetSplit": 0.1}, tmp_path)
     assert (len(train), len(evals)) == (27, 3)
+
+
+def test_shipped_demo_data_is_what_the_script_generates() -> None:
+    import subprocess
+    import sys
+
+    from tests.local.training_helpers import REPO
+
+    check = subprocess.run([sys.executable, "scripts/make_triage_data.py", "--check"], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    rows = [json.loads(line) for line in TRAIN.read_text().splitlines()]
+    assert len(rows) == 320
+    replies = {r["messages"][-1]["content"].split("\n")[0] for r in rows}
+    assert replies == {f"category: {c}" for c in ("billing", "technical", "account", "shipping", "feature")}
