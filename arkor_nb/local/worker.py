@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
 # barely moves it in 200 steps, 2e-3 takes the demo loss from 5.6 to 1.7).
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"arkor-nb/tiny": {"learningRate": 2e-3}}
 DRY_RUN_ROWS = 16
+# Last finished optimizer step, so a crash mid-training can say where it happened.
+PROGRESS: dict[str, int] = {}
 DRY_RUN_STEPS = 3
 
 
@@ -266,6 +268,7 @@ def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch
             self.last_time = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            PROGRESS["step"] = state.global_step
             return self._check(control)
 
         def on_substep_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
@@ -486,7 +489,10 @@ def main() -> int:
         return 1
     except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
         traceback.print_exc()
-        proto.emit({"type": "training.failed", "error": f"{type(exc).__name__}: {exc}"})
+        event: dict[str, Any] = {"type": "training.failed", "error": f"{type(exc).__name__}: {exc}"}
+        if "step" in PROGRESS:
+            event["step"] = PROGRESS["step"]
+        proto.emit(event)
         return 1
 
 
