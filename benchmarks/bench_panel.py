@@ -94,6 +94,7 @@ def summarize(runs: list[dict[str, Any]], skipped: dict[tuple[str, str, int], st
             "mb_sent": median(lp["bytes"] / 1e6 for lp in loops),
             "max_msg_kb": median(lp["max_message_bytes"] / 1e3 for lp in loops),
             "peak_rss_mb": median(lp["peak_rss_mb"] for lp in loops),
+            "rss_after_mb": median(lp["rss_after_mb"] for lp in loops),
             "rss_growth_mb": median(lp["rss_after_mb"] - lp["rss_before_mb"] for lp in loops),
             "notebook_kb": median(r["notebook_added_bytes"] / 1e3 for r in ok),
             "widget_state_kb": median(r["widget_state_bytes"] / 1e3 for r in ok),

@@ -11,7 +11,6 @@ and peak RSS, so a display that defers work to a thread still pays for it.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import threading
 import time
@@ -32,12 +31,22 @@ IOPUB_TYPES = frozenset(
 )
 
 
-def _rss_kb() -> int:
+def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     return 0
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS:")
+
+
+def _peak_kb() -> int:
+    # VmHWM, not getrusage: ru_maxrss survives execve, so a kernel spawned by a
+    # big parent would report the parent's peak.
+    return _status_kb("VmHWM:")
 
 
 class Meter:
@@ -127,7 +136,7 @@ class Meter:
         self.flush()
         self.reset()
         self.rss_before_kb = _rss_kb()
-        self.peak_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.peak_before_kb = _peak_kb()
         self.cpu0 = time.process_time()
         self.wall0 = time.perf_counter()
         self.on = True
@@ -137,7 +146,7 @@ class Meter:
         self.wall = time.perf_counter() - self.wall0
         self.cpu = time.process_time() - self.cpu0
         self.on = False
-        self.peak_after_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.peak_after_kb = _peak_kb()
         self.rss_after_kb = _rss_kb()
 
     @staticmethod

@@ -56,6 +56,16 @@ def _merged_panel() -> tuple[dict[str, Any] | None, str]:
     return {**data, "rows": rows, "targeted_machine": extra.get("machine")}, mode
 
 
+def _rss_after(data: dict[str, Any], row: dict[str, Any]) -> float | None:
+    """Kernel RSS (VmRSS) after the loop, median over the row's runs."""
+    if row.get("rss_after_mb") is not None:
+        return float(row["rss_after_mb"])
+    vals = sorted(r["loop"]["rss_after_mb"] for r in data.get("runs", [])
+                  if r.get("display") == row["display"] and r.get("regime") == row["regime"]
+                  and r.get("n") == row["n"] and "loop" in r)
+    return vals[len(vals) // 2] if vals else None
+
+
 def panel_table() -> list[str]:
     data, mode = _merged_panel()
     if data is None:
@@ -68,7 +78,7 @@ def panel_table() -> list[str]:
            "CPU is the kernel process (all threads) per event, net of the matching no-display "
            "baseline; messages and bytes are counted in the kernel's Session.send (iopub + comm).",
            "",
-           "| display | regime | N | runs | done | CPU µs/event (net) | msgs | msgs/s | MB sent | largest msg kB | peak RSS MB | notebook kB (of it widget state) | command |",
+           "| display | regime | N | runs | done | CPU µs/event (net) | msgs | msgs/s | MB sent | largest msg kB | RSS after MB | notebook kB (of it widget state) | command |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["rows"]:
         name = f"**{r['label']}**" if r.get("ours") else r["label"]
@@ -90,7 +100,7 @@ def panel_table() -> list[str]:
             f"| {name}{err} | {r['regime']} | {r['n']:,} | {r['runs']} | {_f(r['done'], '{:,.0f}')} | {us} | "
             f"{_f(r['messages'], '{:,.0f}')} | {_f(r['msgs_per_s'], '{:,.0f}')} | "
             f"{_f(r['mb_sent'], '{:,.2f}')} | {_f(r['max_msg_kb'], '{:,.1f}')} | "
-            f"{_f(r['peak_rss_mb'], '{:,.0f}')} | {nb} | {cmd} |")
+            f"{_f(_rss_after(data, r), '{:,.0f}')} | {nb} | {cmd} |")
     if data.get("targeted_machine"):
         out.append(f"† re-measured by the row's own command (interleaved with its baseline), "
                    f"{_machine({'machine': data['targeted_machine']})}.")
