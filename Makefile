@@ -23,9 +23,10 @@ demo: $(STAMP)
 
 # ARKOR_NB_DATA_ROOTS lets the local backend read data/ even when this checkout
 # lives outside your home directory (it only reads dataset files under allowed roots).
+# --allow-root only when run as root (containers), which Jupyter refuses otherwise.
 lab: $(STAMP)
 	ARKOR_NB_DATA_ROOTS="$(CURDIR)$${ARKOR_NB_DATA_ROOTS:+:$$ARKOR_NB_DATA_ROOTS}" \
-		$(VENV)/bin/jupyter lab notebooks/
+		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --full
