@@ -13,21 +13,33 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from arkor_nb.local.launch import live_server
-from tests.browser.lab import LabPage, LabServer, launch_chromium, stop_local_server_started_since
+from tests.browser.lab import (
+    LabPage,
+    LabServer,
+    e2e_home,
+    launch_chromium,
+    stop_local_server_started_since,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab_root() -> Path:
     """The directory JupyterLab serves: notebooks the tests write go here."""
     return Path(tempfile.mkdtemp(prefix="arkor-nb-lab-root-"))
 
 
-@pytest.fixture(scope="session")
-def lab(lab_root: Path) -> Iterator[LabServer]:
-    """JupyterLab serving ``lab_root``; kernels inherit the suite's isolated ARKOR_NB_HOME.
+@pytest.fixture(scope="package")
+def backend_home() -> Path:
+    """ARKOR_NB_HOME of the kernels' local backend (see ``e2e_home``)."""
+    return e2e_home()
+
+
+@pytest.fixture(scope="package")
+def lab(lab_root: Path, backend_home: Path) -> Iterator[LabServer]:
+    """JupyterLab serving ``lab_root``; kernels use ``backend_home`` for the local backend.
 
     While Lab starts, the built-in tiny model is built into that home (a cache
     the first training run would otherwise fill, ~20-40 s on 2 busy cores).
@@ -43,14 +55,18 @@ def lab(lab_root: Path) -> Iterator[LabServer]:
             "resolve_model(TINY_MODEL_ID, home_dir())",
         ],
         cwd=REPO,
-        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "ARKOR_NB_HOME": str(backend_home)},
     )
-    before = live_server()
+    before = live_server(backend_home)
     scratch = Path(tempfile.mkdtemp(prefix="arkor-nb-lab-scratch-"))
     server = LabServer(
         lab_root,
         scratch,
-        env={"ARKOR_NB_DATA_ROOTS": str(REPO / "data"), "OMP_WAIT_POLICY": "PASSIVE"},
+        env={
+            "ARKOR_NB_HOME": str(backend_home),
+            "ARKOR_NB_DATA_ROOTS": str(REPO / "data"),
+            "OMP_WAIT_POLICY": "PASSIVE",
+        },
     )
     server.start()
     try:
@@ -58,10 +74,10 @@ def lab(lab_root: Path) -> Iterator[LabServer]:
     finally:
         server.stop()
         warm.wait(timeout=300)
-        stop_local_server_started_since(before)
+        stop_local_server_started_since(before, backend_home)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = launch_chromium(playwright)

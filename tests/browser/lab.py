@@ -241,7 +241,25 @@ class LabPage:
         return path
 
 
-def stop_local_server_started_since(before: Any) -> None:
+def e2e_home() -> Path:
+    """The local-backend home for kernels started by end-to-end tests (browser, notebooks).
+
+    Our own home, so the server those kernels start is always theirs, with
+    their environment (ARKOR_NB_DATA_ROOTS), never one another test started
+    with other settings. Its ``models/`` is the suite's shared models cache,
+    so the built-in tiny model is still built once per session.
+    """
+    shared = Path(os.environ["ARKOR_NB_HOME"])
+    home = shared.parent / "arkor-nb-home-e2e"
+    (shared / "models").mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    link = home / "models"
+    if not link.is_symlink():
+        link.symlink_to(shared / "models", target_is_directory=True)
+    return home
+
+
+def stop_local_server_started_since(before: Any, home: Path) -> None:
     """Stop the detached arkor-nb server a test's kernel started (not one that was already up).
 
     Kernels start it detached on purpose (it outlives a kernel restart); a test
@@ -249,11 +267,11 @@ def stop_local_server_started_since(before: Any) -> None:
     """
     from arkor_nb.local.launch import live_server
 
-    info = live_server()
+    info = live_server(home)
     if info is None or (before is not None and before.pid == info.pid):
         return
     try:
         os.kill(info.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    poll(lambda: live_server() is None, timeout=30, what=f"local server pid {info.pid} to stop")
+    poll(lambda: live_server(home) is None, timeout=30, what=f"local server pid {info.pid} to stop")

@@ -61,10 +61,10 @@ class Backend:
         )
 
     @classmethod
-    def find(cls) -> Backend | None:
+    def find(cls, home: Path) -> Backend | None:
         from arkor_nb.local.launch import live_server
 
-        info = live_server()
+        info = live_server(home)
         return None if info is None else cls(str(info.url), info.token)
 
     def job_named(self, name: str) -> dict[str, Any] | None:
@@ -104,7 +104,9 @@ def _sampled_reply(text: str, *, step: int) -> str | None:
     return None
 
 
-def test_cancel_button_stops_a_real_local_run(lab_page: LabPage, lab_root: Path) -> None:
+def test_cancel_button_stops_a_real_local_run(
+    lab_page: LabPage, lab_root: Path, backend_home: Path
+) -> None:
     write_notebook(lab_root / "panel.ipynb", _notebook_cells())
     lab_page.open("panel.ipynb", workspace="panel")
     lab_page.run_all()
@@ -114,7 +116,9 @@ def test_cancel_button_stops_a_real_local_run(lab_page: LabPage, lab_root: Path)
     page.locator(".arkor-panel").first.wait_for(state="visible", timeout=120_000)
     lab_page.wait_kernel_idle(timeout=120)
 
-    backend = poll(Backend.find, timeout=120, what="the local backend the kernel started")
+    backend = poll(
+        lambda: Backend.find(backend_home), timeout=120, what="the local backend the kernel started"
+    )
     job = poll(lambda: backend.job_named(RUN_NAME), timeout=60, what=f"job {RUN_NAME!r}")
     job_id = job["id"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from arkor_nb.demo import execute_notebook
 from arkor_nb.local.launch import live_server
-from tests.browser.lab import stop_local_server_started_since
+from tests.browser.lab import e2e_home, stop_local_server_started_since
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -23,7 +23,7 @@ EXECUTED = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb") if p.name not in NOT
 
 
 def kernel_env() -> dict[str, str]:
-    """The kernels' environment: the suite's isolated home, plus the repo's data folder.
+    """The kernels' environment: a backend home of their own, plus the repo's data folder.
 
     The local server only reads dataset files under its working directory, the
     user's home, its own home and the temp dir (plus ARKOR_NB_DATA_ROOTS). The
@@ -32,6 +32,7 @@ def kernel_env() -> dict[str, str]:
     whose checkout lives outside their home would do.
     """
     env = dict(os.environ)
+    env["ARKOR_NB_HOME"] = str(e2e_home())
     roots = [str(REPO / "data"), env.get("ARKOR_NB_DATA_ROOTS", "")]
     env["ARKOR_NB_DATA_ROOTS"] = os.pathsep.join(r for r in roots if r)
     env["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -48,7 +49,8 @@ def executed() -> Iterator[Callable[[str], nbformat.NotebookNode]]:
     at the end unless it was already running.
     """
     cache: dict[str, nbformat.NotebookNode] = {}
-    before = live_server()
+    home = e2e_home()
+    before = live_server(home)
 
     def run(name: str) -> nbformat.NotebookNode:
         if name not in cache:
@@ -58,4 +60,4 @@ def executed() -> Iterator[Callable[[str], nbformat.NotebookNode]]:
         return cache[name]
 
     yield run
-    stop_local_server_started_since(before)
+    stop_local_server_started_since(before, home)
