@@ -65,6 +65,32 @@ def non_empty_str(field: str, value: Any) -> str:
     return value
 
 
+def split_spec(field: str, value: Any) -> str | float:
+    """A split name ("train") or the fraction of rows held out for eval (0 < x < 1)."""
+    if _is_number(value) and not isinstance(value, int) and 0 < value < 1:
+        return cast(float, value)
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ConfigError(
+        field, f'must be a split name such as "train" or a fraction 0 < x < 1, got {value!r}'
+    )
+
+
+def format_spec(field: str, value: Any) -> str | dict[str, str]:
+    """A format name, or a column mapping such as {"prompt": "question"}."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, Mapping) and value and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise ConfigError(
+        field,
+        'must be a format name or a column mapping such as {"prompt": "question", '
+        f'"completion": "answer"}}, got {value!r}',
+    )
+
+
 def boolean(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(field, f"must be True or False, got {value!r}")
@@ -84,8 +110,8 @@ SCALAR_FIELDS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "logging_steps": ("loggingSteps", positive_int),
     "save_steps": ("saveSteps", positive_int),
     "eval_steps": ("evalSteps", positive_int),
-    "dataset_format": ("datasetFormat", non_empty_str),
-    "dataset_split": ("datasetSplit", non_empty_str),
+    "dataset_format": ("datasetFormat", format_spec),
+    "dataset_split": ("datasetSplit", split_spec),
     "train_on_responses_only": ("trainOnResponsesOnly", boolean),
     "dry_run": ("dryRun", boolean),
 }
@@ -114,7 +140,9 @@ def dataset_source(dataset: Any, *, absolute_paths: bool) -> dict[str, Any]:
     for key, value in dataset.items():
         if not isinstance(key, str):
             raise ConfigError("dataset", f"keys must be strings, got {key!r}")
-        source[to_camel(key) if "_" in key else key] = value
+        source[to_camel(key) if "_" in key else key] = (
+            os.fspath(value) if isinstance(value, os.PathLike) else value
+        )
     for required in DATASET_TYPES[kind]:
         value = source.get(required)
         if isinstance(value, os.PathLike):
@@ -126,7 +154,9 @@ def dataset_source(dataset: Any, *, absolute_paths: bool) -> dict[str, Any]:
             )
         source[required] = value
     if kind == "file" and absolute_paths:
-        source["path"] = str(Path(source["path"]).expanduser().resolve())
+        for key in ("path", "evalPath"):
+            if isinstance(source.get(key), str):
+                source[key] = str(Path(source[key]).expanduser().resolve())
     return source
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
@@ -97,14 +97,7 @@ class TrainingCancelled(_EventBase):
 
 
 TrainingEvent = Annotated[
-    Union[
-        TrainingStarted,
-        TrainingLog,
-        CheckpointSaved,
-        TrainingCompleted,
-        TrainingFailed,
-        TrainingCancelled,
-    ],
+    TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled,
     Field(discriminator="type"),
 ]
 TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(

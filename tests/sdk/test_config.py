@@ -171,3 +171,35 @@ def test_backend_constructors_reject_half_configured_parts() -> None:
         ak.CloudBackend(org_slug="o")
     with pytest.raises(ak.ConfigError, match="keepalive"):
         ak.CloudBackend(keepalive=0)
+
+
+def test_eval_fraction_and_column_mapping_reach_the_wire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    trainer = local(
+        dataset={"type": "file", "path": Path("train.jsonl"), "eval_path": "eval.jsonl"},
+        dataset_split=0.1,
+        dataset_format={"prompt": "question", "completion": "answer"},
+    )
+    assert trainer.config["datasetSplit"] == 0.1
+    assert trainer.config["datasetFormat"] == {"prompt": "question", "completion": "answer"}
+    assert trainer.config["datasetSource"] == {
+        "type": "file",
+        "path": str(tmp_path / "train.jsonl"),
+        "evalPath": str(tmp_path / "eval.jsonl"),
+    }
+
+
+@pytest.mark.parametrize("split", [0, 1, 1.5, -0.1, "", True])
+def test_bad_dataset_split_names_the_field(split: Any) -> None:
+    with pytest.raises(ak.ConfigError) as info:
+        local(dataset_split=split)
+    assert info.value.field == "dataset_split"
+
+
+@pytest.mark.parametrize("fmt", [{}, {"prompt": 3}, 5])
+def test_bad_dataset_format_names_the_field(fmt: Any) -> None:
+    with pytest.raises(ak.ConfigError) as info:
+        local(dataset_format=fmt)
+    assert info.value.field == "dataset_format"
