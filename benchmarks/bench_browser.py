@@ -60,7 +60,7 @@ def _cells(url: str, token: str, out: str, runs: int) -> list[str]:
         cells.append(
             "_T.append(time.time())\n"
             "import arkor_nb as ak\n"
-            f"_tr = ak.create_trainer(name='ttp-{k}', model='arkor-nb/synthetic', max_steps=40,\n"
+            f"_tr = ak.create_trainer(name='ttp-{k}', model='arkor-nb/synthetic', max_steps=200,\n"
             f"    backend=ak.LocalBackend(url={url!r}, token={token!r}))\n"
             "run = ak.live(_tr)"
         )
