@@ -34,7 +34,7 @@ STEP_S = "0.05"
 
 OBSERVER = """
 () => {
-  window.__arkor = {panel: {}, point: {}, kind: {}};
+  window.__arkor = {panel: {}, point: {}, kind: {}, plotEl: {}, plotDiv: {}, xinfo: {}};
   const rec = window.__arkor;
   setInterval(() => {
     const now = Date.now();
@@ -42,7 +42,14 @@ OBSERVER = """
     panels.forEach((p, i) => {
       if (!(i in rec.panel)) rec.panel[i] = now;
       if (i in rec.point) return;
+      if (!(i in rec.plotEl) && p.querySelector('.arkor-chart-plotly')) rec.plotEl[i] = now;
       const gd = p.querySelector('.arkor-chart-plotly .js-plotly-plot');
+      if (gd && !(i in rec.plotDiv)) rec.plotDiv[i] = now;
+      if (gd && gd.data && gd.data[0]) {
+        const x = gd.data[0].x;
+        rec.xinfo[i] = (x === undefined) ? 'undefined' : (Array.isArray(x) || ArrayBuffer.isView(x))
+          ? 'array ' + x.length : 'object ' + Object.keys(x).join(',');
+      }
       let drawn = null;
       if (gd && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length > 0) drawn = 'plotly';
       const svg = p.querySelector('svg.arkor-svg');
@@ -121,6 +128,9 @@ def _run_with_stamps(mode: str) -> dict[str, Any]:
             rows.append({
                 "run": "cold" if k == 0 else f"warm {k}",
                 "first_point_chart": rec.get("kind", {}).get(str(k)),
+                "plotly_element_s": (rec["plotEl"][str(k)] / 1e3 - t0) if str(k) in rec.get("plotEl", {}) else None,
+                "plotly_div_s": (rec["plotDiv"][str(k)] / 1e3 - t0) if str(k) in rec.get("plotDiv", {}) else None,
+                "plotly_x": rec.get("xinfo", {}).get(str(k)),
                 "to_panel_s": (panel_ms / 1e3 - t0) if panel_ms else None,
                 "to_first_point_s": (point_ms / 1e3 - t0) if point_ms else None,
                 "first_event_after_live_s": (first_event - t0) if first_event else None,

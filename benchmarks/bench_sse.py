@@ -88,11 +88,12 @@ def trainer_read(server: Server, job_id: str | None, config: dict[str, Any] | No
         calls.append((ctx.step, time.time()))
 
     backend = LocalBackend(url=server.url, token=server.token)
+    callbacks = {"on_log": on_log} if with_callback else None
     if job_id is not None:
-        trainer = Trainer.attach(job_id, backend=backend, callbacks={"on_log": on_log})
+        trainer = Trainer.attach(job_id, backend=backend, callbacks=callbacks)
     else:
         assert config is not None
-        trainer = create_trainer(name="bench-live", backend=backend, callbacks={"on_log": on_log},
+        trainer = create_trainer(name="bench-live", backend=backend, callbacks=callbacks,
                                  model=config["model"], max_steps=config["maxSteps"])
     t0 = time.perf_counter()
     result = trainer.wait()
