@@ -59,6 +59,17 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return out
 
 
+def _tick_digits(ticks: list[float], minimum: int) -> int:
+    """Significant digits that tell neighbouring ticks apart (0.00298 vs 0.00299)."""
+    if len(ticks) < 2:
+        return minimum
+    step = abs(ticks[1] - ticks[0])
+    biggest = max(abs(t) for t in ticks)
+    if step == 0 or biggest == 0:
+        return minimum
+    return max(minimum, math.floor(math.log10(biggest / step)) + 2)
+
+
 def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height: int = H) -> str:
     """An SVG line chart; ``y2`` lines get their own right-hand axis."""
     left = [ln for ln in lines if ln.axis == "y" and ln.xs]
@@ -130,9 +141,12 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
             parts.append(path(ln, lo, hi, f))
     if right:
         lo2, hi2, f2 = y_range(right, False)
-        for yt in _ticks(lo2, hi2, 4):
+        lr_ticks = _ticks(lo2, hi2, 4)
+        digits = _tick_digits(lr_ticks, 2)
+        for yt in lr_ticks:
             py = PAD_T + ph - (yt - lo2) / (hi2 - lo2) * ph
-            parts.append(f'<text x="{PAD_L + pw + 4}" y="{py + 4:.1f}" fill="{LR_COLOR}">{fnum(yt, 2)}</text>')
+            parts.append(f'<text x="{PAD_L + pw + 4}" y="{py + 4:.1f}" fill="{LR_COLOR}">'
+                         f"{fnum(yt, digits)}</text>")
         parts.append(f'<text x="{width - 8}" y="{PAD_T + ph / 2}" transform="rotate(90 {width - 8} '
                      f'{PAD_T + ph / 2})" text-anchor="middle" fill="{LR_COLOR}">learning rate</text>')
         for ln in right:
@@ -224,7 +238,7 @@ def samples_html(state: RunState, *, max_chars: int = 300) -> str:
             cells.append(f"<div><i>{esc(prompt[:120])}</i> → {esc(text)}</div>")
         if ck.sample_error:
             cells.append(f'<div style="color:#c62828">sampling failed: {esc(ck.sample_error)}</div>')
-        rows.append(f'<tr><td style="vertical-align:top;padding-right:8px">step {ck.step}</td>'
+        rows.append(f'<tr><td style="vertical-align:top;padding-right:8px;white-space:nowrap">step {ck.step}</td>'
                     f'<td style="text-align:left">{"".join(cells)}</td></tr>')
     if not rows:
         return ""

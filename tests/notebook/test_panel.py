@@ -180,3 +180,19 @@ def test_checkpoint_samples_appear_beside_the_step() -> None:
     panel.render()
     html = panel.checkpoints_html.value
     assert "step 20" in html and "<i>What is 2+2?</i> → 4" in html
+
+
+def test_snapshot_learning_rate_ticks_are_distinct() -> None:
+    """A slowly decaying lr (0.0029986 -> 0.0029725) must not label every tick "0.003"."""
+    import re
+
+    from arkor_nb.notebook.snapshot import Line, svg_chart
+
+    lrs = [0.0029986 - i * 0.0000006 for i in range(45)]
+    svg = svg_chart([
+        Line(xs=list(range(1, 46)), ys=[1.0] * 45, color="#1f77b4"),
+        Line(xs=list(range(1, 46)), ys=lrs, color="#999", axis="y2"),
+    ])
+    labels = re.findall(r'fill="[^"]+">([^<]+)</text>', svg.split("learning rate")[0])
+    lr_labels = [t for t in labels if t.startswith("0.00")]
+    assert len(lr_labels) >= 2 and len(set(lr_labels)) == len(lr_labels), lr_labels
