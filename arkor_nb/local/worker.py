@@ -189,6 +189,9 @@ def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_e
         eval_strategy="steps" if (eval_steps and has_eval) else "no",
         eval_steps=int(eval_steps) if (eval_steps and has_eval) else None,
         report_to="none",
+        # Report a diverged loss as it is: the default filter logs NaN/inf
+        # steps as the window's average (0.0 with logging every step).
+        logging_nan_inf_filter=False,
         disable_tqdm=True,
         use_cpu=device == "cpu",
         bf16=bf16,
@@ -287,6 +290,17 @@ def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch
             rate = steps * batch * args.gradient_accumulation_steps / max(now - self.last_time, 1e-9)
             self.last_time, self.last_step = now, state.global_step
             loss = float(logs["loss"])
+            if not math.isfinite(loss):
+                # A diverged run cannot recover: say so and stop, instead of
+                # spending the remaining steps on NaN weights.
+                proto.emit({
+                    "type": "training.failed",
+                    "error": (f"loss became {loss} at step {state.global_step}: training "
+                              f"diverged; lower learningRate (now {args.learning_rate:g})"),
+                    "step": state.global_step,
+                })
+                control.should_training_stop = True
+                return
             self.losses.append((state.global_step, loss))
             proto.emit({
                 "type": "training.log",

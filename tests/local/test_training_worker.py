@@ -163,3 +163,16 @@ def test_stdout_carries_only_protocol_lines(trained_job: TrainedJob) -> None:  #
     # every line parsed as JSON (the runner would have raised otherwise) and has a known type
     types = {e["type"] for e in trained_job.events}
     assert types <= {"training.started", "training.log", "checkpoint.saved", "training.completed"}
+
+
+def test_a_diverged_loss_fails_the_job_with_the_step_and_the_fix(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+    # A learning rate this absurd sends the tiny model's loss to inf/NaN within a
+    # few steps; the run must end failed, not keep logging a filtered 0.0.
+    config = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
+              "maxSteps": 200, "loggingSteps": 1, "learningRate": 1.0}
+    events = run_worker(config, tmp_path / "job")
+    end = terminal(events)
+    assert end["type"] == "training.failed", end
+    assert "diverged" in end["error"] and "learningRate" in end["error"]
+    assert end["step"] < 200
+    assert all(e["loss"] not in (0.0, None) for e in logs(events)), logs(events)
