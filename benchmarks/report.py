@@ -180,12 +180,13 @@ def browser_table() -> list[str]:
     out = [f"### 2. Time to panel in JupyterLab + Chromium ({mode} run)", "",
            f"Measured {_machine(data)}. JupyterLab start {data['lab_start_s']:.1f} s, notebook open to "
            f"kernel idle {data['open_to_kernel_idle_s']:.1f} s (not counted).", "",
-           "| run | `ak.live()` -> panel in DOM | `ak.live()` -> first point | first event after `ak.live()` | first point after first event | chart | command |",
-           "|---|---:|---:|---:|---:|---|---|"]
+           "| run | `ak.live()` -> panel in DOM | `ak.live()` -> first point | first event after `ak.live()` | first point after first event | chart that drew it | plotly element / plot div appeared | command |",
+           "|---|---:|---:|---:|---:|---|---|---|"]
     for r in data["rows"]:
         out.append(f"| {r['run']} | {_f(r['to_panel_s'], '{:.2f} s')} | {_f(r['to_first_point_s'], '{:.2f} s')} | "
                    f"{_f(r['first_event_after_live_s'], '{:.2f} s')} | {_f(r['point_after_first_event_s'], '{:.2f} s')} | "
-                   f"{r.get('first_point_chart') or '–'} | {cmd} |")
+                   f"{r.get('first_point_chart') or '–'} | "
+                   f"{_f(r.get('plotly_element_s'), '{:.2f} s', 'never')} / {_f(r.get('plotly_div_s'), '{:.2f} s', 'never')} | {cmd} |")
     out.append("")
     return out
 
