@@ -28,10 +28,12 @@ lab: $(STAMP)
 	ARKOR_NB_DATA_ROOTS="$(CURDIR)$${ARKOR_NB_DATA_ROOTS:+:$$ARKOR_NB_DATA_ROOTS}" \
 		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
-bench: $(STAMP)
+bench: $(STAMP) browser
+	$(PY) -m pip install -q -c constraints.txt -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.run --full
 
 bench-quick: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.run --quick
 
 lint: $(STAMP)

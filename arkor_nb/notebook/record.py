@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +41,9 @@ class Recorder:
 
     def __init__(self, header: dict[str, Any]) -> None:
         self.header = dict(header)
-        self._pending: list[Any] = []
+        # A deque: append (streaming thread) and popleft (flush) are atomic,
+        # so no event can land in a batch that is already being written.
+        self._pending: deque[Any] = deque()
         self._lock = threading.Lock()
         fd, name = tempfile.mkstemp(prefix="arkor-run-", suffix=".jsonl")
         os.close(fd)
@@ -56,7 +59,8 @@ class Recorder:
     def flush(self) -> None:
         """Write pending events to the spool (timer thread, or before save)."""
         with self._lock:
-            batch, self._pending = self._pending, []
+            pending = self._pending
+            batch = [pending.popleft() for _ in range(len(pending))]
             if not batch:
                 return
             lines = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from typing import Any
 
 from arkor_nb.errors import ReconnectExhaustedError
 from arkor_nb.notebook.series import DecimatedSeries, Smoother, ema, thin
@@ -137,3 +140,38 @@ def test_state_memory_is_bounded_after_a_million_events() -> None:
     assert st.status == "completed" and st.step == 1_000_000
     assert curves["loss"][0][-1] == 1_000_000
     assert st.best_step == 1_000_000
+
+
+def test_recorder_loses_nothing_while_flushed_concurrently(tmp_path: Any) -> None:
+    """The streaming thread adds while the ticker flushes: every event reaches the file."""
+    import threading
+
+    from arkor_nb.notebook.record import Recorder
+
+    rec = Recorder({"name": "race"})
+    n = 50_000
+    done = threading.Event()
+
+    def flusher() -> None:
+        while not done.is_set():
+            rec.flush()
+
+    events = [TrainingLog.model_construct(job_id="j", timestamp="", event_id=str(step),
+                                          type="training.log", step=step, loss=1.0)
+              for step in range(1, n + 1)]
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: expose any race
+    try:
+        thread = threading.Thread(target=flusher)
+        thread.start()
+        for event in events:
+            rec.add(event)
+        done.set()
+        thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    path = rec.save(tmp_path / "run.jsonl")
+    lines = path.read_text().splitlines()[1:]
+    assert len(lines) == n
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, n + 1))
+    rec.close()
