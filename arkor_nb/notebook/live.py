@@ -76,6 +76,7 @@ class LiveRun:
         self._wake = threading.Event()
         self._dirty = False
         self._stopping = False
+        self._stop = threading.Event()  # wakes the ticker out of its throttle wait
         self._last_render = 0.0
         self._result: TrainingResult | None = None
         self._error: BaseException | None = None
@@ -174,6 +175,7 @@ class LiveRun:
 
     def _finish(self) -> None:
         self._stopping = True
+        self._stop.set()
         self._wake.set()
         ticker = getattr(self, "_ticker", None)
         if ticker is not None and ticker is not threading.current_thread():
@@ -195,8 +197,8 @@ class LiveRun:
                 return
             wait = self.interval - (time.monotonic() - self._last_render)
             if wait > 0:
-                time.sleep(wait)  # throttle: at most one redraw per interval
-                if self._stopping:
+                # throttle: at most one redraw per interval, but a stop ends the wait
+                if self._stop.wait(wait) or self._stopping:
                     return
             self._wake.clear()
             self._dirty = False
