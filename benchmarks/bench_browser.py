@@ -43,7 +43,7 @@ OBSERVER = """
       if (!(i in rec.panel)) rec.panel[i] = now;
       if (i in rec.point) return;
       if (!(i in rec.plotEl) && p.querySelector('.arkor-chart-plotly')) rec.plotEl[i] = now;
-      const gd = p.querySelector('.arkor-chart-plotly .js-plotly-plot');
+      const gd = p.querySelector('.js-plotly-plot.arkor-chart-plotly');
       if (gd && !(i in rec.plotDiv)) rec.plotDiv[i] = now;
       if (gd && gd.data && gd.data[0]) {
         const x = gd.data[0].x;
