@@ -8,6 +8,7 @@ so constructing a trainer never touches the network or spawns a server.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class ResolvedApi:
         return CloudApiClient(self.base_url, self.token, keepalive=self.keepalive)
 
 
-class _Backend:
+class _Backend(ABC):
+    """How a Trainer finds its API: resolved once, shared by concurrent callers."""
+
     kind: str = ""
 
     def __init__(self, keepalive: float | None) -> None:
@@ -48,8 +51,8 @@ class _Backend:
         """Resolve once; concurrent callers (any loop, any thread) share the work."""
         return await self._once.get(self._resolve)
 
-    async def _resolve(self) -> ResolvedApi:
-        raise NotImplementedError
+    @abstractmethod
+    async def _resolve(self) -> ResolvedApi: ...
 
 
 class LocalBackend(_Backend):

@@ -18,7 +18,6 @@ has a line). Kernel and browser share the host clock, so:
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_sse import raw_read
-from benchmarks.common import median, save
+from benchmarks.common import median, mode_parser, save
 from benchmarks.local_server import local_server
 
 WARM_RUNS = 3
@@ -146,10 +145,7 @@ def _run_with_stamps(mode: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    ap = mode_parser(__doc__)
     a = ap.parse_args(argv)
     print(json.dumps(run_and_measure(a.mode or "full"), indent=1, default=str))
 

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 from benchmarks.bench_sse import _ts, raw_completed
 from benchmarks.bench_training import DATA, ENV, MAX_LENGTH, bench_home, tiny_model
-from benchmarks.common import log, median, save
+from benchmarks.common import log, median, mode_parser, save
 from benchmarks.local_server import local_server
 
 CANCEL_AT = 5
@@ -154,10 +153,7 @@ def run(mode: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    ap = mode_parser(__doc__)
     a = ap.parse_args(argv)
     print(json.dumps(run(a.mode or "quick"), indent=1, default=str))
 

@@ -12,7 +12,6 @@ starts is stopped afterwards.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import PY, REPO, log, save
+from benchmarks.common import PY, REPO, log, mode_parser, save
 
 
 def demo_once(home: Path, out: Path, *, notebook: bool) -> dict[str, Any]:
@@ -66,10 +65,7 @@ def run(mode: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    ap = mode_parser(__doc__)
     a = ap.parse_args(argv)
     print(json.dumps(run(a.mode or "full"), indent=1, default=str))
 

@@ -12,11 +12,10 @@ handled) and is not run at larger N: its cost per event only grows with N.
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
-from benchmarks.common import log, median, save
+from benchmarks.common import log, median, mode_parser, save
 from benchmarks.kernel_harness import run_display
 from benchmarks.peers import ALL_DISPLAYS, Display
 
@@ -189,10 +188,7 @@ def _display(key: str) -> Display:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    ap = mode_parser(__doc__)
     ap.add_argument("--display", help=f"comma-separated: {', '.join(ALL_KEYS)}")
     ap.add_argument("--n", help="comma-separated event counts", default=None)
     ap.add_argument("--regime", help="tight,paced", default=None)

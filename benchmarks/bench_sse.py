@@ -15,7 +15,6 @@ same stream from the same real local server (synthetic worker), interleaved:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from datetime import datetime
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from benchmarks.common import log, median, percentile, save
+from benchmarks.common import log, median, mode_parser, percentile, save
 from benchmarks.local_server import SCOPE, Server, local_server
 
 LIVE_STEP_S = 0.005
@@ -173,10 +172,7 @@ def run(mode: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    ap = mode_parser(__doc__)
     a = ap.parse_args(argv)
     out = run(a.mode or "quick")
     print(json.dumps({k: v for k, v in out.items()}, indent=1, default=str)[:4000])

@@ -14,7 +14,6 @@ configs: the built-in tiny model and a larger random-init Llama (hidden 512,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import PY, REPO, log, median, save
+from benchmarks.common import PY, REPO, log, median, mode_parser, save
 from benchmarks.local_server import local_server
 
 DATA = REPO / "data" / "triage.jsonl"
@@ -142,10 +141,7 @@ def run(mode: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    g.add_argument("--full", action="store_const", dest="mode", const="full")
+    ap = mode_parser(__doc__)
     a = ap.parse_args(argv)
     out = run(a.mode or "quick")
     for r in out["results"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -95,3 +96,12 @@ def load(name: str) -> dict[str, Any] | None:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def mode_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The command line every benchmark script shares: ``--quick`` or ``--full``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    group.add_argument("--full", action="store_const", dest="mode", const="full")
+    return ap
