@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the trainer a Python file exports, to the end")
     run.add_argument("path", help="module exporting `arkor`, `trainer` or `default`")
     serve = sub.add_parser("serve", help="run the local backend server in the foreground")
-    serve.add_argument("args", nargs=argparse.REMAINDER, help="passed to the server")
+    serve.add_argument("args", nargs=argparse.REMAINDER, help="see `arkor-nb serve --help`")
     return parser
 
 
@@ -49,13 +49,15 @@ def _run(path: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(argv) if argv is not None else None)
-    if args.command == "run":
-        return _run(args.path)
-    from .local.launch import serve_main  # lazy: needs the [local] extra
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # Everything after `serve` belongs to the server's own parser
+        # (argparse.REMAINDER would stop at the first option, e.g. --port).
+        from .local.launch import serve_main  # lazy: needs the [local] extra
 
-    result = serve_main(list(args.args))
-    return int(result or 0)
+        return int(serve_main(argv[1:]) or 0)
+    args = _parser().parse_args(argv)
+    return _run(args.path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -134,3 +134,38 @@ def test_console_script_is_declared() -> None:
     text = (REPO / "pyproject.toml").read_text()
     scripts = text.split("[project.scripts]", 1)[1].split("[", 1)[0]
     assert 'arkor-nb = "arkor_nb.cli:main"' in scripts
+
+
+def test_serve_passes_its_options_to_the_server(tmp_path: Path) -> None:
+    """`arkor-nb serve --port 0 --home DIR` starts a real server (options reach it)."""
+    import json
+    import signal
+    import time
+
+    import httpx
+
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arkor_nb", "serve", "--port", "0", "--home", str(home)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        runtime = home / "server.json"
+
+        def healthy() -> bool:
+            if not runtime.exists():
+                return False
+            url = json.loads(runtime.read_text())["url"]
+            try:
+                return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        while not healthy():  # poll a condition with a deadline
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the server never answered /healthz"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
