@@ -145,6 +145,9 @@ def retire_figure(fig: Any) -> None:
             fig._esm = ESM_STUB
             fig._widget_data = []
             fig._widget_layout = {}  # the template alone is ~10 kB
+            # Redraws reset _py2js_update locally only, so the front end (and a
+            # saved notebook's widget state) still holds the last arrays: clear it.
+            fig.send_state(["_py2js_update"])
     except Exception:  # a half-built figure: closing is all that matters
         pass
     fig.close()

@@ -63,6 +63,10 @@ def test_saved_notebook_keeps_snapshot_and_stays_small(server: ServerProcess, tm
     assert largest < 50_000  # no 5 MB plotly bundle
     esm = [s["state"].get("_esm") for s in state.values() if "_esm" in s["state"]]
     assert esm and all(len(e) < 100 for e in esm)
+    # nor the retired figure's last redraw (its x/y arrays grow with the run)
+    figures = [s["state"] for s in state.values() if "_py2js_update" in s["state"]]
+    assert figures and all(not f["_py2js_update"] for f in figures), [
+        len(json.dumps(f["_py2js_update"])) for f in figures]
     panel_bytes = target.stat().st_size - len(json.dumps(nb))  # what running the cells added
     print(f"saved notebook: {panel_bytes} bytes added, widget state {len(json.dumps(state))}, "
           f"snapshot {len(snapshot)}, {len(state)} widget models")
