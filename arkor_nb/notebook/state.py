@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import (
+    TERMINAL_STATUSES,
     CheckpointSaved,
     StreamNotice,
     TrainingCancelled,
@@ -40,7 +41,7 @@ STATUS_LABELS = {
     "cancelled": "cancelled",
     "detached": "stopped watching",
 }
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+TERMINAL = TERMINAL_STATUSES  # the one definition lives in types.py
 
 
 @dataclass
