@@ -6,7 +6,7 @@ background thread and returns a :class:`LiveRun` at once (``result()``,
 ``panel``). ``replay(path)`` redraws a saved run; ``compare([...])`` overlays
 several runs. Outside Jupyter, ``live`` prints compact text progress.
 
-Modules: ``state`` (pure run model), ``series`` (bounded decimated curves),
+Modules: ``progress`` (pure run model, RunState), ``series`` (bounded decimated curves),
 ``panel`` (ipywidgets), ``chart`` (plotly FigureWidget, one message per
 redraw), ``snapshot`` (static SVG + HTML), ``record`` (JSONL, replay,
 compare), ``text`` (formatting, terminal progress), ``live`` (threads).

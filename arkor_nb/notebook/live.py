@@ -29,9 +29,9 @@ from typing import Any, TextIO
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
 from ..types import TrainingJob, TrainingResult
+from .progress import TERMINAL, RunState
 from .record import Recorder
 from .snapshot import snapshot_html
-from .state import TERMINAL, RunState
 from .text import TextProgress, fix_for, status_line
 
 CANCEL_CONFIRM_S = 20.0  # how long the cancel thread polls the backend for the final status
@@ -85,7 +85,6 @@ class LiveRun:
         self._final_job: TrainingJob | None = None
         self._done_callbacks: list[Any] = []
         self._sampler: ThreadPoolExecutor | None = None
-        self._restore_callbacks: Any = None
         self._panel: Any = None
         self._text: TextProgress | None = None
         self._snap_handle: Any = None
@@ -388,7 +387,6 @@ class LiveRun:
             if trainer.callbacks.on_checkpoint is on_checkpoint:
                 trainer.callbacks = original
 
-        self._restore_callbacks = restore
         self._done_callbacks.append(restore)
 
     def _queue_samples(self, ctx: Any) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from . import chart as chart_mod
+from .progress import TERMINAL, RunState
 from .series import Smoother
 from .snapshot import badge, run_lines, samples_html, svg_chart
-from .state import TERMINAL, RunState
 from .text import describe, esc, fduration, fnum
 
 LOG_LINES = 120  # event-log lines sent to the browser (the ring keeps LOG_RING = 300)

@@ -29,8 +29,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..types import StreamNotice, parse_event
+from .progress import RunState
 from .snapshot import compare_html, snapshot_html
-from .state import RunState
 
 HEADER_TYPE = "arkor.run"
 FORMAT_VERSION = 1

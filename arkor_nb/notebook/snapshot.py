@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .progress import RunState
 from .series import ema, thin
-from .state import RunState
 from .text import describe, esc, fduration, fnum
 
 SNAPSHOT_POINTS = 400
@@ -188,7 +188,7 @@ def run_lines(state: RunState, *, smoothing: float = 0.6, color: str = COLORS[0]
 
 
 def badge(status: str) -> str:
-    from .state import STATUS_LABELS
+    from .progress import STATUS_LABELS
 
     color = STATUS_COLORS.get(status, "#555")
     label = STATUS_LABELS.get(status, status)

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from arkor_nb.errors import ReconnectExhaustedError
+from arkor_nb.notebook.progress import LOG_RING, MAX_POINTS, RunState
 from arkor_nb.notebook.series import DecimatedSeries, Smoother, ema, thin
-from arkor_nb.notebook.state import LOG_RING, MAX_POINTS, RunState
 from arkor_nb.types import (
     CheckpointSaved,
     StreamNotice,
@@ -18,7 +18,7 @@ from arkor_nb.types import (
     TrainingLog,
     TrainingStarted,
 )
-from tests.notebook.conftest import synthetic_events
+from tests.panel.conftest import synthetic_events
 
 
 def test_series_keeps_every_point_until_full() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from arkor_nb.notebook.chart import ESM_STUB
 from arkor_nb.notebook.panel import LivePanel
-from arkor_nb.notebook.state import MAX_POINTS, RunState
+from arkor_nb.notebook.progress import MAX_POINTS, RunState
 from arkor_nb.types import (
     CheckpointSaved,
     StreamNotice,
@@ -16,8 +16,8 @@ from arkor_nb.types import (
     TrainingLog,
     TrainingStarted,
 )
-from tests.notebook.comms import recording
-from tests.notebook.conftest import synthetic_events
+from tests.panel.comms import recording
+from tests.panel.conftest import synthetic_events
 
 
 def fed(n: int, **kw: Any) -> RunState:

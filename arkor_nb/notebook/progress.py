@@ -97,8 +97,6 @@ class RunState:
         self.best_loss: float | None = None
         self.best_step: int | None = None
         self.best_eval_loss: float | None = None
-        self.ema_loss: float | None = None
-        self.ema_weight = 0.9
         self.error: str | None = None  # backend's failure message (training.failed)
         self.transport: str | None = None  # client-side stream problem, with the fix
         self.transport_level = "info"
@@ -191,8 +189,6 @@ class RunState:
         if loss is not None and math.isfinite(loss):
             self.loss = loss
             self.loss_series.append(step, loss)
-            w = self.ema_weight
-            self.ema_loss = loss if self.ema_loss is None else w * self.ema_loss + (1 - w) * loss
             if self.best_loss is None or loss < self.best_loss:
                 self.best_loss, self.best_step = loss, step
         ev_loss = ev.eval_loss

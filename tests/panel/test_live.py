@@ -193,7 +193,7 @@ def test_a_live_run_sends_few_small_messages(make_trainer: Any) -> None:
     """The throttle in behaviour terms: <= 10 comm messages per second of run, each <= 50 kB."""
     import time
 
-    from tests.notebook.comms import recording
+    from tests.panel.comms import recording
 
     assert load_figure_class() is not None
     with recording() as wire:
