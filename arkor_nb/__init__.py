@@ -53,6 +53,18 @@ _EXPORTS: dict[str, str] = {
     "FailedContext": "types",
     "TrainingEvent": "types",
     "StreamNotice": "types",
+    # jobs beyond one trainer
+    "jobs": "jobs_api",
+    "jobs_async": "jobs_api",
+    "job": "jobs_api",
+    "job_async": "jobs_api",
+    "events": "jobs_api",
+    "events_async": "jobs_api",
+    "download": "jobs_api",
+    "download_async": "jobs_api",
+    "chat": "chat_api",
+    "chat_async": "chat_api",
+    "playground": "notebook.playground",
     # notebook
     "live": "notebook",
     "replay": "notebook",
@@ -79,6 +91,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .abort import AbortController, AbortSignal
     from .backends import SUPPORTED_MODELS, CloudBackend, LocalBackend
+    from .chat_api import chat, chat_async
     from .credentials import (
         ensure_credentials,
         read_credentials,
@@ -93,7 +106,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ReconnectExhaustedError,
         ScopeError,
     )
+    from .jobs_api import (
+        download,
+        download_async,
+        events,
+        events_async,
+        job,
+        job_async,
+        jobs,
+        jobs_async,
+    )
     from .notebook import LiveRun, compare, live, replay
+    from .notebook.playground import playground
     from .runner import Arkor, create_arkor, run_trainer
     from .state import read_state, write_state
     from .trainer import Trainer, create_trainer

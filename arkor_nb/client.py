@@ -236,10 +236,66 @@ class CloudApiClient:
         data = await self.request_json("GET", f"/v1/jobs/{job_id}", params=scope.params())
         return _job_from(data, f"GET /v1/jobs/{job_id}")
 
-    async def list_jobs(self, scope: Scope) -> list[TrainingJob]:
-        data = await self.request_json("GET", "/v1/jobs", params=scope.params())
+    async def list_jobs(
+        self,
+        scope: Scope,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[TrainingJob]:
+        """One page of jobs, newest first; ``before`` is the id of the last job of
+        the previous page (the cursor), ``status`` filters server side."""
+        params = scope.params()
+        if status is not None:
+            params["status"] = status
+        if limit is not None:
+            params["limit"] = str(limit)
+        if before is not None:
+            params["before"] = before
+        data = await self.request_json("GET", "/v1/jobs", params=params)
         jobs = data.get("jobs", []) if isinstance(data, dict) else []
         return [TrainingJob.model_validate(job) for job in jobs]
+
+    async def job_events_page(
+        self, scope: Scope, job_id: str, *, after: str | None = None, limit: int = 1000
+    ) -> tuple[TrainingJob, list[dict[str, Any]]]:
+        """The job and one page of its recorded events (raw wire dicts, oldest
+        first, each with its ``eventId`` where the backend gives one)."""
+        params = {**scope.params(), "events": "true", "limit": str(limit)}
+        if after is not None:
+            params["after"] = after
+        data = await self.request_json("GET", f"/v1/jobs/{job_id}", params=params)
+        job = _job_from(data, f"GET /v1/jobs/{job_id}")
+        events = data.get("events") if isinstance(data, dict) else None
+        return job, [e for e in events or [] if isinstance(e, dict)]
+
+    async def list_artifact(self, scope: Scope, job_id: str, path: str) -> dict[str, Any] | None:
+        """``GET /v1/jobs/{id}/artifacts/{path}`` for a directory: ``{path, files:
+        [{path, size, url}]}``; None when ``path`` is a single file, not a folder."""
+        response = await self.http.get(
+            f"/v1/jobs/{job_id}/artifacts/{path.strip('/')}", params=scope.params()
+        )
+        await raise_for_status_async(response)
+        if "application/json" not in response.headers.get("content-type", ""):
+            return None
+        data = response.json()
+        return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
+
+    async def download_to(self, scope: Scope, url: str, dest: str | os.PathLike[str]) -> int:
+        """Stream one artifact file (absolute URL or API path) to ``dest``; returns bytes written.
+
+        Written to ``dest + ".part"`` and renamed, so a dropped download never
+        leaves a truncated file under the final name."""
+        target = os.fspath(dest)
+        partial = target + ".part"
+        absolute = url.startswith(("http://", "https://"))
+        if absolute and not url.startswith(self.base_url + "/"):
+            # Another host (e.g. a signed storage URL): never send it our token.
+            async with httpx.AsyncClient(timeout=self.timeout, verify=tls_verify()) as other:
+                return await _stream_to(other, url, None, partial, target)
+        params = None if absolute else scope.params()
+        return await _stream_to(self.http, url, params, partial, target)
 
     async def cancel_job(self, scope: Scope, job_id: str) -> TrainingJob | None:
         data = await self.request_json(
@@ -289,6 +345,20 @@ class CloudApiClient:
         if not isinstance(project, dict):
             raise CloudApiError(200, f"POST /v1/projects returned no project: {data!r}")
         return project
+
+
+async def _stream_to(
+    http: httpx.AsyncClient, url: str, params: Mapping[str, str] | None, partial: str, target: str
+) -> int:
+    size = 0
+    async with http.stream("GET", url, params=params) as response:
+        await raise_for_status_async(response)
+        with open(partial, "wb") as out:
+            async for chunk in response.aiter_bytes():
+                out.write(chunk)
+                size += len(chunk)
+    os.replace(partial, target)
+    return size
 
 
 def _job_from(data: Any, what: str) -> TrainingJob:

@@ -52,3 +52,20 @@ class ConfigError(ArkorError, ValueError):
 
 class ScopeError(ArkorError):
     """.arkor/state.json belongs to a different org than the current credentials."""
+
+
+class JobNotFoundError(ConfigError, CloudApiError):
+    """The backend has no job with this id (HTTP 404); ``job_id`` names it.
+
+    Both a CloudApiError (``.status == 404``) and a ConfigError
+    (``.field == "job_id"``): an unknown id is bad input, and it came from the backend.
+    """
+
+    def __init__(self, job_id: str, backend: str = "", *, body: object = None) -> None:
+        where = f" on the {backend} backend" if backend else ""
+        message = (f"no job {job_id!r}{where}; list the jobs there with ak.jobs() "
+                   "or `arkor-nb jobs`")
+        CloudApiError.__init__(self, 404, message, body=body)
+        self.field = "job_id"
+        self.job_id = job_id
+        self.args = (f"job_id: {message}",)

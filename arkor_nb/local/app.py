@@ -4,7 +4,7 @@ Routes (DESIGN.md's table plus local extras)::
 
     GET  /healthz                              liveness (no token)
     POST /v1/jobs                {name, config} -> {job}   (400 names the bad field)
-    GET  /v1/jobs                              -> {jobs}    (?status=&limit=)
+    GET  /v1/jobs                              -> {jobs, nextBefore} (?status=&limit=&before=)
     GET  /v1/jobs/{id}                         -> {job, events?} (?events=true&after=&limit=)
     GET  /v1/jobs/{id}/events/stream           SSE, honours Last-Event-ID
     POST /v1/jobs/{id}/cancel                  -> {job}
@@ -43,12 +43,14 @@ from arkor_nb.local.jobs import JobManager, artifact_url
 from arkor_nb.local.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityPolicy
 from arkor_nb.local.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
 from arkor_nb.local.store import Store, StoreError
+from arkor_nb.redact import redact_job
 
 log = logging.getLogger("arkor_nb.local")
 
 LOCAL_ORG = "local"
 LOCAL_PROJECT = "default"
 MAX_LIST = 10_000
+JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 MAX_JOB_BODY = 1024 * 1024  # a job is a name and a config; data travels as files
 # ConfigError fields that mean "no such thing" when resolving a chat target.
 _NOT_FOUND_FIELDS = frozenset({"adapter.jobId", "adapter.step", "jobId", "step", "model",
@@ -180,16 +182,29 @@ class LocalApi:
         except ConfigError as err:
             raise ApiError(400, str(err), err.field) from None
         job = await run_in_threadpool(self.manager.create, name, config)
-        return JSONResponse({"job": job})
+        return JSONResponse({"job": redact_job(job)})
 
     async def list_jobs(self, request: Request) -> Response:
+        """Newest first, one page: ``?status=&limit=&before=<job id>``; ``nextBefore``
+        is the cursor of the next page (null on the last one)."""
         limit = _int_param(request, "limit", 100, 1, MAX_LIST)
         status = request.query_params.get("status")
-        return JSONResponse({"jobs": self.store.list_jobs(status=status, limit=limit)})
+        if status is not None and status not in JOB_STATUSES:
+            raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}, got {status!r}",
+                           "status")
+        before = request.query_params.get("before") or None
+        try:
+            jobs = await run_in_threadpool(self.store.list_jobs, status=status, limit=limit,
+                                           before=before)
+        except KeyError:
+            raise ApiError(404, f"no job {before!r} (the before= cursor); pass the id of the "
+                                "last job of the previous page", "before") from None
+        next_before = jobs[-1]["id"] if len(jobs) == limit else None
+        return JSONResponse({"jobs": [redact_job(j) for j in jobs], "nextBefore": next_before})
 
     async def get_job(self, request: Request) -> Response:
         job = self._job(request.path_params["job_id"])
-        body: dict[str, Any] = {"job": job}
+        body: dict[str, Any] = {"job": redact_job(job)}
         if request.query_params.get("events", "").lower() in ("1", "true", "yes"):
             after = _int_param(request, "after", 0, 0, 2**62)
             limit = _int_param(request, "limit", 1000, 1, MAX_LIST)
@@ -207,7 +222,7 @@ class LocalApi:
         job_id = request.path_params["job_id"]
         self._job(job_id)
         job = await run_in_threadpool(self.manager.cancel, job_id)
-        return JSONResponse({"job": job})
+        return JSONResponse({"job": redact_job(job) if isinstance(job, dict) else job})
 
     async def artifact(self, request: Request) -> Response:
         job = self._job(request.path_params["job_id"])

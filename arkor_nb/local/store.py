@@ -75,6 +75,16 @@ class Store:
         self._write_lock = threading.Lock()
         with self._write_lock:
             self._conn().executescript(_SCHEMA)
+            self._add_summary_columns()
+
+    def _add_summary_columns(self) -> None:
+        """Latest step and best loss per job, kept up to date by ``append`` so a
+        job list never reads the event log (added in place to older databases)."""
+        conn = self._conn()
+        have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for column, kind in (("step", "INTEGER"), ("best_loss", "REAL")):
+            if column not in have:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     # ------------------------------------------------------------ connections
 
@@ -125,7 +135,7 @@ class Store:
 
     @staticmethod
     def _job_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
-        job_id, name, status, config, created, started, completed, error = row
+        job_id, name, status, config, created, started, completed, error, step, best = row
         job: dict[str, Any] = {
             "id": job_id,
             "name": name,
@@ -135,10 +145,13 @@ class Store:
             "startedAt": started,
             "completedAt": completed,
             "error": error,
+            "step": step,
+            "bestLoss": best,
         }
         return job
 
-    _JOB_COLUMNS = "id, name, status, config, created_at, started_at, completed_at, error"
+    _JOB_COLUMNS = ("id, name, status, config, created_at, started_at, completed_at, error, "
+                    "step, best_loss")
 
     def create_job(self, job_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
         now = utc_now()
@@ -157,17 +170,27 @@ class Store:
         ).fetchone()
         return None if row is None else self._job_from_row(row)
 
-    def list_jobs(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first."""
-        if status is None:
-            rows = self._conn().execute(
-                f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)
-            ).fetchall()
-        else:
-            rows = self._conn().execute(
-                f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY seq DESC LIMIT ?",
-                (status, limit),
-            ).fetchall()
+    def list_jobs(self, *, status: str | None = None, limit: int = 100,
+                  before: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``before`` (a job id) starts after that job: the page cursor.
+
+        Raises KeyError for an unknown cursor id."""
+        where: list[str] = []
+        args: list[Any] = []
+        if before is not None:
+            row = self._conn().execute("SELECT seq FROM jobs WHERE id = ?", (before,)).fetchone()
+            if row is None:
+                raise KeyError(before)
+            where.append("seq < ?")
+            args.append(row[0])
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._conn().execute(
+            f"SELECT {self._JOB_COLUMNS} FROM jobs {clause}ORDER BY seq DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
         return [self._job_from_row(r) for r in rows]
 
     def job_ids_with_status(self, status: str) -> list[str]:
@@ -212,6 +235,7 @@ class Store:
             if row is None or row[0] in TERMINAL_STATUSES:
                 return ids
             now = utc_now()
+            summary: dict[str, Any] = {}
             for event in events:
                 body = {"type": event["type"], "jobId": job_id, "timestamp": now}
                 body.update({k: v for k, v in event.items() if k not in body})
@@ -221,6 +245,13 @@ class Store:
                 )
                 assert cur.lastrowid is not None
                 ids.append(cur.lastrowid)
+                _fold_summary(summary, body)
+            if summary:
+                conn.execute(
+                    "UPDATE jobs SET step = COALESCE(MAX(step, ?1), ?1, step), "
+                    "best_loss = COALESCE(MIN(best_loss, ?2), ?2, best_loss) WHERE id = ?3",
+                    (summary.get("step"), summary.get("loss"), job_id),
+                )
             if terminal_status is not None:
                 conn.execute(
                     "UPDATE jobs SET status = ?, completed_at = ?, error = ?, "
@@ -254,3 +285,16 @@ class Store:
     @staticmethod
     def is_terminal_type(event_type: str) -> bool:
         return event_type in TERMINAL_EVENT_TYPES
+
+
+def _fold_summary(summary: dict[str, Any], event: dict[str, Any]) -> None:
+    """Fold one event into the batch's (max step, min training loss)."""
+    if event.get("type") not in ("training.log", "checkpoint.saved"):
+        return
+    step = event.get("step")
+    if isinstance(step, int) and not isinstance(step, bool):
+        summary["step"] = max(step, summary.get("step", step))
+    loss = event.get("loss")
+    if (event.get("type") == "training.log" and isinstance(loss, (int, float))
+            and not isinstance(loss, bool) and loss == loss):
+        summary["loss"] = min(float(loss), summary.get("loss", float(loss)))

@@ -18,7 +18,10 @@ Usage::
 Routes: ``POST /v1/auth/anonymous``, ``GET/POST /v1/projects``,
 ``POST/GET /v1/jobs``, ``GET /v1/jobs/{id}``, ``GET /v1/jobs/{id}/events/stream``
 (honours ``Last-Event-ID``), ``POST /v1/jobs/{id}/cancel``,
-``POST /v1/inference/chat`` (SSE or JSON). Every request is recorded.
+``POST /v1/inference/chat`` (SSE or JSON), ``GET /v1/jobs?status=&limit=&before=``
+(paged), ``GET /v1/jobs/{id}?after=&limit=`` (paged log), ``GET
+/v1/jobs/{id}/artifacts/{path}`` (files of ``cloud.artifacts[job_id]``, a JSON
+listing for a folder). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ class FakeCloud:
         self.anonymous_enabled = True
         self.anon_org = "anon-org"
         self.chat_pieces: list[str] = ["Hel", "lo"]
+        self.artifacts: dict[str, dict[str, bytes]] = {}
         self.chat_gate: threading.Event | None = None
         self.create_job_status: int | None = None
         self.create_job_body: dict[str, Any] = {"error": "scripted failure"}
@@ -333,7 +337,7 @@ class FakeCloud:
         if path == "/v1/jobs" and method == "POST":
             return await self._create_job(request, writer)
         if path == "/v1/jobs" and method == "GET":
-            return await self._json(writer, 200, {"jobs": list(self.jobs.values())})
+            return await self._list_jobs(request, writer)
         if path == "/v1/inference/chat" and method == "POST":
             return await self._chat(request, writer)
         segments = path.strip("/").split("/")
@@ -345,8 +349,9 @@ class FakeCloud:
             if job_id not in self.jobs:
                 return await self._json(writer, 404, {"error": f"job {job_id} not found"})
             if rest == [] and method == "GET":
-                events = [data for _, data in self.job_logs.get(job_id, [])]
-                return await self._json(writer, 200, {"job": self.jobs[job_id], "events": events})
+                return await self._get_job(request, job_id, writer)
+            if rest[:1] == ["artifacts"] and len(rest) > 1 and method == "GET":
+                return await self._artifact(job_id, "/".join(rest[1:]), writer)
             if rest == ["cancel"] and method == "POST":
                 job = self.jobs[job_id]
                 if job["status"] not in ("completed", "failed", "cancelled"):
@@ -355,6 +360,52 @@ class FakeCloud:
         await self._json(writer, 404, {"error": f"no route {method} {path}"})
 
     # ------------------------------------------------------------- routes
+
+    async def _list_jobs(self, request: Recorded, writer: asyncio.StreamWriter) -> None:
+        """Newest first; ``?status=&limit=&before=<id>`` paging like the local server."""
+        jobs = list(reversed(self.jobs.values()))
+        status = request.query.get("status")
+        if status:
+            jobs = [j for j in jobs if j["status"] == status]
+        before = request.query.get("before")
+        if before:
+            ids = [j["id"] for j in jobs]
+            if before not in self.jobs:
+                return await self._json(writer, 404, {"error": f"no job {before}", "field": "before"})
+            jobs = jobs[ids.index(before) + 1:] if before in ids else []
+        limit = int(request.query.get("limit", "100"))
+        page = jobs[:limit]
+        following = page[-1]["id"] if len(jobs) > limit else None
+        await self._json(writer, 200, {"jobs": page, "nextBefore": following})
+
+    async def _get_job(self, request: Recorded, job_id: str, writer: asyncio.StreamWriter) -> None:
+        """The job and its log (``?after=<eventId>&limit=`` pages it), each event with eventId."""
+        log = self.job_logs.get(job_id, [])
+        after = request.query.get("after")
+        if after is not None:
+            log = [(i, e) for i, e in log if int(i) > int(after)]
+        if "limit" in request.query:
+            log = log[: int(request.query["limit"])]
+        events = [{**data, "eventId": event_id} for event_id, data in log]
+        await self._json(writer, 200, {"job": self.jobs[job_id], "events": events})
+
+    async def _artifact(self, job_id: str, path: str, writer: asyncio.StreamWriter) -> None:
+        """A file of ``self.artifacts[job_id]`` (path -> bytes), or a listing for a folder."""
+        files = self.artifacts.get(job_id, {})
+        if path in files:
+            payload = files[path]
+            writer.write(
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+            )
+            await writer.drain()
+            writer.close()
+            return
+        inside = sorted(p for p in files if p.startswith(path.rstrip("/") + "/"))
+        if not inside:
+            return await self._json(writer, 404, {"error": f"job {job_id} has no artifact {path}", "field": "path"})
+        listing = [{"path": p, "size": len(files[p]), "url": f"/v1/jobs/{job_id}/artifacts/{p}"} for p in inside]
+        await self._json(writer, 200, {"path": path, "files": listing})
 
     async def _anonymous(self, writer: asyncio.StreamWriter) -> None:
         if not self.anonymous_enabled:
@@ -450,6 +501,11 @@ class FakeCloud:
 
     async def _chat(self, request: Recorded, writer: asyncio.StreamWriter) -> None:
         body = request.body if isinstance(request.body, dict) else {}
+        adapter = body.get("adapter")
+        if isinstance(adapter, dict) and adapter.get("jobId") not in self.jobs:
+            return await self._json(
+                writer, 404, {"error": f"job {adapter.get('jobId')} not found", "field": "adapter.jobId"}
+            )
         if not body.get("stream", True):
             text = "".join(self.chat_pieces)
             return await self._json(

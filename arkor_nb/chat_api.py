@@ -1,0 +1,184 @@
+"""``ak.chat()``: talk to a job's final adapter, one of its checkpoints, or a base model.
+
+Posts to ``/v1/inference/chat`` (the same route ``ctx.infer`` uses) through
+``client.py``; the reply is the text, or with ``stream=True`` an iterator of
+text chunks as the server sends them. Works on both backends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import closing
+from typing import Any
+
+from ._sync import run_sync
+from .backends import ResolvedApi
+from .client import SyncChatClient
+from .client import chat_async as post_chat_async
+from .errors import ArkorError, CloudApiError, ConfigError
+from .jobs_api import check_job_id, not_found, resolve_api
+
+# Sampling keywords ak.chat accepts, and their wire names.
+SAMPLING = {"temperature": "temperature", "max_tokens": "maxTokens", "top_p": "topP"}
+
+
+def chat_body(job_id: str | None, messages: Any, *, step: int | None, model: str | None,
+              stream: bool, sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/v1/inference/chat`` body, or ConfigError naming the bad argument."""
+    if (job_id is None) == (model is None):
+        raise ConfigError("job_id", "pass a job id (its fine-tuned adapter) or model= (a base "
+                                    "model), exactly one of them")
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if (not isinstance(messages, Sequence) or not messages
+            or not all(isinstance(m, Mapping) and isinstance(m.get("role"), str) for m in messages)):
+        raise ConfigError("messages", 'pass a prompt string or a list like '
+                                      '[{"role": "user", "content": "hi"}]')
+    body: dict[str, Any] = {"messages": [dict(m) for m in messages], "stream": bool(stream)}
+    if model is not None:
+        if not isinstance(model, str) or not model:
+            raise ConfigError("model", f"must be a base model id, got {model!r}")
+        if step is not None:
+            raise ConfigError("step", "a checkpoint step needs a job id, not model=")
+        body["baseModel"] = model
+    else:
+        check_job_id(job_id)
+        if step is None:
+            body["adapter"] = {"kind": "final", "jobId": job_id}
+        elif isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigError("step", f"must be a checkpoint's step (an integer >= 0), got {step!r}")
+        else:
+            body["adapter"] = {"kind": "checkpoint", "jobId": job_id, "step": step}
+    for key, value in sampling.items():
+        if key not in SAMPLING:
+            raise ConfigError(key, f"is not a sampling option; use {', '.join(SAMPLING)}")
+        if value is not None:
+            body[SAMPLING[key]] = value
+    return body
+
+
+def _raise_for(err: CloudApiError, body: dict[str, Any], kind: str) -> CloudApiError:
+    adapter = body.get("adapter")
+    if adapter is None:
+        return err
+    field = err.body.get("field") if isinstance(err.body, dict) else None
+    if err.status == 404 and field in ("adapter.step", "step"):
+        return ConfigErrorFromBackend("step", err)
+    return not_found(err, adapter["jobId"], kind)
+
+
+class ConfigErrorFromBackend(ConfigError, CloudApiError):
+    """The backend answered 4xx about an argument (e.g. no checkpoint at that step)."""
+
+    def __init__(self, field: str, err: CloudApiError) -> None:
+        CloudApiError.__init__(self, err.status, err.message, body=err.body)
+        self.field = field
+        self.args = (f"{field}: {err.message}",)
+
+
+def delta_text(line: str) -> str | None:
+    """The text of one SSE line of an OpenAI-style chunk stream ("" for none; None at [DONE])."""
+    if not line.startswith("data:"):
+        return ""
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return None
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return ""  # an unparseable frame is skipped, as on the event stream
+    if not isinstance(chunk, dict):
+        return ""
+    if "error" in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise ArkorError(f"the backend stopped the reply: {message}")
+    try:
+        content = chunk["choices"][0]["delta"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+    return content if isinstance(content, str) else ""
+
+
+def reply_text(data: Any) -> str:
+    try:
+        content = data["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise CloudApiError(200, f"the chat reply has no choices[0].message.content: "
+                                 f"{str(data)[:200]}") from None
+    return content if isinstance(content, str) else ""
+
+
+# ---------------------------------------------------------------- sync
+
+
+def _chunks(client: SyncChatClient, response: Any) -> Iterator[str]:
+    with closing(client), closing(response):
+        for line in response.iter_lines():
+            text = delta_text(line)
+            if text is None:
+                return
+            if text:
+                yield text
+
+
+def chat(job_id: str | None = None, messages: Any = None, *, step: int | None = None,
+         model: str | None = None, stream: bool = False, backend: Any = "local",
+         **sampling: Any) -> Any:
+    """Reply of the job's final adapter (or checkpoint ``step``; or base ``model=``).
+
+    ``messages`` is a prompt string or ``[{"role", "content"}, ...]``; sampling
+    options: ``temperature`` (0 = greedy), ``max_tokens``, ``top_p``. Returns the
+    reply text, or with ``stream=True`` an iterator of text chunks.
+    """
+    body = chat_body(job_id, messages, step=step, model=model, stream=stream, sampling=sampling)
+    api, kind = run_sync(resolve_api(backend))
+    client = SyncChatClient(api.base_url, api.token)
+    try:
+        response = client.chat(api.scope, body, stream=stream)
+    except CloudApiError as err:
+        client.close()
+        raise _raise_for(err, body, kind) from None
+    except BaseException:
+        client.close()
+        raise
+    if stream:
+        return _chunks(client, response)
+    with closing(client):
+        return reply_text(response.json())
+
+
+# --------------------------------------------------------------- async
+
+
+async def _achunks(response: Any) -> AsyncIterator[str]:
+    try:
+        async for line in response.aiter_lines():
+            text = delta_text(line)
+            if text is None:
+                return
+            if text:
+                yield text
+    finally:
+        await response.aclose()
+
+
+async def _post(api: ResolvedApi, kind: str, body: dict[str, Any], stream: bool) -> Any:
+    try:
+        return await post_chat_async(api.base_url, api.token, api.scope, body, stream=stream)
+    except CloudApiError as err:
+        raise _raise_for(err, body, kind) from None
+
+
+async def chat_async(job_id: str | None = None, messages: Any = None, *, step: int | None = None,
+                     model: str | None = None, stream: bool = False, backend: Any = "local",
+                     **sampling: Any) -> Any:
+    """Async twin of :func:`chat`: ``await`` it for the text; with ``stream=True``
+    it returns an async iterator of chunks (``async for piece in await ...``)."""
+    body = chat_body(job_id, messages, step=step, model=model, stream=stream, sampling=sampling)
+    api, kind = await resolve_api(backend)
+    response = await _post(api, kind, body, stream)
+    if stream:
+        return _achunks(response)
+    return reply_text(response.json())

@@ -1,0 +1,110 @@
+"""``ak.playground(job_id)``: one prompt, the base model's and the fine-tuned reply side by side.
+
+The Send button's handler only starts a thread; that thread streams both
+replies with :func:`arkor_nb.chat` and shows them by assigning the text
+widgets' ``value`` (never ``with Output()`` from a thread). ``ask()`` does
+the same from code and returns both texts, so it works outside Jupyter too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..chat_api import chat
+from ..jobs_api import check_job_id, job
+
+
+class Playground:
+    """Base vs fine-tuned replies for one job (final adapter, or checkpoint ``step``)."""
+
+    def __init__(self, job_id: str, *, step: int | None = None, backend: Any = "local",
+                 max_tokens: int = 128, temperature: float = 0.0) -> None:
+        check_job_id(job_id)
+        self.job = job(job_id, backend=backend)
+        self.base_model = str(self.job.config.get("model") or "")
+        self.step = step
+        self.backend = backend
+        self.sampling = {"max_tokens": max_tokens, "temperature": temperature}
+        self.busy = threading.Event()
+        self.widget: Any = None
+        self.thread: threading.Thread | None = None
+
+    def ask(self, prompt: str) -> tuple[str, str]:
+        """(base reply, fine-tuned reply) to ``prompt``; updates the widgets when shown."""
+        replies = ["", ""]
+        targets = [{"model": self.base_model}, {"job_id": self.job.id, "step": self.step}]
+        for index, target in enumerate(targets):
+            for piece in chat(messages=prompt, stream=True, backend=self.backend,
+                              **target, **self.sampling):
+                replies[index] += piece
+                self._show(index, replies[index])
+        return replies[0], replies[1]
+
+    # ------------------------------------------------------------ widgets
+
+    def build(self) -> Any:
+        import ipywidgets as w
+
+        label = "final adapter" if self.step is None else f"checkpoint step {self.step}"
+        self.prompt = w.Textarea(placeholder="Type a prompt", layout=w.Layout(width="100%"))
+        self.send = w.Button(description="Send", button_style="primary")
+        self.status = w.HTML("")
+        self.outputs = [w.Textarea(disabled=True, layout=w.Layout(width="100%", height="180px"))
+                        for _ in range(2)]
+        columns = [
+            w.VBox([w.HTML(f"<b>base</b> <code>{self.base_model}</code>"), self.outputs[0]],
+                   layout=w.Layout(width="50%")),
+            w.VBox([w.HTML(f"<b>fine-tuned</b> <code>{self.job.id}</code> ({label})"),
+                    self.outputs[1]], layout=w.Layout(width="50%")),
+        ]
+        self.send.on_click(self._on_send)
+        self.widget = w.VBox([self.prompt, w.HBox([self.send, self.status]), w.HBox(columns)])
+        return self.widget
+
+    def _on_send(self, _button: Any = None) -> None:
+        """Handler: set the flag and start the thread; nothing slow on the kernel's thread."""
+        prompt = self.prompt.value.strip()
+        if not prompt or self.busy.is_set():
+            return
+        self.busy.set()
+        self.send.disabled = True
+        self.thread = threading.Thread(target=self._answer, args=(prompt,),
+                                       name="arkor-nb-playground", daemon=True)
+        self.thread.start()
+
+    def _answer(self, prompt: str) -> None:
+        self.status.value = "answering..."
+        for output in self.outputs:
+            output.value = ""
+        try:
+            self.ask(prompt)
+            self.status.value = ""
+        except Exception as err:  # shown in the widget: a thread has no cell to raise into
+            self.status.value = f"<span style='color:#dc2626'>{type(err).__name__}: {err}</span>"
+        finally:
+            self.send.disabled = False
+            self.busy.clear()
+
+    def _show(self, index: int, text: str) -> None:
+        if self.widget is not None:
+            self.outputs[index].value = text
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget if self.widget is not None else self.build())
+
+    def __repr__(self) -> str:
+        return f"<Playground job={self.job.id} base={self.base_model!r} step={self.step}>"
+
+
+def playground(job_id: str, *, step: int | None = None, backend: Any = "local",
+               max_tokens: int = 128, temperature: float = 0.0) -> Playground:
+    """A prompt box with the base model's and the job's reply side by side (Jupyter).
+
+    Returns the :class:`Playground`; as a cell's last expression it displays
+    itself. ``playground(...).ask("prompt")`` returns both replies anywhere.
+    """
+    return Playground(job_id, step=step, backend=backend, max_tokens=max_tokens,
+                      temperature=temperature)
