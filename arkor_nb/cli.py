@@ -1,51 +1,259 @@
-"""The ``arkor-nb`` command: ``run`` a project's trainer, ``serve`` the local backend.
+"""The ``arkor-nb`` command: run a trainer, manage jobs, serve the local backend.
 
-``arkor-nb run path.py`` exits 0 only when the job completed, 1 when it
-failed or was cancelled (so a CI step fails with it), 2 for bad input.
+Commands: ``run [PATH]``, ``jobs``, ``logs JOB [-f]``, ``cancel JOB``,
+``download JOB``, ``chat JOB PROMPT``, ``serve``; every job command takes
+``--backend local|cloud``. Exit codes are the same for every command:
+
+- 0: success (``run``/``logs -f``: the job completed)
+- 1: the job failed or was cancelled, or the run could not finish (a callback
+  raised, the backend could not be reached)
+- 2: usage or input error (bad option, unknown job id, missing entry file)
+- 130: interrupted (Ctrl-C); the job keeps running, the exact cancel command is printed
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .errors import ArkorError, ConfigError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed", "on_cancelled")
+
+EPILOG = """exit codes: 0 success; 1 job failed or cancelled (or the run could not finish);
+2 usage or input error; 130 interrupted (the job keeps running)"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arkor-nb", description="Interactive fine-tuning.")
+    parser = argparse.ArgumentParser(prog="arkor-nb", description="Interactive fine-tuning.",
+                                     epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"arkor-nb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the trainer a Python file exports, to the end")
-    run.add_argument("path", help="module exporting `arkor`, `trainer` or `default`")
-    serve = sub.add_parser("serve", help="run the local backend server in the foreground")
-    serve.add_argument("args", nargs=argparse.REMAINDER, help="see `arkor-nb serve --help`")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
+
+    def with_backend(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--backend", choices=("local", "cloud"), default="local",
+                       help="where the job lives (default: local)")
+        return p
+
+    run = command("run", "run the trainer a Python file exports, to the end")
+    run.add_argument("path", nargs="?", default=None,
+                     help="module exporting `arkor`, `trainer` or `default` (default: "
+                          "[tool.arkor-nb] entry in pyproject.toml, else trainer.py)")
+    jobs = with_backend(command("jobs", "list jobs, newest first"))
+    jobs.add_argument("--status", choices=("queued", "running", "completed", "failed", "cancelled"))
+    jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    jobs.add_argument("--json", action="store_true", help="print a JSON array (wire form)")
+    logs = with_backend(command("logs", "print a job's recorded events as text progress"))
+    logs.add_argument("job", help="job id")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep following until the job ends; exit code by its final status")
+    cancel = with_backend(command("cancel", "ask the backend to stop a job"))
+    cancel.add_argument("job", help="job id")
+    download = with_backend(command("download", "download a job's adapter as a peft folder"))
+    download.add_argument("job", help="job id")
+    download.add_argument("--step", type=int, default=None, help="a checkpoint's step (default: final)")
+    download.add_argument("-o", "--output", default=None,
+                          help="folder to write (default: ./<job id> or ./<job id>-step-<N>)")
+    chat = with_backend(command("chat", "ask a job's adapter (or a checkpoint) one prompt"))
+    chat.add_argument("job", help="job id")
+    chat.add_argument("prompt", help="the user message")
+    chat.add_argument("--step", type=int, default=None, help="a checkpoint's step (default: final)")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    chat.add_argument("--temperature", type=float, default=None, help="0 = greedy (default)")
+    sub.add_parser("serve", help="run the local backend server in the foreground "
+                                 "(see `arkor-nb serve --help`)")
     return parser
 
 
-def _run(path: str) -> int:
-    from .runner import run_trainer
+def _err(message: str) -> None:
+    print(f"arkor-nb: {message}", file=sys.stderr, flush=True)
+
+
+def cancel_hint(job_id: str | None, backend_kind: str = "local") -> str:
+    """The exact shell command that cancels the job."""
+    if job_id is None:
+        return "no job was created"
+    flag = " --backend cloud" if backend_kind == "cloud" else ""
+    return f"cancel it with: arkor-nb cancel {job_id}{flag}"
+
+
+# ----------------------------------------------------------------- run
+
+
+def _failed_callback(trainer: Any, error: BaseException) -> str | None:
+    """The name of the user callback whose frame raised ``error``, if one did."""
+    codes: dict[Any, str] = {}
+    callbacks = getattr(trainer, "callbacks", None)
+    for name in CALLBACK_NAMES:
+        fn = getattr(callbacks, name, None)
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        if code is not None:
+            codes[code] = f"{name} ({getattr(fn, '__qualname__', name)})"
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return codes[tb.tb_frame.f_code]
+        tb = tb.tb_next
+    return None
+
+
+def _run(path: str | None) -> int:
+    from .runner import default_entry, load_trainer, run_loaded
 
     try:
-        result = run_trainer(path)
+        trainer = load_trainer(default_entry() if path is None else path)
     except ConfigError as exc:
-        print(f"arkor-nb: {exc}", file=sys.stderr)
+        _err(str(exc))
         return EXIT_USAGE
-    except ArkorError as exc:
-        print(f"arkor-nb: {exc}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+    kind = getattr(trainer, "backend_kind", "local")
+    try:
+        result = run_loaded(trainer)
     except KeyboardInterrupt:
-        print(
-            "arkor-nb: interrupted; the job keeps running on its backend "
-            "(cancel it with trainer.cancel() or the notebook panel).",
-            file=sys.stderr,
-        )
+        _err(f"interrupted; job {trainer.job_id} keeps running on its {kind} backend; "
+             f"{cancel_hint(trainer.job_id, kind)}")
         return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except Exception as exc:
+        where = _failed_callback(trainer, exc)
+        if where is None and isinstance(exc, ArkorError):
+            _err(f"{exc}; job {trainer.job_id} may still be running; "
+                 f"{cancel_hint(trainer.job_id, kind)}")
+            return EXIT_JOB_FAILED
+        if where is None:
+            raise
+        _err(f"callback {where} raised {type(exc).__name__}: {exc}; job {trainer.job_id} "
+             f"keeps running on its {kind} backend; {cancel_hint(trainer.job_id, kind)}")
+        return EXIT_JOB_FAILED
     return EXIT_OK if result.job.status == "completed" else EXIT_JOB_FAILED
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def _fnum(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+
+
+def event_line(event: Any) -> str | None:
+    """One recorded event as one line of text progress (None for nothing to say)."""
+    kind = getattr(event, "type", None)
+    if kind == "training.started":
+        meta = event.metadata or {}
+        extra = "".join(f" {k}={meta[k]}" for k in ("model", "device", "trainRows") if k in meta)
+        return f"started{extra}"
+    if kind == "training.log":
+        bits = [f"step {event.step}"]
+        if event.loss is not None:
+            bits.append(f"loss {_fnum(event.loss)}")
+        if event.eval_loss is not None:
+            bits.append(f"eval_loss {_fnum(event.eval_loss)}")
+        if event.learning_rate is not None:
+            bits.append(f"lr {event.learning_rate:.3g}")
+        if event.epoch is not None:
+            bits.append(f"epoch {event.epoch:.2f}")
+        return "  ".join(bits)
+    if kind == "checkpoint.saved":
+        return f"checkpoint saved at step {event.step}"
+    if kind == "training.completed":
+        metrics = event.metrics or {}
+        shown = " ".join(f"{k}={_fnum(v)}" for k, v in metrics.items() if isinstance(v, (int, float)))
+        return f"completed {shown}".rstrip()
+    if kind == "training.failed":
+        at = f" at step {event.step}" if event.step is not None else ""
+        return f"failed{at}: {event.error}"
+    if kind == "training.cancelled":
+        at = f" at step {event.step}" if event.step is not None else ""
+        return f"cancelled{at}"
+    return None
+
+
+def _print_event(event: Any) -> None:
+    line = event_line(event)
+    if line is not None:
+        print(line, flush=True)
+
+
+def _status_code(status: str) -> int:
+    return EXIT_OK if status == "completed" else EXIT_JOB_FAILED
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from .jobs_api import jobs
+
+    listed = jobs(status=args.status, limit=args.limit, backend=args.backend)
+    if args.json:
+        print(json.dumps([j.to_wire() for j in listed], indent=2))
+    else:
+        print(str(listed))
+    return EXIT_OK
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from .jobs_api import events, job
+
+    if not args.follow:
+        for event in events(args.job, backend=args.backend):
+            _print_event(event)
+        return EXIT_OK
+    from .trainer import Trainer
+    from .types import StreamNotice
+
+    job(args.job, backend=args.backend)  # an unknown id is an error now, not a reconnect loop
+    trainer = Trainer.attach(args.job, backend=args.backend)
+    trainer.subscribe(lambda item: None if isinstance(item, StreamNotice) else _print_event(item))
+    try:
+        result = trainer.wait()
+    except KeyboardInterrupt:
+        _err(f"stopped following; job {args.job} keeps running; {cancel_hint(args.job, args.backend)}")
+        return EXIT_INTERRUPTED
+    return _status_code(result.job.status)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from .jobs_api import cancel_job
+
+    job = cancel_job(args.job, backend=args.backend)
+    if job.is_terminal:
+        print(f"job {job.id} is {job.status}")
+    else:
+        print(f"asked the backend to cancel job {job.id} (now {job.status}); "
+              f"`arkor-nb logs {job.id} -f` shows when it stops")
+    return EXIT_OK
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .jobs_api import download
+
+    default = args.job if args.step is None else f"{args.job}-step-{args.step}"
+    folder = download(args.job, to=args.output or default, step=args.step, backend=args.backend)
+    print(folder)
+    return EXIT_OK
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .chat_api import chat
+
+    sampling = {k: v for k, v in (("max_tokens", args.max_tokens),
+                                  ("temperature", args.temperature)) if v is not None}
+    for piece in chat(args.job, args.prompt, step=args.step, stream=True, backend=args.backend,
+                      **sampling):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+COMMANDS = {"jobs": _jobs, "logs": _logs, "cancel": _cancel, "download": _download, "chat": _chat}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +265,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(serve_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
-    return _run(args.path)
+    if args.command == "run":
+        return _run(args.path)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ArkorError as exc:
+        _err(str(exc))
+        return EXIT_JOB_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,11 @@ from __future__ import annotations
 import importlib.util
 import sys
 import uuid
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -80,10 +85,50 @@ def load_trainer(path: str | Path) -> Trainer:
     )
 
 
-def run_trainer(path: str | Path, *, out: TextIO | None = None) -> TrainingResult:
-    """Load the trainer from ``path``, start it, wait for the end, print the outcome."""
+def default_entry(cwd: str | Path | None = None) -> Path:
+    """The project's entry file: ``[tool.arkor-nb] entry`` in ``pyproject.toml``,
+    else ``trainer.py``, both in ``cwd`` (default: the working directory)."""
+    root = Path(cwd) if cwd is not None else Path.cwd()
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError("entry", f"{pyproject} is not valid TOML ({err}); fix it or pass "
+                                       "the entry file's path") from None
+        tool = data.get("tool", {}).get("arkor-nb", {})
+        entry = tool.get("entry") if isinstance(tool, dict) else None
+        if entry is not None:
+            if not isinstance(entry, str) or not entry:
+                raise ConfigError("entry", f"[tool.arkor-nb] entry in {pyproject} must be a path "
+                                           f'string like "trainer.py", got {entry!r}')
+            path = root / entry
+            if not path.is_file():
+                raise ConfigError("entry", f"[tool.arkor-nb] entry = {entry!r} in {pyproject} "
+                                           f"is not a file ({path} does not exist)")
+            return path
+    fallback = root / "trainer.py"
+    if fallback.is_file():
+        return fallback
+    raise ConfigError(
+        "entry",
+        f"no entry to run in {root}: set `entry = \"path/to/file.py\"` under [tool.arkor-nb] "
+        f"in {pyproject}, or create {fallback}, or pass the file's path",
+    )
+
+
+def run_trainer(path: str | Path | None = None, *, out: TextIO | None = None) -> TrainingResult:
+    """Load the trainer from ``path``, start it, wait for the end, print the outcome.
+
+    Without ``path``, runs the project's default entry (see :func:`default_entry`).
+    """
+    trainer = load_trainer(default_entry() if path is None else path)
+    return run_loaded(trainer, out=out)
+
+
+def run_loaded(trainer: Trainer, *, out: TextIO | None = None) -> TrainingResult:
+    """Start a loaded trainer, wait for the end, print the outcome (``arkor-nb run`` too)."""
     stream = out if out is not None else sys.stdout
-    trainer = load_trainer(path)
     job_id = trainer.start()
     print(f"Started job {job_id}", file=stream, flush=True)
     result = trainer.wait()
