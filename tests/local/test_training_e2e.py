@@ -50,7 +50,8 @@ def backend(srv: ServerProcess) -> ak.LocalBackend:
     return ak.LocalBackend(url=srv.url, token=srv.token)
 
 
-def test_real_run_completes_and_checkpoint_infer_returns_text(server: ServerProcess) -> None:
+def test_real_run_completes_and_checkpoint_infer_returns_text(
+        server: ServerProcess, tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     seen_logs: list[Any] = []
     samples: dict[int, str] = {}
 
@@ -97,6 +98,35 @@ def test_real_run_completes_and_checkpoint_infer_returns_text(server: ServerProc
     # ...and from a checkpoint, not streaming
     reply = oa.chat.completions.create(model=f"job:{result.job.id}@20", messages=TICKET, max_tokens=8)
     assert reply.choices[0].message.content
+
+    # ak.download gives a standard peft folder: loaded with PeftModel it replies, greedily,
+    # exactly what the server's ak.chat replies (final adapter and a checkpoint).
+    for step in (None, 20):
+        folder = ak.download(result.job.id, to=tmp_path / f"adapter-{step}", step=step,
+                             backend=backend(server))
+        served = ak.chat(result.job.id, TICKET, step=step, temperature=0, max_tokens=12,
+                         backend=backend(server))
+        assert served.strip() and peft_greedy_reply(tiny_model_dir, folder, TICKET, 12) == served
+
+
+def peft_greedy_reply(base_dir: Path, folder: Path, messages: list[dict[str, str]],
+                      max_new_tokens: int) -> str:
+    """What plain transformers + peft answer with the downloaded adapter (greedy)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), folder).eval()
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "".join(m["content"] + "\n" for m in messages)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id)
+    return str(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
 
 
 def test_cancel_over_http_ends_cancelled_within_one_step(server: ServerProcess) -> None:
