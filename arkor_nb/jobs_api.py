@@ -60,7 +60,9 @@ def not_found(err: CloudApiError, job_id: str, kind: str) -> CloudApiError:
 
 
 def _redacted(job: TrainingJob) -> TrainingJob:
-    return job.model_copy(update={"config": redact_config(job.config)})
+    """The job with secrets in its config hidden (the same object when there are none)."""
+    config = redact_config(job.config)
+    return job if config is job.config else job.model_copy(update={"config": config})
 
 
 # ------------------------------------------------------------------ listing

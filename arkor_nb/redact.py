@@ -9,6 +9,7 @@ backend that does not redact is still shown redacted.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,25 +35,43 @@ def _redact_url(value: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+@lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
 def redact_config(value: Any) -> Any:
-    """A copy of ``value`` with secret-looking keys and URL credentials replaced by ``***``."""
+    """``value`` with secret-looking keys and URL credentials replaced by ``***``.
+
+    Returns ``value`` itself when nothing needs hiding (the common case: a
+    10,000-job listing then costs no copies), else a redacted copy.
+    """
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
+        out: dict[str, Any] | None = None
         for key, item in value.items():
-            if isinstance(key, str) and _SECRET_KEY.search(key) and item not in (None, ""):
-                out[key] = REDACTED
+            if isinstance(key, str) and _secret_key(key) and item not in (None, "", REDACTED):
+                new: Any = REDACTED
             else:
-                out[key] = redact_config(item)
-        return out
+                new = redact_config(item)
+            if new is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = new
+        return value if out is None else out
     if isinstance(value, list):
-        return [redact_config(item) for item in value]
+        items = [redact_config(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, str) and "://" in value:
-        return _redact_url(value)
+        hidden = _redact_url(value)
+        return value if hidden == value else hidden
     return value
 
 
 def redact_job(job: dict[str, Any]) -> dict[str, Any]:
-    """A job dict whose ``config`` is redacted (everything else as is)."""
-    if isinstance(job.get("config"), dict):
-        return {**job, "config": redact_config(job["config"])}
+    """A job dict whose ``config`` is redacted (the same dict when nothing is secret)."""
+    config = job.get("config")
+    if isinstance(config, dict):
+        hidden = redact_config(config)
+        if hidden is not config:
+            return {**job, "config": hidden}
     return job
