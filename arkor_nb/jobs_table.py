@@ -96,14 +96,16 @@ def html_table(jobs: Sequence[TrainingJob]) -> str:
 
 def display_jobs(jobs: Any) -> None:
     """Jupyter: the widget table; elsewhere (or without ipywidgets) the HTML/text table."""
-    from IPython.display import HTML, display
+    from IPython.display import display
 
+    bundle = {"text/plain": text_table(jobs), "text/html": html_table(jobs)}
     try:
         widget = JobsWidget(list(jobs), getattr(jobs, "backend", "local")).widget
     except ImportError:
-        display(HTML(html_table(jobs)))
+        display(bundle, raw=True)
         return
-    display(widget)
+    # The widget view where widgets render; the static table on GitHub/nbviewer and as text.
+    display({**widget._repr_mimebundle_(), **bundle}, raw=True)
 
 
 class JobsWidget:

@@ -93,7 +93,8 @@ class Playground:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget if self.widget is not None else self.build())
+        widget = self.widget if self.widget is not None else self.build()
+        display({**widget._repr_mimebundle_(), "text/plain": repr(self)}, raw=True)
 
     def __repr__(self) -> str:
         return f"<Playground job={self.job.id} base={self.base_model!r} step={self.step}>"

@@ -61,7 +61,8 @@ def _text(nb: nbformat.NotebookNode) -> str:
 
 # What each notebook must have printed: evidence its runs really happened and ended as taught.
 EXPECTED_OUTPUT = {
-    "quickstart.ipynb": [r" completed\n", r"fine-tuned: \S"],
+    "quickstart.ipynb": [r" completed\n", r"fine-tuned: \S", r"'adapter_config\.json'", r"NAME +ID +STATUS",
+                         r"Playground job=job_\w+ base='arkor-nb/tiny'"],
     "programmatic-runs.ipynb": [
         r"Job job_\w+ completed",
         r"nightly-\d{4}-\d\d-\d\d completed dryRun: True",
@@ -74,7 +75,8 @@ EXPECTED_OUTPUT = {
         r"stream aborted: aborted: no improvement for 5 logs",
         r"backend: cancelled",
     ],
-    "checkpoint-sampling.ipynb": [r"step +20: '", r"step +40: '"],
+    "checkpoint-sampling.ipynb": [r"step +20: '", r"step +40: '", r"step +20 again: '.*' \(same\)",
+                                  r"step +40 again: '.*' \(same\)"],
     "compare-runs.ipynb": [
         r"\{0\.003: 'completed', 0\.0003: 'completed'\}",
         r"\d+ events saved to",
