@@ -1,7 +1,7 @@
 """CloudApiClient: the one place that speaks HTTP to an Arkor-compatible API.
 
 The cloud and the embedded local server share one wire protocol (see
-DESIGN.md), so the Trainer, the credential bootstrap and checkpoint
+docs/protocol.md), so the Trainer, the credential bootstrap and checkpoint
 inference all go through this module. A client is cheap: it owns one
 ``httpx.AsyncClient`` for the duration of an ``async with`` block, which
 keeps every connection on the event loop that opened it (the sync API and

@@ -4,7 +4,7 @@ The async methods are the real implementation; the sync ones run them on
 arkor_nb's private event-loop thread (see ``_sync``), so the same trainer
 works in a script, in Jupyter and from worker threads.
 
-Stream rules (DESIGN.md): a clean EOF after at least one parseable data frame
+Stream rules (docs/protocol.md): a clean EOF after at least one parseable data frame
 reconnects at ``initial_delay`` without counting a failure; a connect error,
 a stall, or an EOF without a parseable frame counts one failure and backs
 off ``initial_delay * 2**n`` +/-25%, clamped to ``max_delay``; the counter
@@ -271,7 +271,7 @@ class _Pump:
 class _SeenIds:
     """Event ids already delivered, in O(1) memory for numeric ids.
 
-    Ids are monotonic per job (DESIGN.md), so a numeric id at or below the
+    Ids are monotonic per job (docs/protocol.md), so a numeric id at or below the
     highest one seen is a replayed duplicate; only non-numeric ids (some other
     server's scheme) need a set. Keeping every id cost ~100 MB per 1M events.
     """
@@ -841,7 +841,7 @@ def create_trainer(
     """Build a :class:`Trainer`. Nothing is sent until ``start()``/``wait()``.
 
     Keyword-only; an unknown keyword raises TypeError naming it, a bad value
-    raises ConfigError naming the field. See DESIGN.md for each option.
+    raises ConfigError naming the field. See docs/protocol.md for each option.
     """
     resolved_backend = make_backend(backend)
     non_empty_str("name", name)

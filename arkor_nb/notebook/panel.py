@@ -1,6 +1,6 @@
 """The live panel: ipywidgets layout around the run model, redrawn in batches.
 
-Rules that keep it responsive and cheap (see DESIGN.md "Bounded rendering"):
+Rules that keep it responsive and cheap, however long the run:
 - events only fold into :class:`RunState`; nothing here runs per event;
 - ``render`` is called by one timer thread a few times per second and only
   assigns traits whose text actually changed (one comm message each), the

@@ -1,4 +1,4 @@
-"""Reconnect rules, transport failures, abort and callback errors (DESIGN.md, exactly)."""
+"""Reconnect rules, transport failures, abort and callback errors (docs/protocol.md, exactly)."""
 
 from __future__ import annotations
 
