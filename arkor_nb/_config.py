@@ -17,18 +17,10 @@ from typing import Any, cast
 from pydantic.alias_generators import to_camel
 
 from .errors import ConfigError
+from .types import CONFIG_KEYS, DATASET_SOURCE_KEYS, LORA_OPTIONS, TRAINING_OPTIONS
 
-DATASET_TYPES: dict[str, tuple[str, ...]] = {
-    "file": ("path",),
-    "huggingface": ("name",),
-    "blob": ("url",),
-}
-LORA_KEYS: dict[str, str] = {
-    "r": "loraR",
-    "alpha": "loraAlpha",
-    "max_length": "maxLength",
-    "load_in_4bit": "loadIn4bit",
-}
+# dataset type -> its required keys
+DATASET_TYPES: dict[str, tuple[str, ...]] = {k: keys[:1] for k, keys in DATASET_SOURCE_KEYS.items()}
 
 
 def _is_number(value: Any) -> bool:
@@ -97,23 +89,27 @@ def boolean(field: str, value: Any) -> bool:
     return value
 
 
+# keyword -> check (the wire key comes from types.CONFIG_KEYS)
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "max_steps": positive_int,
+    "num_train_epochs": positive_number,
+    "learning_rate": positive_number,
+    "batch_size": positive_int,
+    "optim": non_empty_str,
+    "lr_scheduler_type": non_empty_str,
+    "weight_decay": non_negative_number,
+    "warmup_steps": non_negative_int,
+    "logging_steps": positive_int,
+    "save_steps": positive_int,
+    "eval_steps": positive_int,
+    "dataset_format": format_spec,
+    "dataset_split": split_spec,
+    "train_on_responses_only": boolean,
+    "dry_run": boolean,
+}
 # keyword -> (wire key, check)
 SCALAR_FIELDS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
-    "max_steps": ("maxSteps", positive_int),
-    "num_train_epochs": ("numTrainEpochs", positive_number),
-    "learning_rate": ("learningRate", positive_number),
-    "batch_size": ("batchSize", positive_int),
-    "optim": ("optim", non_empty_str),
-    "lr_scheduler_type": ("lrSchedulerType", non_empty_str),
-    "weight_decay": ("weightDecay", non_negative_number),
-    "warmup_steps": ("warmupSteps", non_negative_int),
-    "logging_steps": ("loggingSteps", positive_int),
-    "save_steps": ("saveSteps", positive_int),
-    "eval_steps": ("evalSteps", positive_int),
-    "dataset_format": ("datasetFormat", format_spec),
-    "dataset_split": ("datasetSplit", split_spec),
-    "train_on_responses_only": ("trainOnResponsesOnly", boolean),
-    "dry_run": ("dryRun", boolean),
+    keyword: (CONFIG_KEYS[keyword], _CHECKS[keyword]) for keyword in TRAINING_OPTIONS
 }
 
 
@@ -154,7 +150,7 @@ def dataset_source(dataset: Any, *, absolute_paths: bool) -> dict[str, Any]:
             )
         source[required] = value
     if kind == "file" and absolute_paths:
-        for key in ("path", "evalPath"):
+        for key in DATASET_SOURCE_KEYS["file"]:
             if isinstance(source.get(key), str):
                 source[key] = str(Path(source[key]).expanduser().resolve())
     return source
@@ -165,9 +161,9 @@ def lora_config(lora: Any) -> dict[str, Any]:
         raise ConfigError("lora", 'must be a dict such as {"r": 16, "alpha": 16}')
     wire: dict[str, Any] = {}
     for key, value in lora.items():
-        if key not in LORA_KEYS:
+        if key not in LORA_OPTIONS:
             raise ConfigError(
-                f"lora.{key}", f"unknown LoRA option; allowed keys are {sorted(LORA_KEYS)}"
+                f"lora.{key}", f"unknown LoRA option; allowed keys are {sorted(LORA_OPTIONS)}"
             )
         field = f"lora.{key}"
         if key in ("r", "max_length"):
@@ -176,7 +172,7 @@ def lora_config(lora: Any) -> dict[str, Any]:
             positive_number(field, value)
         else:
             boolean(field, value)
-        wire[LORA_KEYS[key]] = value
+        wire[LORA_OPTIONS[key]] = value
     return wire
 
 
@@ -189,9 +185,9 @@ def build_config(
     absolute_paths: bool,
 ) -> dict[str, Any]:
     """The camelCase wire config with exactly the keys the user set."""
-    config: dict[str, Any] = {"model": non_empty_str("model", model)}
+    config: dict[str, Any] = {CONFIG_KEYS["model"]: non_empty_str("model", model)}
     if dataset is not None:
-        config["datasetSource"] = dataset_source(dataset, absolute_paths=absolute_paths)
+        config[CONFIG_KEYS["dataset"]] = dataset_source(dataset, absolute_paths=absolute_paths)
     if lora is not None:
         config.update(lora_config(lora))
     for keyword, value in options.items():

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+# The one spelling of each job status; everything else uses these constants.
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = JOB_STATUSES
+TERMINAL_STATUSES: frozenset[str] = frozenset({COMPLETED, FAILED, CANCELLED})
 
 
 class WireModel(BaseModel):
@@ -27,14 +30,11 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
-    def to_wire(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
 
 class TrainingJob(WireModel):
     id: str
     name: str = ""
-    status: str = "queued"  # a JobStatus; kept as str so new statuses never fail parsing
+    status: str = QUEUED  # a JobStatus; kept as str so new statuses never fail parsing
     config: dict[str, Any] = Field(default_factory=dict)
     created_at: str | None = None
     started_at: str | None = None
@@ -48,7 +48,44 @@ class TrainingJob(WireModel):
         return self.status in TERMINAL_STATUSES
 
 
+# ------------------------------------------------------------- config keys
+# The one table of training options: create_trainer keyword -> wire ``config``
+# key. The client's checks, the server's validation and the workers' defaults
+# all derive their key lists from it.
+
+TRAINING_OPTIONS: tuple[str, ...] = (
+    "max_steps", "num_train_epochs", "learning_rate", "batch_size", "optim",
+    "lr_scheduler_type", "weight_decay", "warmup_steps", "logging_steps", "save_steps",
+    "eval_steps", "dataset_format", "dataset_split", "train_on_responses_only", "dry_run",
+)
+LORA_OPTIONS: dict[str, str] = {
+    "r": "loraR", "alpha": "loraAlpha", "max_length": "maxLength", "load_in_4bit": "loadIn4bit",
+}
+# keyword (``lora.<key>`` for lora options) -> wire key
+CONFIG_KEYS: dict[str, str] = {
+    "model": "model",
+    "dataset": "datasetSource",
+    **{keyword: to_camel(keyword) for keyword in TRAINING_OPTIONS},
+    **{f"lora.{key}": wire for key, wire in LORA_OPTIONS.items()},
+}
+WIRE_CONFIG_KEYS: tuple[str, ...] = tuple(CONFIG_KEYS.values())
+KEYWORD_OF: dict[str, str] = {wire: keyword for keyword, wire in CONFIG_KEYS.items()}
+# dataset type -> its wire keys (the required one first)
+DATASET_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "file": ("path", "evalPath"),
+    "huggingface": ("name", "split", "subset", "evalSplit"),
+    "blob": ("url", "token", "format"),
+}
+
+
+def wire_config(options: dict[str, Any]) -> dict[str, Any]:
+    """``{keyword: value}`` -> ``{wire key: value}``; KeyError names an unknown keyword."""
+    return {CONFIG_KEYS[keyword]: value for keyword, value in options.items()}
+
+
 # ---------------------------------------------------------------- wire events
+# Each event type name is spelled once, in its model's ``type`` Literal; the
+# sets below and every producer (workers, job manager, store) derive from them.
 
 
 class _EventBase(WireModel):
@@ -81,18 +118,21 @@ class CheckpointSaved(_EventBase):
 
 class TrainingCompleted(_EventBase):
     type: Literal["training.completed"] = "training.completed"
+    job_status: ClassVar[str] = COMPLETED
     metrics: dict[str, Any] | None = None
     artifacts: list[Any] | None = None
 
 
 class TrainingFailed(_EventBase):
     type: Literal["training.failed"] = "training.failed"
+    job_status: ClassVar[str] = FAILED
     error: str
     step: int | None = None
 
 
 class TrainingCancelled(_EventBase):
     type: Literal["training.cancelled"] = "training.cancelled"
+    job_status: ClassVar[str] = CANCELLED
     step: int | None = None
 
 
@@ -100,20 +140,22 @@ TrainingEvent = Annotated[
     TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled,
     Field(discriminator="type"),
 ]
-TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(
-    {"training.completed", "training.failed", "training.cancelled"}
-)
+TerminalEvent = TrainingCompleted | TrainingFailed | TrainingCancelled
+TERMINAL_EVENT_MODELS: tuple[type[TerminalEvent], ...] = get_args(TerminalEvent)
+EVENT_MODELS: tuple[type[_EventBase], ...] = get_args(get_args(TrainingEvent)[0])
+
+
+def event_type(model: type[_EventBase]) -> str:
+    """The wire ``type`` of an event model (its Literal's one value)."""
+    value: str = model.model_fields["type"].default
+    return value
+
+
+EVENT_TYPES: frozenset[str] = frozenset(map(event_type, EVENT_MODELS))
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(map(event_type, TERMINAL_EVENT_MODELS))
+# terminal event type -> the job status it ends in
+TERMINAL_STATUS_OF: dict[str, str] = {event_type(m): m.job_status for m in TERMINAL_EVENT_MODELS}
 _EVENT_ADAPTER: TypeAdapter[TrainingEvent] = TypeAdapter(TrainingEvent)
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "training.started",
-        "training.log",
-        "checkpoint.saved",
-        "training.completed",
-        "training.failed",
-        "training.cancelled",
-    }
-)
 
 
 def parse_event(data: Any, event_id: str | None = None) -> TrainingEvent | None:
@@ -130,6 +172,14 @@ def parse_event(data: Any, event_id: str | None = None) -> TrainingEvent | None:
         return None
     event.event_id = event_id
     return event
+
+
+def parse_event_json(text: str | bytes) -> TrainingEvent | None:
+    """Like :func:`parse_event` for JSON text (one validation pass, no dict copy)."""
+    try:
+        return _EVENT_ADAPTER.validate_json(text)
+    except ValidationError:
+        return None
 
 
 # -------------------------------------------------- client-side stream notices

@@ -1,6 +1,6 @@
 """The local backend's HTTP API (Starlette): the Arkor wire protocol on 127.0.0.1.
 
-Routes (DESIGN.md's table plus local extras)::
+Routes (docs/protocol.md: the wire table plus local extensions)::
 
     GET  /healthz                              liveness (no token)
     POST /v1/jobs                {name, config} -> {job}   (400 names the bad field)
@@ -44,6 +44,7 @@ from arkor_nb.local.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityP
 from arkor_nb.local.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
 from arkor_nb.local.store import Store, StoreError
 from arkor_nb.redact import redact_job
+from arkor_nb.types import COMPLETED
 
 log = logging.getLogger("arkor_nb.local")
 
@@ -273,7 +274,7 @@ class LocalApi:
 
     async def models(self, request: Request) -> Response:
         data = []
-        for job in self.store.list_jobs(status="completed", limit=1000):
+        for job in self.store.list_jobs(status=COMPLETED, limit=1000):
             data.append({"id": f"job:{job['id']}", "object": "model", "owned_by": "local",
                          "created": 0})
         return JSONResponse({"object": "list", "data": data})

@@ -22,10 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from arkor_nb.errors import ConfigError
-from arkor_nb.local.jobs import SYNTHETIC_MODEL_ID
+from arkor_nb.local.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.sse import SSE_HEADERS
 from arkor_nb.local.store import Store
 from arkor_nb.local.synthetic_worker import synthetic_reply
+from arkor_nb.types import COMPLETED
 
 Target = dict[str, Any]
 _DONE = object()
@@ -181,7 +182,7 @@ class Responder:
                                                       "checkpoint.saved event")
                 label = f"step {target['step']}"
             else:
-                if job["status"] != "completed":
+                if job["status"] != COMPLETED:
                     raise ConfigError("adapter", f"job {job['id']} is {job['status']}, so it has no "
                                                  "final adapter yet; use a checkpoint step")
                 label = "final"

@@ -22,14 +22,10 @@ from typing import Any
 from arkor_nb.errors import ConfigError
 from arkor_nb.local import datasets as ds
 from arkor_nb.local.models import BUILTIN_MODELS, SYNTHETIC_MODEL_ID
+from arkor_nb.types import DATASET_SOURCE_KEYS, KEYWORD_OF, WIRE_CONFIG_KEYS
 
 MAX_STEPS = 1_000_000
-KNOWN_KEYS = (
-    "model", "datasetSource", "maxSteps", "numTrainEpochs", "learningRate", "batchSize",
-    "optim", "lrSchedulerType", "weightDecay", "warmupSteps", "loggingSteps", "saveSteps",
-    "evalSteps", "loraR", "loraAlpha", "maxLength", "loadIn4bit", "trainOnResponsesOnly",
-    "datasetFormat", "datasetSplit", "dryRun",
-)
+KNOWN_KEYS = WIRE_CONFIG_KEYS
 # Optimizers that work with plain torch (checked against transformers' OptimizerNames in tests).
 OPTIMIZERS = frozenset({
     "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
@@ -40,12 +36,8 @@ SCHEDULERS = frozenset({
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
 })
-DATASET_TYPES = ("file", "huggingface", "blob")
-_SOURCE_KEYS = {
-    "file": {"type", "path", "evalPath"},
-    "huggingface": {"type", "name", "split", "subset", "evalSplit"},
-    "blob": {"type", "url", "token", "format"},
-}
+DATASET_TYPES = tuple(DATASET_SOURCE_KEYS)
+_SOURCE_KEYS = {kind: {"type", *keys} for kind, keys in DATASET_SOURCE_KEYS.items()}
 MAX_ROWS_CHECKED = 200_000
 
 
@@ -62,7 +54,35 @@ def allowed_roots(home: Path) -> list[Path]:
 
 
 def validate_config(config: dict[str, Any], *, home: Path) -> dict[str, Any]:
-    """Check a wire config; return it normalised (dataset paths absolute, model id stripped)."""
+    """Check a wire config; return it normalised (dataset paths absolute, model id stripped).
+
+    A refusal names the wire key and, where it differs, the Python keyword the
+    user typed (``learningRate`` -> ``learning_rate=``).
+    """
+    try:
+        return _validate(config, home)
+    except ConfigError as err:
+        hint = python_keyword(err.field)
+        if hint is None:
+            raise
+        message = str(err).removeprefix(f"{err.field}: ")
+        raise ConfigError(err.field, f"{message} (set with {hint} in create_trainer)") from None
+
+
+def python_keyword(field: str) -> str | None:
+    """How a user sets a wire field from Python: ``learning_rate=``, ``lora={"r": ...}``."""
+    head, _, rest = field.partition(".")
+    keyword = KEYWORD_OF.get(head)
+    if keyword is None or keyword == head:
+        return None
+    if keyword.startswith("lora."):
+        return f'lora={{"{keyword[5:]}": ...}}'
+    if rest:
+        return f'{keyword}={{"{rest}": ...}}'
+    return f"{keyword}="
+
+
+def _validate(config: dict[str, Any], home: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError("config", "must be a JSON object of training settings")
     unknown = sorted(set(config) - set(KNOWN_KEYS))

@@ -1,11 +1,10 @@
 """Job scheduler: a FIFO queue, one worker subprocess per running job.
 
-A worker speaks a small stdio protocol: the first stdin line is JSON
-``{jobId, config, jobDir, home}``, later lines say ``cancel`` (EOF means
-cancel too: the server went away); stdout is one JSON event per line
-without ``jobId``/``timestamp`` (the server adds them, and a ``url`` to each
-artifact), ending with exactly one terminal event; logs go to stderr. Each run gets one thread that reads stdout in
-chunks, appends whole batches of events to the store in one transaction
+A worker speaks the stdio protocol of ``worker_protocol`` (a spec line in,
+``cancel`` lines in, typed events out, ending with exactly one terminal
+event); the server adds ``jobId``, ``timestamp`` and a ``url`` to each
+artifact. Each run gets one thread that reads stdout in chunks, parses each
+line into its event model and appends whole batches to the store in one transaction
 (durable first) and then wakes the SSE subscribers, and one thread that
 keeps the tail of stderr for failure reports. A worker that exits without
 a terminal event ends its job ``failed`` with the exit code or signal and
@@ -15,7 +14,6 @@ marked ``failed`` when the next server starts.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -30,17 +28,20 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from arkor_nb.local.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.store import Store
-from arkor_nb.types import TERMINAL_EVENT_TYPES, parse_event
+from arkor_nb.local.worker_protocol import CANCEL_LINE, JobSpec, decode_event
+from arkor_nb.types import (
+    QUEUED,
+    RUNNING,
+    TERMINAL_EVENT_MODELS,
+    TrainingCancelled,
+    TrainingEvent,
+    TrainingFailed,
+)
 
 log = logging.getLogger("arkor_nb.local")
 
-SYNTHETIC_MODEL_ID = "arkor-nb/synthetic"
-_TERMINAL_STATUS = {
-    "training.completed": "completed",
-    "training.failed": "failed",
-    "training.cancelled": "cancelled",
-}
 _MAX_LINE = 4 * 1024 * 1024
 _STDERR_TAIL_LINES = 20
 _EXIT_GRACE_S = 30.0
@@ -78,11 +79,11 @@ def artifact_url(job_id: str, path: str) -> str:
     return f"/v1/jobs/{job_id}/artifacts/{quote(path.strip('/'))}"
 
 
-def _with_urls(job_id: str, event: dict[str, Any]) -> dict[str, Any]:
+def _with_urls(job_id: str, event: TrainingEvent) -> TrainingEvent:
     """Give each artifact a download URL (the worker only knows jobDir-relative paths)."""
-    artifacts = event.get("artifacts")
+    artifacts = getattr(event, "artifacts", None)
     if isinstance(artifacts, list):
-        event["artifacts"] = [
+        event.artifacts = [  # type: ignore[union-attr]
             {**a, "url": artifact_url(job_id, a["path"])}
             if isinstance(a, dict) and isinstance(a.get("path"), str)
             else a
@@ -151,7 +152,7 @@ class JobManager:
 
     def recover(self) -> list[str]:
         """Fail the jobs a dead server left ``running``; returns their ids."""
-        interrupted = self.store.job_ids_with_status("running")
+        interrupted = self.store.job_ids_with_status(RUNNING)
         for job_id in interrupted:
             step = self.store.last_step(job_id)
             at = f" at step {step}" if step is not None else ""
@@ -166,10 +167,7 @@ class JobManager:
 
     def _fail(self, job_id: str, reason: str, step: int | None = None) -> None:
         """End a job ``failed``: its terminal event and status in one transaction."""
-        event: dict[str, Any] = {"type": "training.failed", "error": reason}
-        if step is not None:
-            event["step"] = step
-        self.store.append(job_id, [event], terminal_status="failed", error=reason)
+        self.store.append(job_id, [TrainingFailed(error=reason, step=step)])
         self.notify(job_id)
 
     def start(self) -> None:
@@ -218,12 +216,10 @@ class JobManager:
             job = self.store.get_job(job_id)
             if job is None:
                 return None
-            if job["status"] == "queued":
-                self.store.append(
-                    job_id, [{"type": "training.cancelled"}], terminal_status="cancelled"
-                )
+            if job["status"] == QUEUED:
+                self.store.append(job_id, [TrainingCancelled()])
                 self.notify(job_id)
-            elif job["status"] == "running":
+            elif job["status"] == RUNNING:
                 run = self._runs.get(job_id)
                 if run is not None and not run.cancel_requested:
                     run.cancel_requested = True
@@ -235,7 +231,7 @@ class JobManager:
 
     def busy(self) -> bool:
         """Whether any job is running or waiting to run."""
-        return bool(self._runs) or bool(self.store.job_ids_with_status("queued"))
+        return bool(self._runs) or bool(self.store.job_ids_with_status(QUEUED))
 
     def worker_pid(self, job_id: str) -> int | None:
         run = self._runs.get(job_id)
@@ -248,7 +244,7 @@ class JobManager:
             if self._closed:
                 return
             while len(self._runs) < self.max_running:
-                queued = self.store.job_ids_with_status("queued")
+                queued = self.store.job_ids_with_status(QUEUED)
                 if not queued:
                     return
                 job_id = queued[0]
@@ -279,13 +275,8 @@ class JobManager:
         (job_dir / "worker.pid").write_text(str(proc.pid))
         run = _Run(job_id=job_id, proc=proc, job_dir=job_dir)
         self._runs[job_id] = run
-        header = {
-            "jobId": job_id,
-            "config": job["config"],
-            "jobDir": str(job_dir),
-            "home": str(self.home),
-        }
-        self._write_stdin(run, json.dumps(header) + "\n")
+        spec = JobSpec(job_id=job_id, config=job["config"], job_dir=job_dir, home=self.home)
+        self._write_stdin(run, spec.to_line())
         run.stderr_thread = threading.Thread(
             target=self._read_stderr, args=(run,), daemon=True, name=f"stderr-{job_id}"
         )
@@ -308,7 +299,7 @@ class JobManager:
                 pass  # the worker is gone; its exit is handled by _follow
 
     def _send_cancel(self, run: _Run) -> None:
-        self._write_stdin(run, "cancel\n")
+        self._write_stdin(run, CANCEL_LINE)
 
     def _force_stop(self, run: _Run) -> None:
         """A worker that ignored ``cancel`` for ``cancel_grace_s``: terminate, then kill."""
@@ -362,37 +353,23 @@ class JobManager:
     def _record(self, run: _Run, lines: list[bytes]) -> None:
         if run.terminal_seen:
             return
-        batch: list[dict[str, Any]] = []
-        terminal: dict[str, Any] | None = None
+        batch: list[TrainingEvent] = []
         for raw in lines:
             if not raw.strip():
                 continue
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                log.warning("job %s: worker wrote a non-JSON line to stdout", run.job_id)
+            event = decode_event(raw, run.job_id)
+            if event is None:
+                log.warning("job %s: skipping malformed worker line %.200r", run.job_id, raw)
                 continue
-            if not isinstance(event, dict) or "type" not in event:
-                continue
-            event.pop("jobId", None)
-            event.pop("timestamp", None)
-            if parse_event({**event, "jobId": run.job_id, "timestamp": ""}) is None:
-                log.warning("job %s: skipping malformed worker event %.200s", run.job_id, raw)
-                continue
-            if isinstance(event.get("step"), int):
-                run.last_step = event["step"]
+            step = getattr(event, "step", None)
+            if isinstance(step, int):
+                run.last_step = step
             batch.append(_with_urls(run.job_id, event))
-            if event["type"] in TERMINAL_EVENT_TYPES:
-                terminal = event
+            if isinstance(event, TERMINAL_EVENT_MODELS):
                 break
-        if terminal is not None:
-            status = _TERMINAL_STATUS[terminal["type"]]
-            error = terminal.get("error") if status == "failed" else None
-            self.store.append(run.job_id, batch, terminal_status=status, error=error)
-            run.terminal_seen = True
-        elif batch:
-            self.store.append(run.job_id, batch)
         if batch:
+            self.store.append(run.job_id, batch)
+            run.terminal_seen = isinstance(batch[-1], TERMINAL_EVENT_MODELS)
             self.notify(run.job_id)
 
     def _settle(self, run: _Run, failure: str | None = None) -> None:
@@ -445,9 +422,7 @@ class JobManager:
 
     def _record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
         if failure is None and run.cancel_requested:
-            step = {"step": run.last_step} if run.last_step is not None else {}
-            self.store.append(run.job_id, [{"type": "training.cancelled", **step}],
-                              terminal_status="cancelled")
+            self.store.append(run.job_id, [TrainingCancelled(step=run.last_step)])
             self.notify(run.job_id)
             return
         if failure is None:

@@ -13,16 +13,26 @@ Reads are paged: nothing here ever loads a whole event log into memory.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.types import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
+from arkor_nb.types import (
+    QUEUED,
+    RUNNING,
+    TERMINAL_EVENT_MODELS,
+    TERMINAL_STATUSES,
+    CheckpointSaved,
+    TrainingEvent,
+    TrainingFailed,
+    TrainingLog,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -158,7 +168,7 @@ class Store:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, name, status, config, created_at) VALUES (?, ?, ?, ?, ?)",
-                (job_id, name, "queued", json.dumps(config), now),
+                (job_id, name, QUEUED, json.dumps(config), now),
             )
         job = self.get_job(job_id)
         assert job is not None
@@ -204,32 +214,23 @@ class Store:
         """queued -> running; False if the job left ``queued`` meanwhile (e.g. cancelled)."""
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET status = 'running', started_at = ? "
-                "WHERE id = ? AND status = 'queued'",
-                (utc_now(), job_id),
+                "UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = ?",
+                (RUNNING, utc_now(), job_id, QUEUED),
             )
             return cur.rowcount == 1
 
     # ----------------------------------------------------------------- events
 
-    def append(
-        self,
-        job_id: str,
-        events: Iterable[dict[str, Any]],
-        *,
-        terminal_status: str | None = None,
-        error: str | None = None,
-    ) -> list[int]:
-        """Append events (adding ``jobId``/``timestamp``) in one transaction.
+    def append(self, job_id: str, events: list[TrainingEvent]) -> list[int]:
+        """Record typed events (stamping their ``job_id`` and ``timestamp``) in one transaction.
 
-        When ``terminal_status`` is given the last event is the terminal one and
-        the job's status changes in the same transaction, so the log and the
-        job never disagree. Nothing is appended to a job that is already
-        terminal: each job gets exactly one terminal event. Returns the new ids.
+        When the last event is terminal, the job's status (and error) changes
+        in the same transaction, so the log and the job never disagree.
+        Nothing is appended to a job that is already terminal: each job gets
+        exactly one terminal event. Returns the new ids.
         """
-        if terminal_status is not None and terminal_status not in TERMINAL_STATUSES:
-            raise ValueError(f"not a terminal status: {terminal_status}")
         ids: list[int] = []
+        last = events[-1] if events else None
         with self._write() as conn:
             row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row[0] in TERMINAL_STATUSES:
@@ -237,26 +238,26 @@ class Store:
             now = utc_now()
             summary: dict[str, Any] = {}
             for event in events:
-                body = {"type": event["type"], "jobId": job_id, "timestamp": now}
-                body.update({k: v for k, v in event.items() if k not in body})
+                event.job_id, event.timestamp = job_id, now
                 cur = conn.execute(
                     "INSERT INTO events (job_id, type, data) VALUES (?, ?, ?)",
-                    (job_id, body["type"], json.dumps(body, separators=(",", ":"))),
+                    (job_id, event.type, event.model_dump_json(by_alias=True, exclude_none=True)),
                 )
                 assert cur.lastrowid is not None
                 ids.append(cur.lastrowid)
-                _fold_summary(summary, body)
+                _fold_summary(summary, event)
             if summary:
                 conn.execute(
                     "UPDATE jobs SET step = COALESCE(MAX(step, ?1), ?1, step), "
                     "best_loss = COALESCE(MIN(best_loss, ?2), ?2, best_loss) WHERE id = ?3",
                     (summary.get("step"), summary.get("loss"), job_id),
                 )
-            if terminal_status is not None:
+            if isinstance(last, TERMINAL_EVENT_MODELS):
+                error = last.error if isinstance(last, TrainingFailed) else None
                 conn.execute(
                     "UPDATE jobs SET status = ?, completed_at = ?, error = ?, "
                     "started_at = COALESCE(started_at, ?) WHERE id = ?",
-                    (terminal_status, now, error, now, job_id),
+                    (last.job_status, now, error, now, job_id),
                 )
         return ids
 
@@ -268,33 +269,21 @@ class Store:
         ).fetchall()
         return [StoredEvent(*r) for r in rows]
 
-    def count_events(self, job_id: str) -> int:
-        return int(self._conn().execute(
-            "SELECT COUNT(*) FROM events WHERE job_id = ?", (job_id,)
-        ).fetchone()[0])
-
     def last_step(self, job_id: str) -> int | None:
         """The step of the job's latest step-carrying event (for failure reports)."""
         row = self._conn().execute(
             "SELECT json_extract(data, '$.step') FROM events WHERE job_id = ? "
-            "AND type IN ('training.log', 'checkpoint.saved') ORDER BY id DESC LIMIT 1",
+            "AND json_extract(data, '$.step') IS NOT NULL ORDER BY id DESC LIMIT 1",
             (job_id,),
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    @staticmethod
-    def is_terminal_type(event_type: str) -> bool:
-        return event_type in TERMINAL_EVENT_TYPES
 
-
-def _fold_summary(summary: dict[str, Any], event: dict[str, Any]) -> None:
+def _fold_summary(summary: dict[str, Any], event: TrainingEvent) -> None:
     """Fold one event into the batch's (max step, min training loss)."""
-    if event.get("type") not in ("training.log", "checkpoint.saved"):
+    if not isinstance(event, (TrainingLog, CheckpointSaved)):
         return
-    step = event.get("step")
-    if isinstance(step, int) and not isinstance(step, bool):
-        summary["step"] = max(step, summary.get("step", step))
-    loss = event.get("loss")
-    if (event.get("type") == "training.log" and isinstance(loss, (int, float))
-            and not isinstance(loss, bool) and loss == loss):
-        summary["loss"] = min(float(loss), summary.get("loss", float(loss)))
+    summary["step"] = max(event.step, summary.get("step", event.step))
+    loss = event.loss if isinstance(event, TrainingLog) else None
+    if loss is not None and math.isfinite(loss):
+        summary["loss"] = min(loss, summary.get("loss", loss))

@@ -22,25 +22,23 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.local.worker_protocol import JobSpec, WorkerChannel
+from arkor_nb.types import (
+    CheckpointSaved,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingEvent,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
+)
+
 DEFAULT_STEP_S = 0.01
 DEFAULT_MAX_STEPS = 100
-
-
-def emit(event: dict[str, Any]) -> None:
-    """One protocol line on stdout, flushed (stdout carries nothing else)."""
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def _watch_stdin(cancel: threading.Event) -> None:
-    for line in sys.stdin:
-        if line.strip() == "cancel":
-            break
-    cancel.set()  # "cancel" or EOF
 
 
 def _int(config: dict[str, Any], key: str, default: int | None) -> int | None:
@@ -56,9 +54,9 @@ def _save(job_dir: Path, rel: str, step: int, config: dict[str, Any]) -> None:
     (target / "adapter_config.json").write_text(json.dumps(meta))
 
 
-def run(header: dict[str, Any], cancel: threading.Event) -> int:
-    config: dict[str, Any] = header.get("config") or {}
-    job_dir = Path(header["jobDir"])
+def run(spec: JobSpec, emit: Callable[[TrainingEvent], None], cancel: threading.Event) -> int:
+    config = spec.config
+    job_dir = spec.job_dir
     epochs = config.get("numTrainEpochs")
     default_steps = int(float(epochs) * 20) if isinstance(epochs, (int, float)) else DEFAULT_MAX_STEPS
     max_steps = max(1, _int(config, "maxSteps", default_steps) or default_steps)
@@ -73,27 +71,27 @@ def run(header: dict[str, Any], cancel: threading.Event) -> int:
     step_s = float(os.environ.get("ARKOR_NB_SYNTHETIC_STEP_S", DEFAULT_STEP_S))
     fail_env = os.environ.get("ARKOR_NB_SYNTHETIC_FAIL_AT_STEP")
     fail_at = int(fail_env) if fail_env and fail_env.isdigit() else None
-    rng = random.Random(header.get("jobId", ""))
+    rng = random.Random(spec.job_id)
 
     def loss_at(step: int) -> float:
         return round(0.4 + 2.2 * math.exp(-4.0 * step / max_steps) + rng.uniform(-0.03, 0.03), 6)
 
-    emit({"type": "training.started", "metadata": {
+    emit(TrainingStarted(metadata={
         "model": config.get("model"), "synthetic": True, "maxSteps": max_steps, "device": "cpu",
-    }})
+    }))
     started = time.monotonic()
     losses: list[float] = []
     step = 0
     while step < max_steps:
         if cancel.is_set():
-            emit({"type": "training.cancelled", "step": step})
+            emit(TrainingCancelled(step=step))
             return 0
         if step_s > 0:
             cancel.wait(step_s)
         step += 1
         if fail_at is not None and step >= fail_at:
-            emit({"type": "training.failed", "step": step,
-                  "error": f"synthetic failure at step {step} (ARKOR_NB_SYNTHETIC_FAIL_AT_STEP)"})
+            emit(TrainingFailed(
+                step=step, error=f"synthetic failure at step {step} (ARKOR_NB_SYNTHETIC_FAIL_AT_STEP)"))
             return 0
         loss = loss_at(step)
         losses.append(loss)
@@ -102,22 +100,22 @@ def run(header: dict[str, Any], cancel: threading.Event) -> int:
         if step % logging_steps == 0 or step == max_steps:
             scale = step / warmup if warmup and step < warmup else 1.0 - step / (max_steps + 1)
             elapsed = max(time.monotonic() - started, 1e-9)
-            emit({"type": "training.log", "step": step, "loss": loss,
-                  "learningRate": lr * scale, "epoch": round(step / max_steps, 6),
-                  "samplesPerSecond": round(step * batch / elapsed, 3)})
+            emit(TrainingLog(step=step, loss=loss, learning_rate=lr * scale,
+                             epoch=round(step / max_steps, 6),
+                             samples_per_second=round(step * batch / elapsed, 3)))
         if eval_steps and step % eval_steps == 0:
-            emit({"type": "training.log", "step": step, "evalLoss": round(loss + 0.1, 6)})
+            emit(TrainingLog(step=step, eval_loss=round(loss + 0.1, 6)))
         if save_steps and step % save_steps == 0:
             rel = f"checkpoints/step-{step}"
             _save(job_dir, rel, step, config)
-            emit({"type": "checkpoint.saved", "step": step,
-                  "artifacts": [{"kind": "checkpoint", "step": step, "path": rel}]})
+            emit(CheckpointSaved(step=step,
+                                 artifacts=[{"kind": "checkpoint", "step": step, "path": rel}]))
     _save(job_dir, "adapter", step, config)
     runtime = time.monotonic() - started
-    emit({"type": "training.completed",
-          "metrics": {"trainLoss": round(sum(losses) / len(losses), 6), "steps": step,
-                      "finalLoss": losses[-1], "runtimeSeconds": round(runtime, 3)},
-          "artifacts": [{"kind": "adapter", "path": "adapter"}]})
+    emit(TrainingCompleted(
+        metrics={"trainLoss": round(sum(losses) / len(losses), 6), "steps": step,
+                 "finalLoss": losses[-1], "runtimeSeconds": round(runtime, 3)},
+        artifacts=[{"kind": "adapter", "path": "adapter"}]))
     return 0
 
 
@@ -134,14 +132,16 @@ def synthetic_reply(messages: list[dict[str, Any]], *, label: str,
 
 
 def main() -> int:
-    first = sys.stdin.readline()
-    if not first:
-        return 2
-    header = json.loads(first)
-    cancel = threading.Event()
-    threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True).start()
+    channel = WorkerChannel()
     try:
-        return run(header, cancel)
+        spec = channel.read_spec()
+    except (ValueError, EOFError) as exc:
+        channel.emit(TrainingFailed(error=f"bad job spec: {exc}"))
+        return 2
+    cancel = threading.Event()
+    channel.watch_cancel(cancel)
+    try:
+        return run(spec, channel.emit, cancel)
     except BrokenPipeError:  # the server is gone; nobody to report to
         return 1
 

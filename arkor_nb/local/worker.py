@@ -1,14 +1,8 @@
 """The training worker: ``python -m arkor_nb.local.worker``.
 
 One job per process, so a crash, an OOM or a kill never takes the server
-down and cancel is real. Protocol (docs: interfaces section 4):
-
-- stdin line 1: ``{"jobId", "config", "jobDir", "home"}``; later lines ``cancel``;
-  EOF on stdin also means cancel (the server went away).
-- stdout: one JSON event per line (no jobId/timestamp), ending with exactly
-  one terminal event. Everything else (library logs, progress) goes to stderr:
-  fd 1 is re-pointed at stderr before torch is imported, and the protocol
-  writes to a private duplicate of the original stdout.
+down and cancel is real. It speaks the worker stdio protocol of
+``worker_protocol`` (spec in on stdin, typed events out on stdout).
 
 Training is the transformers ``Trainer`` with a peft LoRA adapter on every
 linear layer; a ``TrainerCallback`` turns logs, saves and evaluations into
@@ -28,29 +22,40 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from arkor_nb.errors import ConfigError
+from arkor_nb.local.worker_protocol import JobSpec, WorkerChannel
+from arkor_nb.types import (
+    CheckpointSaved,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
+    wire_config,
+)
 
 log = logging.getLogger("arkor_nb.worker")
 
-DEFAULTS: dict[str, Any] = {
-    "learningRate": 2e-4,
-    "batchSize": 8,
+# Wire-keyed defaults, written with the create_trainer keywords (types.CONFIG_KEYS).
+DEFAULTS: dict[str, Any] = wire_config({
+    "learning_rate": 2e-4,
+    "batch_size": 8,
     "optim": "adamw_torch",
-    "lrSchedulerType": "linear",
-    "weightDecay": 0.0,
-    "warmupSteps": 0,
-    "loggingSteps": 1,
-    "loraR": 16,
-    "loraAlpha": 16.0,
-    "maxLength": 512,
-    "trainOnResponsesOnly": True,
-    "numTrainEpochs": 1.0,
-}
+    "lr_scheduler_type": "linear",
+    "weight_decay": 0.0,
+    "warmup_steps": 0,
+    "logging_steps": 1,
+    "lora.r": 16,
+    "lora.alpha": 16.0,
+    "lora.max_length": 512,
+    "train_on_responses_only": True,
+    "num_train_epochs": 1.0,
+})
 # The built-in tiny model is small enough to need a larger step (measured: 2e-4
 # barely moves it in 200 steps, 2e-3 takes the demo loss from 5.6 to 1.7).
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"arkor-nb/tiny": {"learningRate": 2e-3}}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"arkor-nb/tiny": wire_config({"learning_rate": 2e-3})}
 DRY_RUN_ROWS = 16
 # Last finished optimizer step, so a crash mid-training can say where it happened.
 PROGRESS: dict[str, int] = {}
@@ -61,58 +66,6 @@ class Cancelled(Exception):
     def __init__(self, step: int = 0) -> None:
         self.step = step
         super().__init__(f"cancelled at step {step}")
-
-
-class Protocol:
-    """Writes protocol lines to the real stdout; nothing else may reach it."""
-
-    def __init__(self) -> None:
-        sys.stdout.flush()
-        fd = os.dup(1)
-        os.dup2(2, 1)  # stray prints (C or Python) now land on stderr
-        sys.stdout = sys.stderr
-        self._out: TextIO = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
-        self._lock = threading.Lock()
-        self.terminal_sent = False
-
-    def emit(self, event: dict[str, Any]) -> None:
-        line = json.dumps(_finite(event), separators=(",", ":"))
-        with self._lock:
-            if self.terminal_sent:
-                return
-            if event["type"] in ("training.completed", "training.failed", "training.cancelled"):
-                self.terminal_sent = True
-            self._out.write(line + "\n")
-            self._out.flush()
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/Infinity: send null instead."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def watch_stdin(cancel: threading.Event) -> threading.Thread:
-    """Set ``cancel`` on a ``cancel`` line or on EOF (the server went away)."""
-
-    def run() -> None:
-        try:
-            for line in sys.stdin:
-                if line.strip().lower() == "cancel":
-                    log.info("cancel requested")
-                    cancel.set()
-        except (OSError, ValueError):
-            pass
-        cancel.set()
-
-    thread = threading.Thread(target=run, name="arkor-stdin", daemon=True)
-    thread.start()
-    return thread
 
 
 # ------------------------------------------------------------------ planning
@@ -247,7 +200,7 @@ def describe_lora(model: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ callback
 
 
-def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch: int) -> Any:
+def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, batch: int) -> Any:
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -293,23 +246,21 @@ def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch
             if not math.isfinite(loss):
                 # A diverged run cannot recover: say so and stop, instead of
                 # spending the remaining steps on NaN weights.
-                proto.emit({
-                    "type": "training.failed",
-                    "error": (f"loss became {loss} at step {state.global_step}: training "
-                              f"diverged; lower learningRate (now {args.learning_rate:g})"),
-                    "step": state.global_step,
-                })
+                proto.emit(TrainingFailed(
+                    error=(f"loss became {loss} at step {state.global_step}: training "
+                           f"diverged; lower learningRate (now {args.learning_rate:g})"),
+                    step=state.global_step,
+                ))
                 control.should_training_stop = True
                 return
             self.losses.append((state.global_step, loss))
-            proto.emit({
-                "type": "training.log",
-                "step": state.global_step,
-                "loss": loss,
-                "learningRate": logs.get("learning_rate"),
-                "epoch": logs.get("epoch", state.epoch),
-                "samplesPerSecond": round(rate, 3) if steps else None,
-            })
+            proto.emit(TrainingLog(
+                step=state.global_step,
+                loss=loss,
+                learning_rate=logs.get("learning_rate"),
+                epoch=logs.get("epoch", state.epoch),
+                samples_per_second=round(rate, 3) if steps else None,
+            ))
 
         def on_evaluate(self, args: Any, state: Any, control: Any,
                         metrics: dict[str, Any] | None = None, **kw: Any) -> None:
@@ -318,13 +269,12 @@ def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch
                 return
             self.eval_loss = float(metrics["eval_loss"])
             self.eval_step = state.global_step
-            proto.emit({
-                "type": "training.log",
-                "step": state.global_step,
-                "evalLoss": self.eval_loss,
-                "epoch": state.epoch,
-                "samplesPerSecond": metrics.get("eval_samples_per_second"),
-            })
+            proto.emit(TrainingLog(
+                step=state.global_step,
+                eval_loss=self.eval_loss,
+                epoch=state.epoch,
+                samples_per_second=metrics.get("eval_samples_per_second"),
+            ))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             step = state.global_step
@@ -339,7 +289,7 @@ def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch
             os.replace(src, dest)
             artifact = {"kind": "checkpoint", "step": step, "path": rel}
             self.checkpoints.append(artifact)
-            proto.emit({"type": "checkpoint.saved", "step": step, "artifacts": [artifact]})
+            proto.emit(CheckpointSaved(step=step, artifacts=[artifact]))
 
     return EventCallback()
 
@@ -347,14 +297,14 @@ def make_callback(proto: Protocol, cancel: threading.Event, job_dir: Path, batch
 # ------------------------------------------------------------------ the run
 
 
-def run_job(spec: dict[str, Any], proto: Protocol, cancel: threading.Event) -> None:
+def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> None:
     """Validate, load, train, save; emits every event including the terminal one."""
     from arkor_nb.local.config import validate_config
 
-    home = Path(spec["home"])
-    job_dir = Path(spec["jobDir"])
+    home = spec.home
+    job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
-    config = validate_config(spec["config"], home=home)
+    config = validate_config(spec.config, home=home)
 
     def checkpoint_cancel(step: int = 0) -> None:
         if cancel.is_set():
@@ -418,7 +368,7 @@ def run_job(spec: dict[str, Any], proto: Protocol, cancel: threading.Event) -> N
         callbacks=[callback],
     )
     checkpoint_cancel()
-    proto.emit({"type": "training.started", "metadata": {
+    proto.emit(TrainingStarted(metadata={
         "model": config["model"],
         "modelPath": model_path,
         "device": device,
@@ -435,7 +385,7 @@ def run_job(spec: dict[str, Any], proto: Protocol, cancel: threading.Event) -> N
         "setupSeconds": round(time.perf_counter() - t0, 2),
         "trainingArguments": describe_arguments(args),
         "lora": describe_lora(model),
-    }})
+    }))
 
     started = time.perf_counter()
     trainer.train()
@@ -462,7 +412,7 @@ def run_job(spec: dict[str, Any], proto: Protocol, cancel: threading.Event) -> N
     }
     artifacts = [{"kind": "adapter", "path": "adapter"}, *callback.checkpoints]
     shutil.rmtree(job_dir / "hf", ignore_errors=True)
-    proto.emit({"type": "training.completed", "metrics": metrics, "artifacts": artifacts})
+    proto.emit(TrainingCompleted(metrics=metrics, artifacts=artifacts))
 
 
 class _ListDataset:
@@ -479,34 +429,28 @@ class _ListDataset:
 
 
 def main() -> int:
-    proto = Protocol()
+    proto = WorkerChannel()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cancel = threading.Event()
-    first = sys.stdin.readline()
     try:
-        spec = json.loads(first)
-        if not isinstance(spec, dict) or not {"config", "jobDir", "home"} <= set(spec):
-            raise ValueError("first stdin line must be a JSON object with config, jobDir and home")
-    except ValueError as exc:
-        proto.emit({"type": "training.failed", "error": f"bad job spec: {exc}"})
+        spec = proto.read_spec()
+    except (ValueError, EOFError) as exc:
+        proto.emit(TrainingFailed(error=f"bad job spec: {exc}"))
         return 2
-    watch_stdin(cancel)
+    proto.watch_cancel(cancel)
     try:
         run_job(spec, proto, cancel)
         return 0
     except Cancelled as exc:
-        proto.emit({"type": "training.cancelled", "step": exc.step})
+        proto.emit(TrainingCancelled(step=exc.step))
         return 0
     except ConfigError as exc:
-        proto.emit({"type": "training.failed", "error": str(exc)})
+        proto.emit(TrainingFailed(error=str(exc)))
         return 1
     except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
         traceback.print_exc()
-        event: dict[str, Any] = {"type": "training.failed", "error": f"{type(exc).__name__}: {exc}"}
-        if "step" in PROGRESS:
-            event["step"] = PROGRESS["step"]
-        proto.emit(event)
+        proto.emit(TrainingFailed(error=f"{type(exc).__name__}: {exc}", step=PROGRESS.get("step")))
         return 1
 
 
