@@ -21,6 +21,14 @@ from typing import Any
 
 from . import __version__
 from .errors import ArkorError, ConfigError
+from .types import (
+    CheckpointSaved,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingLog,
+    TrainingStarted,
+)
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed", "on_cancelled")
@@ -146,12 +154,11 @@ def _fnum(value: Any) -> str:
 
 def event_line(event: Any) -> str | None:
     """One recorded event as one line of text progress (None for nothing to say)."""
-    kind = getattr(event, "type", None)
-    if kind == "training.started":
+    if isinstance(event, TrainingStarted):
         meta = event.metadata or {}
         extra = "".join(f" {k}={meta[k]}" for k in ("model", "device", "trainRows") if k in meta)
         return f"started{extra}"
-    if kind == "training.log":
+    if isinstance(event, TrainingLog):
         bits = [f"step {event.step}"]
         if event.loss is not None:
             bits.append(f"loss {_fnum(event.loss)}")
@@ -162,16 +169,16 @@ def event_line(event: Any) -> str | None:
         if event.epoch is not None:
             bits.append(f"epoch {event.epoch:.2f}")
         return "  ".join(bits)
-    if kind == "checkpoint.saved":
+    if isinstance(event, CheckpointSaved):
         return f"checkpoint saved at step {event.step}"
-    if kind == "training.completed":
+    if isinstance(event, TrainingCompleted):
         metrics = event.metrics or {}
         shown = " ".join(f"{k}={_fnum(v)}" for k, v in metrics.items() if isinstance(v, (int, float)))
         return f"completed {shown}".rstrip()
-    if kind == "training.failed":
+    if isinstance(event, TrainingFailed):
         at = f" at step {event.step}" if event.step is not None else ""
         return f"failed{at}: {event.error}"
-    if kind == "training.cancelled":
+    if isinstance(event, TrainingCancelled):
         at = f" at step {event.step}" if event.step is not None else ""
         return f"cancelled{at}"
     return None

@@ -18,9 +18,15 @@ from .backends import ResolvedApi
 from .client import CloudApiClient
 from .errors import CloudApiError, ConfigError, JobNotFoundError
 from .redact import redact_config
-from .types import TrainingEvent, TrainingJob, parse_event
+from .types import (
+    JOB_STATUSES,
+    CheckpointSaved,
+    TrainingCompleted,
+    TrainingEvent,
+    TrainingJob,
+    parse_event,
+)
 
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
 PAGE_SIZE = 1000  # jobs or events per request when more are asked for
 # Files of a Hugging Face Trainer checkpoint that only matter to resume training:
 # a downloaded adapter folder leaves them out (they are 2-3x the adapter's size).
@@ -215,14 +221,14 @@ def cancel_job(job_id: str, *, backend: Any = "local") -> TrainingJob:
 
 
 def saved_steps(events: list[TrainingEvent]) -> list[int]:
-    return sorted({e.step for e in events if e.type == "checkpoint.saved"})
+    return sorted({e.step for e in events if isinstance(e, CheckpointSaved)})
 
 
 def _artifact_for(job: TrainingJob, events: list[TrainingEvent], step: int | None) -> dict[str, Any]:
     """The artifact record (``{kind, path, url?}``) of the final adapter or of ``step``."""
     records: list[dict[str, Any]] = []
     for event in events:
-        if event.type in ("checkpoint.saved", "training.completed"):
+        if isinstance(event, (CheckpointSaved, TrainingCompleted)):
             records.extend(a for a in event.artifacts or [] if isinstance(a, dict))
     steps = saved_steps(events)
     listed = ", ".join(map(str, steps)) or "none"

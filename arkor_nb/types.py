@@ -30,6 +30,10 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready camelCase dict (nulls left out), as the wire carries it."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
 
 class TrainingJob(WireModel):
     id: str

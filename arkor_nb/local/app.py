@@ -44,14 +44,13 @@ from arkor_nb.local.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityP
 from arkor_nb.local.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
 from arkor_nb.local.store import Store, StoreError
 from arkor_nb.redact import redact_job
-from arkor_nb.types import COMPLETED
+from arkor_nb.types import COMPLETED, JOB_STATUSES
 
 log = logging.getLogger("arkor_nb.local")
 
 LOCAL_ORG = "local"
 LOCAL_PROJECT = "default"
 MAX_LIST = 10_000
-JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 MAX_JOB_BODY = 1024 * 1024  # a job is a name and a config; data travels as files
 # ConfigError fields that mean "no such thing" when resolving a chat target.
 _NOT_FOUND_FIELDS = frozenset({"adapter.jobId", "adapter.step", "jobId", "step", "model",

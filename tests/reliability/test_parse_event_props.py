@@ -117,25 +117,19 @@ others = st.one_of(
 )
 
 
-def to_wire(event: Any) -> dict[str, Any]:
-    """The JSON the local store writes for an event, decoded: what crosses the network."""
-    wire: dict[str, Any] = json.loads(event.model_dump_json(by_alias=True, exclude_none=True))
-    return wire
-
-
 @settings(max_examples=300, deadline=None)
 @given(event=logs | others, event_id=st.integers(min_value=1).map(str))
 def test_wire_round_trip_is_lossless(event: Any, event_id: str) -> None:
-    wire = to_wire(event)
+    wire = json.loads(json.dumps(event.to_wire()))  # exactly what crosses the network
     back = parse_event(wire, event_id)
     assert back is not None
-    assert to_wire(back) == wire
+    assert back.to_wire() == event.to_wire()
     assert back.event_id == event_id
 
 
 @given(step=st.integers(min_value=0), loss=finite)
 def test_wire_keys_are_camel_case(step: int, loss: float) -> None:
-    wire = to_wire(TrainingLog(step=step, loss=loss, eval_loss=loss, learning_rate=loss))
+    wire = TrainingLog(step=step, loss=loss, eval_loss=loss, learning_rate=loss).to_wire()
     assert {"evalLoss", "learningRate"} <= wire.keys()
     assert not any("_" in k for k in wire)
     assert wire["step"] == step and wire["loss"] == loss
