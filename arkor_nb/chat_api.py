@@ -171,14 +171,38 @@ async def _post(api: ResolvedApi, kind: str, body: dict[str, Any], stream: bool)
         raise _raise_for(err, body, kind) from None
 
 
-async def chat_async(job_id: str | None = None, messages: Any = None, *, step: int | None = None,
-                     model: str | None = None, stream: bool = False, backend: Any = "local",
-                     **sampling: Any) -> Any:
-    """Async twin of :func:`chat`: ``await`` it for the text; with ``stream=True``
-    it returns an async iterator of chunks (``async for piece in await ...``)."""
+class _AsyncChat:
+    """What :func:`chat_async` returns: ``await`` it (the text, or with
+    ``stream=True`` an async iterator of chunks), or with ``stream=True``
+    iterate it directly: ``async for piece in ak.chat_async(..., stream=True)``."""
+
+    def __init__(self, body: dict[str, Any], backend: Any) -> None:
+        self._body = body
+        self._backend = backend
+
+    async def _run(self) -> Any:
+        api, kind = await resolve_api(self._backend)
+        response = await _post(api, kind, self._body, self._body["stream"])
+        if self._body["stream"]:
+            return _achunks(response)
+        return reply_text(response.json())
+
+    def __await__(self) -> Any:
+        return self._run().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if not self._body["stream"]:
+            raise ConfigError("stream", "iterate ak.chat_async(..., stream=True); without "
+                                        "stream=True, `await` it for the text")
+        async for piece in await self._run():
+            yield piece
+
+
+def chat_async(job_id: str | None = None, messages: Any = None, *, step: int | None = None,
+               model: str | None = None, stream: bool = False, backend: Any = "local",
+               **sampling: Any) -> Any:
+    """Async twin of :func:`chat`: ``await ak.chat_async(...)`` for the text; with
+    ``stream=True``, ``async for piece in ak.chat_async(...)`` (or iterate what
+    ``await`` returns). Argument errors raise at once, before any request."""
     body = chat_body(job_id, messages, step=step, model=model, stream=stream, sampling=sampling)
-    api, kind = await resolve_api(backend)
-    response = await _post(api, kind, body, stream)
-    if stream:
-        return _achunks(response)
-    return reply_text(response.json())
+    return _AsyncChat(body, backend)

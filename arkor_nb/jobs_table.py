@@ -48,7 +48,7 @@ def row(job: TrainingJob) -> dict[str, str]:
     max_steps = job.config.get("maxSteps")
     steps = "" if step is None else str(step)
     if max_steps is not None:
-        steps = f"{steps or 0}/{max_steps}"
+        steps = f"{steps or '-'}/{max_steps}"
     best = extra.get("bestLoss")
     created = _when(job.created_at)
     return {
@@ -126,6 +126,7 @@ class JobsWidget:
         self.cancel_buttons: dict[str, Any] = {}
         self.open_buttons: dict[str, Any] = {}
         self.runs: dict[str, Any] = {}
+        self.threads: list[threading.Thread] = []
         cells: list[Any] = [w.HTML(f"<b>{c}</b>") for c in COLUMNS] + [w.HTML(""), w.HTML("")]
         for job in jobs:
             r = row(job)
@@ -147,10 +148,11 @@ class JobsWidget:
             grid_gap="2px 14px", align_items="center"))
         self.widget = w.VBox([grid if jobs else w.HTML("no jobs"), self.status, self.panel_area])
 
-    @staticmethod
-    def _start(target: Any, job_id: str) -> None:
+    def _start(self, target: Any, job_id: str) -> None:
         """Button handlers only start a thread: the kernel stays free for other clicks."""
-        threading.Thread(target=target, args=(job_id,), name="arkor-nb-jobs", daemon=True).start()
+        thread = threading.Thread(target=target, args=(job_id,), name="arkor-nb-jobs", daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _open(self, job_id: str) -> None:
         from .notebook import live

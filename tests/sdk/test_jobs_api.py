@@ -230,6 +230,10 @@ def test_async_twins(cloud: FakeCloud, tmp_path: Path) -> None:
         assert await ak.chat_async("job_done", "hi", backend=backend) == "Hello"
         pieces = [p async for p in await ak.chat_async("job_done", "hi", stream=True, backend=backend)]
         assert pieces == ["Hel", "lo"]
+        direct = [p async for p in ak.chat_async("job_done", "hi", step=2, stream=True, backend=backend)]
+        assert direct == ["Hel", "lo"]
+        with pytest.raises(ak.ConfigError):
+            ak.chat_async("job_done", "hi", step=-1, backend=backend)
         with pytest.raises(JobNotFoundError):
             await ak.job_async("job_missing", backend=backend)
 
