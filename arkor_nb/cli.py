@@ -125,8 +125,11 @@ def _run(path: str | None) -> int:
     try:
         result = run_loaded(trainer)
     except KeyboardInterrupt:
-        _err(f"interrupted; job {trainer.job_id} keeps running on its {kind} backend; "
-             f"{cancel_hint(trainer.job_id, kind)}")
+        if trainer.job_id is None:
+            _err("interrupted before the job was created")
+        else:
+            _err(f"interrupted; job {trainer.job_id} keeps running on its {kind} backend; "
+                 f"{cancel_hint(trainer.job_id, kind)}")
         return EXIT_INTERRUPTED
     except ConfigError as exc:
         _err(str(exc))

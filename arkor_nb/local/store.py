@@ -92,9 +92,25 @@ class Store:
         job list never reads the event log (added in place to older databases)."""
         conn = self._conn()
         have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-        for column, kind in (("step", "INTEGER"), ("best_loss", "REAL")):
-            if column not in have:
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        if {"step", "best_loss"} <= have:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for column, kind in (("step", "INTEGER"), ("best_loss", "REAL")):
+                if column not in have:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+            # Once, for jobs recorded before these columns existed.
+            conn.execute(
+                "UPDATE jobs SET "
+                "step = (SELECT MAX(json_extract(data, '$.step')) FROM events e "
+                "        WHERE e.job_id = jobs.id AND e.type IN ('training.log', 'checkpoint.saved')), "
+                "best_loss = (SELECT MIN(json_extract(data, '$.loss')) FROM events e "
+                "             WHERE e.job_id = jobs.id AND e.type = 'training.log')"
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # ------------------------------------------------------------ connections
 

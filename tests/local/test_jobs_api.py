@@ -32,7 +32,7 @@ def backend(server: ServerProcess) -> ak.LocalBackend:
 
 @pytest.fixture(scope="module")
 def finished(server: ServerProcess) -> list[str]:
-    """Three finished synthetic jobs (oldest first): completed, failed-free, with checkpoints."""
+    """Three completed synthetic jobs (oldest first), 6 steps, checkpoints at 2, 4 and 6."""
     ids = []
     with server.client() as client:
         for i in range(3):
@@ -142,3 +142,36 @@ def test_cancel_a_running_job(server: ServerProcess, client: httpx.Client) -> No
     assert wait_status(client, job["id"], "cancelled")["status"] == "cancelled"
     events = ak.events(job["id"], backend=backend(server))
     assert events[-1].type == "training.cancelled"
+
+
+def test_an_older_database_gets_step_and_best_loss_backfilled(tmp_path: Path) -> None:
+    """A home written before the summary columns existed lists its jobs with them filled in."""
+    import sqlite3
+
+    from arkor_nb.local.store import Store
+
+    db = tmp_path / "arkor.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
+            created_at TEXT NOT NULL, started_at TEXT, completed_at TEXT, error TEXT);
+        CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL,
+            type TEXT NOT NULL, data TEXT NOT NULL);
+        INSERT INTO jobs (id, name, status, config, created_at)
+            VALUES ('job_old', 'old', 'completed', '{}', '2026-01-01T00:00:00Z'),
+                   ('job_empty', 'empty', 'queued', '{}', '2026-01-01T00:00:00Z');
+        INSERT INTO events (job_id, type, data) VALUES
+            ('job_old', 'training.log', '{"type":"training.log","step":1,"loss":2.5}'),
+            ('job_old', 'training.log', '{"type":"training.log","step":2,"loss":1.25}'),
+            ('job_old', 'training.log', '{"type":"training.log","step":3,"loss":1.5}'),
+            ('job_old', 'checkpoint.saved', '{"type":"checkpoint.saved","step":3}');
+    """)
+    conn.close()
+    store = Store(db)
+    jobs = {j["id"]: j for j in store.list_jobs()}
+    assert (jobs["job_old"]["step"], jobs["job_old"]["bestLoss"]) == (3, 1.25)
+    assert (jobs["job_empty"]["step"], jobs["job_empty"]["bestLoss"]) == (None, None)
+    store.append("job_old", [])  # terminal: nothing appended, nothing changes
+    store.close()
+    assert Store(db).get_job("job_old")["step"] == 3  # reopening does not redo or undo it
