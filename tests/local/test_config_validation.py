@@ -139,7 +139,8 @@ def test_bad_model_and_source(config: Any, field: str, home: Path) -> None:
 
 def test_offline_hub_id_message(home: Path) -> None:
     msg = str(error(base(model="someone/not-cached-model"), home))
-    assert "offline" in msg and "huggingface-cli download" in msg and "arkor-nb/tiny" in msg
+    assert "offline" in msg and "hf download someone/not-cached-model" in msg and "arkor-nb/tiny" in msg
+    assert ".gguf" in msg and "arkor-nb/smollm2-135m-instruct" in msg
 
 
 def test_local_model_dir_checks(tmp_path: Path, home: Path) -> None:
