@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _EXPORTS: dict[str, str] = {
     # trainer
@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "LogContext": "types",
     "CheckpointContext": "types",
     "CompletedContext": "types",
+    "CancelledContext": "types",
     "FailedContext": "types",
     "TrainingEvent": "types",
     "StreamNotice": "types",
@@ -123,6 +124,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .trainer import Trainer, create_trainer
     from .types import (
         Callbacks,
+        CancelledContext,
         CheckpointContext,
         CompletedContext,
         FailedContext,

@@ -15,6 +15,7 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -113,3 +114,76 @@ class AsyncOnce(Generic[T]):
             raise
         future.set_result(value)
         return value
+
+
+@dataclass
+class _Shared(Generic[T]):
+    future: concurrent.futures.Future[T]
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task[None] | None = None
+    waiters: int = 0
+
+
+class SharedRun(Generic[T]):
+    """ONE run of a coroutine shared by concurrent awaiters (any loop, any thread).
+
+    Why: two waits on one trainer (the panel's and the user's) must share one
+    stream, or callbacks would fire twice. ``join`` starts the run on the
+    caller's loop if none is running; each awaiter awaits ``result`` and calls
+    ``leave``; the last one out stops the run. A run stopped that way settles
+    with ``stopped()``'s exception.
+    """
+
+    def __init__(self, stopped: Callable[[], BaseException]) -> None:
+        self._lock = threading.Lock()
+        self._current: _Shared[T] | None = None
+        self._stopped = stopped
+
+    @property
+    def waiters(self) -> int:
+        """How many awaiters the current run has (0 when none runs)."""
+        run = self._current
+        return run.waiters if run is not None and not run.future.done() else 0
+
+    def join(self, start: Callable[[], Coroutine[Any, Any, T]]) -> _Shared[T]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            run = self._current
+            if run is None or run.future.done():
+                future: concurrent.futures.Future[T] = concurrent.futures.Future()
+                future.set_running_or_notify_cancel()
+                run = self._current = _Shared(future=future, loop=loop)
+                run.task = loop.create_task(self._drive(start(), future))
+            run.waiters += 1
+            return run
+
+    async def _drive(self, coro: Coroutine[Any, Any, T], future: concurrent.futures.Future[T]) -> None:
+        try:
+            result = await coro
+        except asyncio.CancelledError:
+            if not future.done():
+                future.set_exception(self._stopped())
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            future.set_result(result)
+
+    async def leave(self, run: _Shared[T]) -> bool:
+        """Detach one awaiter; the last one out stops the run. True if it stopped."""
+        with self._lock:
+            run.waiters -= 1
+            stop = run.waiters == 0 and not run.future.done()
+        if not stop or run.task is None:
+            return False
+        if run.loop is asyncio.get_running_loop():
+            run.task.cancel()
+            await asyncio.gather(run.task, return_exceptions=True)
+        else:
+            try:
+                run.loop.call_soon_threadsafe(run.task.cancel)
+            except RuntimeError:
+                pass
+        return True

@@ -12,15 +12,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._local_server import ensure_server, home_dir, live_server
 from ._sync import AsyncOnce
-from .client import CloudApiClient, Scope
+from .client import CloudApiClient, ProjectScope
 from .credentials import credentials_token, default_cloud_url, ensure_credentials, read_credentials
 from .errors import ConfigError, ScopeError
 from .state import ensure_project_state
 
 # Base models the Arkor cloud accepts for a job's ``model`` (mirrors the TS SDK).
 SUPPORTED_MODELS: tuple[str, ...] = ("unsloth/gemma-4-E4B-it",)
-LOCAL_SCOPE = Scope("local", "default")
+LOCAL_SCOPE = ProjectScope("local", "default")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ResolvedApi:
 
     base_url: str
     token: str | None
-    scope: Scope
+    scope: ProjectScope
     keepalive: float | None = None
 
     def client(self) -> CloudApiClient:
@@ -46,10 +47,22 @@ class _Backend(ABC):
             raise ConfigError("keepalive", "must be > 0 seconds (the server's ping interval)")
         self.keepalive = keepalive
         self._once: AsyncOnce[ResolvedApi] = AsyncOnce()
+        self._moved: ResolvedApi | None = None
 
     async def resolve(self) -> ResolvedApi:
         """Resolve once; concurrent callers (any loop, any thread) share the work."""
+        if self._moved is not None:
+            return self._moved
         return await self._once.get(self._resolve)
+
+    async def relocate(self, stale: ResolvedApi) -> ResolvedApi:
+        """Where the API is now, after ``stale`` refused a connection.
+
+        Fixed addresses stay where they are (the failure is transient); a
+        backend that finds its server (a local one that may restart on another
+        port) looks again, and later calls use what it found.
+        """
+        return stale
 
     @abstractmethod
     async def _resolve(self) -> ResolvedApi: ...
@@ -90,17 +103,31 @@ class LocalBackend(_Backend):
     async def _resolve(self) -> ResolvedApi:
         if self.url is not None:
             return ResolvedApi(self.url.rstrip("/"), self.token, LOCAL_SCOPE, self.keepalive)
-        from .local import launch  # lazy: the [local] extra is optional
+        return await self._find_server()
 
+    async def relocate(self, stale: ResolvedApi) -> ResolvedApi:
+        """The server may have died and come back on another port (``arkor-nb
+        serve`` picks any free one): read ``server.json`` again, and with
+        ``autostart`` start a server when none runs. With ``autostart=False``
+        and no server, raise (a wait must end, not retry a dead port forever)."""
+        if self.url is not None:
+            return stale
+        found = await self._find_server()
+        if found != stale:
+            self._moved = found
+        return found
+
+    async def _find_server(self) -> ResolvedApi:
         if self.autostart:
-            info = await asyncio.to_thread(launch.ensure_server, self.home)
+            info = await asyncio.to_thread(ensure_server, self.home)
         else:
-            found = await asyncio.to_thread(launch.live_server, self.home)
+            found = await asyncio.to_thread(live_server, self.home)
             if found is None:
                 raise ConfigError(
                     "backend",
-                    "LocalBackend(autostart=False) found no running local server; start one "
-                    "with `arkor-nb serve`, pass url= and token=, or use autostart=True",
+                    "LocalBackend(autostart=False) found no running local server for home "
+                    f"{self.home or home_dir()}; start one with `arkor-nb serve`, pass url= and "
+                    "token=, or use autostart=True",
                 )
             info = found
         return ResolvedApi(str(info.url).rstrip("/"), info.token, LOCAL_SCOPE, self.keepalive)
@@ -146,7 +173,7 @@ class CloudBackend(_Backend):
 
     async def _resolve(self) -> ResolvedApi:
         if self.base_url and self.token and self.org_slug and self.project_slug:
-            scope = Scope(self.org_slug, self.project_slug)
+            scope = ProjectScope(self.org_slug, self.project_slug)
             return ResolvedApi(self.base_url.rstrip("/"), self.token, scope, self.keepalive)
         if self.token is not None:
             stored = await asyncio.to_thread(read_credentials)
@@ -156,7 +183,7 @@ class CloudBackend(_Backend):
         base_url = (self.base_url or default_cloud_url(credentials)).rstrip("/")
         token = self.token or credentials_token(credentials)
         if self.org_slug is not None and self.project_slug is not None:
-            scope = Scope(self.org_slug, self.project_slug)
+            scope = ProjectScope(self.org_slug, self.project_slug)
         else:
             if not credentials:
                 raise ScopeError(

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import ArkorError, ConfigError
 from .types import (
     CheckpointSaved,

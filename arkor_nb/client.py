@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import ssl
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -24,7 +23,7 @@ from typing import Any
 import certifi
 import httpx
 
-from . import __version__
+from ._version import __version__
 from .errors import CloudApiError, ConfigError
 from .types import TrainingJob
 
@@ -35,11 +34,10 @@ KEEPALIVE_ENV = "ARKOR_NB_KEEPALIVE_S"
 REQUEST_TIMEOUT_S = 30.0
 # Statuses on stream open that will never succeed on retry.
 PERMANENT_STREAM_STATUSES: frozenset[int] = frozenset({401, 403, 410, 426})
-_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
-class Scope:
+class ProjectScope:
     """Org/project a request is addressed to (``?orgSlug=&projectSlug=``)."""
 
     org_slug: str
@@ -226,19 +224,19 @@ class CloudApiClient:
 
     # ------------------------------------------------------------- jobs
 
-    async def create_job(self, scope: Scope, name: str, config: dict[str, Any]) -> TrainingJob:
+    async def create_job(self, scope: ProjectScope, name: str, config: dict[str, Any]) -> TrainingJob:
         data = await self.request_json(
             "POST", "/v1/jobs", params=scope.params(), json_body={"name": name, "config": config}
         )
         return _job_from(data, "POST /v1/jobs")
 
-    async def get_job(self, scope: Scope, job_id: str) -> TrainingJob:
+    async def get_job(self, scope: ProjectScope, job_id: str) -> TrainingJob:
         data = await self.request_json("GET", f"/v1/jobs/{job_id}", params=scope.params())
         return _job_from(data, f"GET /v1/jobs/{job_id}")
 
     async def list_jobs(
         self,
-        scope: Scope,
+        scope: ProjectScope,
         *,
         status: str | None = None,
         limit: int | None = None,
@@ -258,7 +256,7 @@ class CloudApiClient:
         return [TrainingJob.model_validate(job) for job in jobs]
 
     async def job_events_page(
-        self, scope: Scope, job_id: str, *, after: str | None = None, limit: int = 1000
+        self, scope: ProjectScope, job_id: str, *, after: str | None = None, limit: int = 1000
     ) -> tuple[TrainingJob, list[dict[str, Any]]]:
         """The job and one page of its recorded events (raw wire dicts, oldest
         first, each with its ``eventId`` where the backend gives one)."""
@@ -270,7 +268,7 @@ class CloudApiClient:
         events = data.get("events") if isinstance(data, dict) else None
         return job, [e for e in events or [] if isinstance(e, dict)]
 
-    async def list_artifact(self, scope: Scope, job_id: str, path: str) -> dict[str, Any] | None:
+    async def list_artifact(self, scope: ProjectScope, job_id: str, path: str) -> dict[str, Any] | None:
         """``GET /v1/jobs/{id}/artifacts/{path}`` for a directory: ``{path, files:
         [{path, size, url}]}``; None when ``path`` is a single file, not a folder."""
         response = await self.http.get(
@@ -282,7 +280,7 @@ class CloudApiClient:
         data = response.json()
         return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
 
-    async def download_to(self, scope: Scope, url: str, dest: str | os.PathLike[str]) -> int:
+    async def download_to(self, scope: ProjectScope, url: str, dest: str | os.PathLike[str]) -> int:
         """Stream one artifact file (absolute URL or API path) to ``dest``; returns bytes written.
 
         Written to ``dest + ".part"`` and renamed, so a dropped download never
@@ -297,7 +295,7 @@ class CloudApiClient:
         params = None if absolute else scope.params()
         return await _stream_to(self.http, url, params, partial, target)
 
-    async def cancel_job(self, scope: Scope, job_id: str) -> TrainingJob | None:
+    async def cancel_job(self, scope: ProjectScope, job_id: str) -> TrainingJob | None:
         data = await self.request_json(
             "POST", f"/v1/jobs/{job_id}/cancel", params=scope.params()
         )
@@ -307,7 +305,7 @@ class CloudApiClient:
 
     @asynccontextmanager
     async def open_event_stream(
-        self, scope: Scope, job_id: str, last_event_id: str | None = None
+        self, scope: ProjectScope, job_id: str, last_event_id: str | None = None
     ) -> AsyncIterator[httpx.Response]:
         """Open the job's SSE stream; raises CloudApiError on a non-2xx open."""
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -394,7 +392,7 @@ class SyncChatClient:
                 )
             return self._client
 
-    def chat(self, scope: Scope, body: dict[str, Any], *, stream: bool) -> httpx.Response:
+    def chat(self, scope: ProjectScope, body: dict[str, Any], *, stream: bool) -> httpx.Response:
         """POST the chat body. With ``stream=True`` the body is not read yet:
         iterate ``response.iter_lines()`` and call ``response.close()``
         (or use ``contextlib.closing``) when done. Raises CloudApiError on non-2xx."""
@@ -435,7 +433,7 @@ class _ClientOwnedStream(httpx.AsyncByteStream):
 async def chat_async(
     base_url: str,
     token: str | None,
-    scope: Scope,
+    scope: ProjectScope,
     body: dict[str, Any],
     *,
     stream: bool,
@@ -471,61 +469,3 @@ async def chat_async(
     assert isinstance(response.stream, httpx.AsyncByteStream)
     response.stream = _ClientOwnedStream(response.stream, client)
     return response
-
-
-@dataclass(frozen=True)
-class SseFrame:
-    """One Server-Sent Event. ``id`` is None unless this frame carried its own ``id:``."""
-
-    event: str | None
-    data: str
-    id: str | None
-
-
-async def iter_sse(response: httpx.Response) -> AsyncIterator[SseFrame]:
-    """Decode an SSE body incrementally (WHATWG rules: ``\\r\\n``, ``\\r`` or ``\\n``).
-
-    Written here rather than taken from httpx-sse because dedupe needs to
-    know whether a frame carried its own ``id:`` (httpx-sse reports the
-    inherited last id). Comments and unknown fields are ignored; an
-    incomplete frame at EOF is discarded, as the spec says.
-    """
-    buffer = ""
-    event: str | None = None
-    data: list[str] = []
-    frame_id: str | None = None
-    seen_field = False
-    first = True
-    async for chunk in response.aiter_text():
-        if first and chunk:
-            chunk = chunk.removeprefix("\ufeff")  # a leading BOM is not part of the stream
-            first = False
-        buffer += chunk
-        pos = 0
-        while True:
-            match = _NEWLINE.search(buffer, pos)
-            # a final "\r" may be half of "\r\n": wait for the next chunk
-            if match is None or (match.group() == "\r" and match.end() == len(buffer)):
-                break
-            line = buffer[pos : match.start()]
-            pos = match.end()
-            if line == "":
-                if seen_field:
-                    yield SseFrame(event, "\n".join(data), frame_id)
-                event, data, frame_id, seen_field = None, [], None, False
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                data.append(value)
-                seen_field = True
-            elif name == "event":
-                event = value or None
-                seen_field = True
-            elif name == "id" and "\0" not in value:
-                frame_id = value
-                seen_field = True
-        buffer = buffer[pos:]

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .client import CloudApiClient, Scope
+from .client import CloudApiClient, ProjectScope
 from .credentials import Credentials, atomic_write_json
 from .errors import CloudApiError, ScopeError
 
@@ -69,7 +69,7 @@ def project_slug_for(cwd: Path) -> str:
 
 async def ensure_project_state(
     api: CloudApiClient, credentials: Credentials, cwd: Path | str | None = None
-) -> Scope:
+) -> ProjectScope:
     """Resolve the scope for ``cwd``, bootstrapping a project for anonymous users.
 
     Raises ScopeError when the state file belongs to another org (anonymous
@@ -81,7 +81,7 @@ async def ensure_project_state(
     anonymous = credentials.get("mode") == "anon"
     if existing is not None:
         if not anonymous or existing["orgSlug"] == credentials.get("orgSlug"):
-            return Scope(existing["orgSlug"], existing["projectSlug"])
+            return ProjectScope(existing["orgSlug"], existing["projectSlug"])
         raise ScopeError(mismatch_message(path, existing["orgSlug"], credentials.get("orgSlug")))
     if not anonymous or not isinstance(credentials.get("orgSlug"), str):
         raise ScopeError(
@@ -105,4 +105,4 @@ async def ensure_project_state(
         "projectId": str(project.get("id", "")),
     }
     write_state(state, directory)
-    return Scope(state["orgSlug"], state["projectSlug"])
+    return ProjectScope(state["orgSlug"], state["projectSlug"])

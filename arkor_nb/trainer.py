@@ -1,113 +1,66 @@
-"""create_trainer / Trainer: start, wait (a reconnecting SSE reader), cancel, dispatch.
+"""create_trainer / Trainer: the public API (start, wait, cancel, subscribe) and dispatch.
+
+How one event travels: :class:`~arkor_nb._stream.JobStream` reads the job's
+SSE stream (decoding, resume, de-dup, backoff: see that module) and yields
+typed events one chunk at a time; :meth:`Trainer._dispatch` folds each event
+into ``trainer.job``, hands it to the ``subscribe`` listeners, builds the
+callback context, and runs the chunk's callbacks together
+(``_callbacks.run_callbacks``). A terminal event, or ``event: end``, ends
+``wait()``.
 
 The async methods are the real implementation; the sync ones run them on
-arkor_nb's private event-loop thread (see ``_sync``), so the same trainer
-works in a script, in Jupyter and from worker threads.
-
-Stream rules (docs/protocol.md): a clean EOF after at least one parseable data frame
-reconnects at ``initial_delay`` without counting a failure; a connect error,
-a stall, or an EOF without a parseable frame counts one failure and backs
-off ``initial_delay * 2**n`` +/-25%, clamped to ``max_delay``; the counter
-resets on every parseable data frame; after ``max_attempts`` failed
-reconnects the next failure raises ReconnectExhaustedError. 401/403/410/426
-on open raise CloudApiError at once. A callback exception ends ``wait()``
-with that exception, unchanged, and no reconnect.
-
-Nothing is lost or delivered twice: events are de-duplicated by id, and
-``Last-Event-ID`` only moves past frames that decoded. A frame damaged in
-transit (undecodable data, a lost ``id:`` line, or a jump in otherwise
-consecutive ids) makes the reader resume from the last good id once; what
-is still broken after that replay is skipped, never fatal.
+arkor_nb's private event-loop thread (``_sync``), so the same trainer works
+in a script, in Jupyter and from worker threads. Concurrent waits share one
+stream (``_sync.SharedRun``), so callbacks never fire twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
-import json
 import logging
-import random
+import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from contextlib import aclosing
+from dataclasses import fields
 from typing import Any
 
-import httpx
-
+from ._callbacks import Call, run_callbacks
 from ._config import build_config, non_empty_str
-from ._sync import AsyncOnce, run_sync
+from ._infer import CheckpointInfer
+from ._stream import STREAM_ERRORS, JobNotFoundError, JobStream, StreamItem, describe_backend
+from ._sync import AsyncOnce, SharedRun, run_sync
 from .abort import AbortSignal
 from .backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
-from .client import (
-    PERMANENT_STREAM_STATUSES,
-    CloudApiClient,
-    Scope,
-    SyncChatClient,
-    chat_async,
-    iter_sse,
-)
-from .errors import AbortedError, CloudApiError, ConfigError, ReconnectExhaustedError
+from .client import SyncChatClient
+from .errors import AbortedError, CloudApiError, ConfigError
 from .types import (
     Callbacks,
+    CancelledContext,
     CheckpointContext,
     CheckpointSaved,
     CompletedContext,
     FailedContext,
+    Listener,
+    ListenerItem,
     LogContext,
     ReconnectPolicy,
     StartedContext,
     StreamNotice,
     TrainingCancelled,
     TrainingCompleted,
-    TrainingEvent,
     TrainingFailed,
     TrainingJob,
     TrainingLog,
     TrainingResult,
     TrainingStarted,
-    parse_event,
 )
 
 logger = logging.getLogger("arkor_nb")
 
 Backend = LocalBackend | CloudBackend
-Listener = Callable[[Any], None]
-# What counts as a transport failure while opening or reading the stream.
-STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)  # incl. CorruptFrameError
-# ...and what a best-effort job lookup may swallow.
+# What a best-effort job lookup may swallow.
 LOOKUP_ERRORS: tuple[type[Exception], ...] = (CloudApiError, *STREAM_ERRORS)
-
-
-class StreamClosedError(ConnectionError):
-    """The stream ended (cleanly) without a single parseable data frame."""
-
-
-class CorruptFrameError(ConnectionError):
-    """A frame with an id did not decode: treated as transport damage, retried once."""
-
-
-class _CallbackFailed(Exception):
-    """Carries a user-callback exception past the transport-error handlers."""
-
-    def __init__(self, original: Exception) -> None:
-        super().__init__(repr(original))
-        self.original = original
-
-
-def _fingerprint(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def backoff_delay(policy: ReconnectPolicy, failures: int, rng: random.Random | None = None) -> float:
-    """Delay before the reconnect that follows ``failures`` earlier failures.
-
-    ``initial_delay * 2**failures`` with +/-25% jitter, clamped to
-    ``[0, max_delay]`` after the jitter, so the cap is never exceeded.
-    """
-    base = min(policy.initial_delay * (2.0**min(failures, 64)), policy.max_delay)
-    jitter = base * ((rng or random).random() * 0.5 - 0.25)
-    return max(0.0, min(policy.max_delay, base + jitter))
 
 
 def make_backend(backend: Any) -> Backend:
@@ -159,186 +112,6 @@ def make_reconnect(reconnect: Any) -> ReconnectPolicy:
     raise ConfigError("reconnect", "must be ak.ReconnectPolicy(...) or a dict of its fields")
 
 
-def _is_async_callable(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    )
-
-
-class CheckpointInfer:
-    """``ctx.infer``: chat with the checkpoint that was just saved.
-
-    ``infer(messages=[...], temperature=..., max_tokens=..., stream=True)``
-    posts ``/v1/inference/chat`` bound to ``{"kind": "checkpoint", "jobId",
-    "step"}`` and returns the ``httpx.Response``. With ``stream=True`` (the
-    default) the body is not read yet: iterate ``response.iter_lines()``
-    (SSE ``data:`` chunks, then ``data: [DONE]``) and close it with
-    ``response.close()`` (or ``with contextlib.closing(response): ...``). With ``stream=False`` the
-    body is read (``response.json()``). Blocking: arkor_nb runs sync
-    callbacks on a worker thread, so call it freely there; from an ``async``
-    callback use ``await ctx.infer.aio(...)``.
-    """
-
-    def __init__(self, chat: SyncChatClient, scope: Scope, adapter: dict[str, Any]) -> None:
-        self._chat = chat
-        self._scope = scope
-        self.adapter = adapter
-
-    def __call__(
-        self,
-        messages: Sequence[Mapping[str, Any]] | None = None,
-        *,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stream: bool = True,
-        tools: list[Any] | None = None,
-        tool_choice: Any = None,
-        response_format: Any = None,
-        structured_outputs: Any = None,
-    ) -> httpx.Response:
-        body = self._body(
-            messages, temperature, top_p, max_tokens, stream, tools, tool_choice,
-            response_format, structured_outputs,
-        )
-        return self._chat.chat(self._scope, body, stream=bool(stream))
-
-    async def aio(
-        self,
-        messages: Sequence[Mapping[str, Any]] | None = None,
-        *,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stream: bool = True,
-        tools: list[Any] | None = None,
-        tool_choice: Any = None,
-        response_format: Any = None,
-        structured_outputs: Any = None,
-    ) -> httpx.Response:
-        """Async twin for ``async`` callbacks: ``await ctx.infer.aio(...)``; with
-        ``stream=True`` read ``response.aiter_lines()`` then ``await response.aclose()``."""
-        body = self._body(
-            messages, temperature, top_p, max_tokens, stream, tools, tool_choice,
-            response_format, structured_outputs,
-        )
-        return await chat_async(
-            self._chat.base_url, self._chat.token, self._scope, body, stream=bool(stream)
-        )
-
-    def _body(
-        self,
-        messages: Sequence[Mapping[str, Any]] | None,
-        temperature: float | None,
-        top_p: float | None,
-        max_tokens: int | None,
-        stream: bool,
-        tools: list[Any] | None,
-        tool_choice: Any,
-        response_format: Any,
-        structured_outputs: Any,
-    ) -> dict[str, Any]:
-        if messages is None or isinstance(messages, (str, bytes)):
-            raise ConfigError("messages", 'pass a list like [{"role": "user", "content": "hi"}]')
-        body: dict[str, Any] = {
-            "messages": [dict(m) for m in messages],
-            "adapter": dict(self.adapter),
-            "stream": bool(stream),
-        }
-        optional = {
-            "temperature": temperature,
-            "topP": top_p,
-            "maxTokens": max_tokens,
-            "tools": tools,
-            "toolChoice": tool_choice,
-            "responseFormat": response_format,
-            "structuredOutputs": structured_outputs,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
-        return body
-
-
-@dataclass
-class _Pump:
-    """One running stream shared by every concurrent ``wait()`` of a trainer."""
-
-    future: concurrent.futures.Future[TrainingResult]
-    loop: asyncio.AbstractEventLoop
-    task: asyncio.Task[None] | None = None
-    waiters: int = 0
-
-
-class _SeenIds:
-    """Event ids already delivered, in O(1) memory for numeric ids.
-
-    Ids are monotonic per job (docs/protocol.md), so a numeric id at or below the
-    highest one seen is a replayed duplicate; only non-numeric ids (some other
-    server's scheme) need a set. Keeping every id cost ~100 MB per 1M events.
-    """
-
-    __slots__ = ("_high", "_other")
-
-    def __init__(self) -> None:
-        self._high: int | None = None
-        self._other: set[str] = set()
-
-    def add(self, event_id: str) -> None:
-        if event_id.isdigit():
-            value = int(event_id)
-            if self._high is None or value > self._high:
-                self._high = value
-        else:
-            self._other.add(event_id)
-
-    def __contains__(self, event_id: object) -> bool:
-        if not isinstance(event_id, str):
-            return False
-        if event_id.isdigit():
-            return self._high is not None and int(event_id) <= self._high
-        return event_id in self._other
-
-    def __bool__(self) -> bool:
-        return self._high is not None or bool(self._other)
-
-
-@dataclass
-class _StreamState:
-    """Per-``wait()`` bookkeeping of the reconnecting reader."""
-
-    api: ResolvedApi
-    job_id: str
-    last_event_id: str | None = None
-    seen_ids: _SeenIds = field(default_factory=lambda: _SeenIds())
-    idless: set[str] = field(default_factory=set)  # fingerprints of frames that came without an id
-    corrupt_ids: set[str] = field(default_factory=set)  # ids (or fingerprints) damaged once
-    sequential: bool | None = None  # ids so far were consecutive integers (None: not known yet)
-    failures: int = 0
-    parseable: bool = False
-    ended: bool = False
-
-
-def _check_sequence(state: _StreamState, frame_id: str) -> None:
-    """On a server whose ids count up by one, a jump means frames were lost in
-    transit (e.g. a damaged frame was dropped): resume from the last good id.
-    A jump that is still there after the replay is real and accepted."""
-    last = state.last_event_id
-    if state.sequential is False or last is None or not (last.isdigit() and frame_id.isdigit()):
-        return
-    previous, current = int(last), int(frame_id)
-    if current == previous + 1:
-        state.sequential = True
-    elif current > previous + 1 and state.sequential:
-        key = f"gap:{previous}:{current}"
-        if key not in state.corrupt_ids:
-            state.corrupt_ids.add(key)
-            raise CorruptFrameError(
-                f"events {previous + 1}..{current - 1} went missing; resuming after {previous}"
-            )
-        state.sequential = False
-    else:
-        state.sequential = False
-
-
 class Trainer:
     """A training run on a backend. Build one with :func:`create_trainer`.
 
@@ -376,8 +149,9 @@ class Trainer:
         self._listeners_lock = threading.Lock()
         self._chat: SyncChatClient | None = None
         self._chat_lock = threading.Lock()
-        self._pump: _Pump | None = None
-        self._pump_lock = threading.Lock()
+        self._stream = SharedRun[TrainingResult](
+            lambda: AbortedError("the stream was stopped (every waiter left, or its loop closed)")
+        )
 
     # ------------------------------------------------------------ creation
 
@@ -417,9 +191,15 @@ class Trainer:
     # ---------------------------------------------------------- listeners
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(item)`` for every parsed event (before user callbacks)
-        and every :class:`StreamNotice`. Runs on the streaming loop: keep it
-        quick; exceptions are logged and ignored. Returns an unsubscribe function."""
+        """Call ``listener(item)`` for every stream item; returns an unsubscribe function.
+
+        Items (``types.ListenerItem``), in stream order and before user
+        callbacks: every parsed event; after each ``CheckpointSaved`` a
+        ``CheckpointContext`` whose ``infer`` samples that checkpoint; and
+        ``StreamNotice`` s (connected, reconnecting with attempt/delay/error,
+        aborted, error). Runs on the streaming loop: keep it quick (no
+        blocking calls such as ``infer``); exceptions are logged and ignored.
+        """
         if not callable(listener):
             raise ConfigError("listener", f"must be callable, got {listener!r}")
         with self._listeners_lock:
@@ -432,14 +212,10 @@ class Trainer:
 
         return unsubscribe
 
-    def _notify(self, item: Any) -> None:
+    def _notify(self, item: ListenerItem) -> None:
         with self._listeners_lock:
             listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(item)
-            except Exception:
-                logger.exception("arkor_nb: a subscribe() listener raised; ignored")
+        _tell(listeners, item)
 
     # -------------------------------------------------------------- start
 
@@ -480,17 +256,36 @@ class Trainer:
     # --------------------------------------------------------------- wait
 
     def wait(self, *, abort_signal: AbortSignal | None = None) -> TrainingResult:
-        """Block until the job is terminal; see :meth:`wait_async`."""
-        return run_sync(self.wait_async(abort_signal=abort_signal))
+        """Block until the job is terminal; see :meth:`wait_async`.
+
+        Ctrl-C stops waiting but not the job (as in the Arkor SDK): one line
+        says so and how to stop it, then KeyboardInterrupt is re-raised.
+        """
+        try:
+            return run_sync(self.wait_async(abort_signal=abort_signal))
+        except KeyboardInterrupt:
+            print(self._interrupted_line(), file=sys.stderr, flush=True)
+            raise KeyboardInterrupt from None
+
+    def _interrupted_line(self) -> str:
+        job_id = self.job_id
+        if job_id is None:
+            return "arkor-nb: interrupted before the job was created; nothing is running"
+        return (
+            f"arkor-nb: stopped waiting; job {job_id} keeps running on the {self.backend_kind} "
+            f"backend. Stop it with trainer.cancel(), the panel's Cancel button, or "
+            f"`arkor-nb cancel {job_id}`"
+        )
 
     async def wait_async(self, *, abort_signal: AbortSignal | None = None) -> TrainingResult:
         """Start if needed, stream events to callbacks, return the TrainingResult.
 
         Resolves for completed, failed and cancelled jobs (read
-        ``result.job.status``). Raises AbortedError when this call's or the
-        trainer's abort signal fires (the backend job keeps running),
-        ReconnectExhaustedError, CloudApiError for 401/403/410/426 on open,
-        or the exception a callback raised.
+        ``result.job.status``) and when the server ends the stream. Raises
+        AbortedError when this call's or the trainer's abort signal fires
+        (the backend job keeps running), ReconnectExhaustedError,
+        CloudApiError for 401/403/410/426 on open or for a job the backend
+        says does not exist, or the exception a callback raised.
 
         Concurrent waits on one trainer (say the notebook panel's and the
         user's) share ONE stream, so callbacks never fire twice; a per-call
@@ -503,8 +298,8 @@ class Trainer:
                 self._notify(StreamNotice("aborted"))
                 raise AbortedError(signal.reason)
         loop = asyncio.get_running_loop()
-        pump = self._join_pump(loop)
-        waiter = asyncio.wrap_future(pump.future)  # cancelling it never cancels the pump
+        run = self._stream.join(self._watch)
+        waiter = asyncio.wrap_future(run.future)  # cancelling it never cancels the run
         fired: list[object] = []
 
         def on_abort(reason: object) -> None:
@@ -521,7 +316,7 @@ class Trainer:
         except asyncio.CancelledError:
             if fired:
                 left = True
-                if await self._leave_pump(pump):
+                if await self._stream.leave(run):
                     self._notify(StreamNotice("aborted"))
                 raise AbortedError(fired[0]) from None
             raise
@@ -529,287 +324,156 @@ class Trainer:
             for remove in removers:
                 remove()
             if not left:
-                await self._leave_pump(pump)
+                await self._stream.leave(run)
 
-    def _join_pump(self, loop: asyncio.AbstractEventLoop) -> _Pump:
-        with self._pump_lock:
-            pump = self._pump
-            if pump is None or pump.future.done():
-                future: concurrent.futures.Future[TrainingResult] = concurrent.futures.Future()
-                future.set_running_or_notify_cancel()
-                pump = self._pump = _Pump(future=future, loop=loop)
-                pump.task = loop.create_task(self._run_pump(future))
-            pump.waiters += 1
-            return pump
-
-    async def _leave_pump(self, pump: _Pump) -> bool:
-        """Detach one waiter; the last one out stops the stream. True if it stopped."""
-        with self._pump_lock:
-            pump.waiters -= 1
-            stop = pump.waiters == 0 and not pump.future.done()
-        if not stop or pump.task is None:
-            return False
-        if pump.loop is asyncio.get_running_loop():
-            pump.task.cancel()
-            await asyncio.gather(pump.task, return_exceptions=True)
-        else:
-            try:
-                pump.loop.call_soon_threadsafe(pump.task.cancel)
-            except RuntimeError:
-                pass
-        return True
-
-    async def _run_pump(self, future: concurrent.futures.Future[TrainingResult]) -> None:
-        """The one stream reader behind all current waiters; settles ``future``."""
+    async def _watch(self) -> TrainingResult:
+        """The one stream reader behind all current waiters."""
         try:
-            result = await self._wait_core()
-        except asyncio.CancelledError:
-            if not future.done():
-                future.set_exception(
-                    AbortedError("the stream was stopped (every waiter left, or its loop closed)")
-                )
-            raise
-        except BaseException as exc:
-            self._notify(StreamNotice("error", error=exc))
-            future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            future.set_result(result)
-
-    async def _wait_core(self) -> TrainingResult:
-        job_id = await self.start_async()
-        api = await self.backend.resolve()
-        state = _StreamState(api=api, job_id=job_id)
-        policy = self.reconnect
-        async with api.client() as client:
-            if self.job is None:
-                await self._load_job(client, state)
-            while True:
-                error: BaseException
-                callback_error: Exception | None = None
-                try:
-                    async with client.open_event_stream(
-                        api.scope, job_id, state.last_event_id
-                    ) as response:
-                        self._notify(StreamNotice("connected", attempt=state.failures))
-                        result = await self._consume(response, state)
-                        if result is None and state.ended:
-                            result = await self._result_after_end(client, state)
+            job_id = await self.start_async()
+            known = await self._load_job(job_id)
+            stream = JobStream(self.backend, job_id, self.reconnect, known=known)
+            saved: list[Any] = []  # artifacts announced by checkpoint.saved (for a cancel)
+            async with aclosing(stream.batches()) as batches:
+                async for batch in batches:
+                    result = await self._dispatch(batch, job_id, saved)
                     if result is not None:
                         return result
-                    if state.parseable:
-                        delay = policy.initial_delay
-                        self._notify(StreamNotice("reconnecting", attempt=0, delay=delay))
-                        await asyncio.sleep(delay)
-                        continue
-                    error = StreamClosedError(
-                        "the event stream closed without a parseable data frame"
-                    )
-                except _CallbackFailed as failed:
-                    callback_error = failed.original
-                except CloudApiError as exc:
-                    if exc.status in PERMANENT_STREAM_STATUSES:
-                        raise
-                    error = exc
-                except STREAM_ERRORS as exc:
-                    error = exc
-                if callback_error is not None:
-                    # Re-raised outside the except block so it arrives unchanged.
-                    raise callback_error
-                if policy.max_attempts is not None and state.failures >= policy.max_attempts:
-                    raise ReconnectExhaustedError(state.failures + 1, error) from error
-                delay = backoff_delay(policy, state.failures)
-                state.failures += 1
-                self._notify(
-                    StreamNotice("reconnecting", attempt=state.failures, delay=delay, error=error)
-                )
-                await asyncio.sleep(delay)
+            return await self._result_after_end(job_id, saved)  # event: end, no terminal event
+        except Exception as exc:
+            self._notify(StreamNotice("error", error=exc))
+            raise
 
-    async def _load_job(self, client: CloudApiClient, state: _StreamState) -> None:
-        """Attached trainers learn the job's name/status before streaming."""
-        try:
-            self.job = await client.get_job(state.api.scope, state.job_id)
-            if self._attached_id is not None and self.job.name:
-                self.name = self.job.name
-        except LOOKUP_ERRORS:
-            self.job = TrainingJob(id=state.job_id, name=self.name)
+    async def _load_job(self, job_id: str) -> bool:
+        """Learn the job's name/status before streaming; True if it is known to exist.
 
-    async def _result_after_end(
-        self, client: CloudApiClient, state: _StreamState
-    ) -> TrainingResult | None:
-        """``event: end`` without a terminal event: trust the job's own status."""
-        try:
-            job = await client.get_job(state.api.scope, state.job_id)
-        except LOOKUP_ERRORS:
-            return None
-        if not job.is_terminal:
-            return None
-        self.job = job
-        return TrainingResult(job=job, artifacts=[])
-
-    async def _consume(
-        self, response: httpx.Response, state: _StreamState
-    ) -> TrainingResult | None:
-        """Read one connection; returns the result on a terminal event.
-
-        ``Last-Event-ID`` only advances past frames that decoded, so a frame
-        corrupted in transit (garbage inside its ``data:``) is replayed by
-        the server after the reconnect instead of being lost (a frame that is
-        broken again on replay is skipped, never fatal). A valid frame that
-        lost its ``id:`` line on a stream that carries ids is treated the same
-        way; frames of id-less servers are de-duplicated by content.
+        A job this trainer created exists. An attached id the backend answers
+        404 for is a wrong or foreign id: a clear error now, not a retry loop.
         """
-        state.parseable = False
-        state.ended = False
-        async for frame in iter_sse(response):
-            if frame.event == "ping":
-                if frame.id is not None:
-                    state.last_event_id = frame.id
-                continue
-            if frame.event == "end":
-                state.ended = True
-                return None
-            if not frame.data.strip():
-                continue
-            try:
-                payload = json.loads(frame.data)
-            except ValueError:
-                if frame.id is not None and frame.id not in state.seen_ids:
-                    if frame.id not in state.corrupt_ids:
-                        # Probably damaged in transit: resume from the last good id
-                        # so the server replays it, in order.
-                        state.corrupt_ids.add(frame.id)
-                        raise CorruptFrameError(
-                            f"event {frame.id} did not decode; resuming after "
-                            f"{state.last_event_id}"
-                        ) from None
-                    # Broken again on replay: the record itself is bad. Skip it.
-                    state.seen_ids.add(frame.id)
-                    state.last_event_id = frame.id
-                continue
-            if not isinstance(payload, dict):
-                continue
-            state.parseable = True
-            state.failures = 0
-            if frame.id is not None:
-                if frame.id in state.seen_ids:
-                    continue  # a replayed duplicate: neither delivered nor resumed from
-                _check_sequence(state, frame.id)
-                state.seen_ids.add(frame.id)
-                state.last_event_id = frame.id
-                if state.idless and _fingerprint(payload) in state.idless:
-                    continue
-            else:
-                fingerprint = _fingerprint(payload)
-                if fingerprint in state.idless:
-                    continue
-                if state.seen_ids and fingerprint not in state.corrupt_ids:
-                    # This server sends ids, so a data frame without one had its
-                    # id line damaged: resume and take the intact replay instead.
-                    state.corrupt_ids.add(fingerprint)
-                    raise CorruptFrameError(
-                        f"a data frame arrived without its id; resuming after "
-                        f"{state.last_event_id}"
-                    )
-                state.idless.add(fingerprint)
-            event = parse_event(payload, frame.id)
-            if event is None:
-                continue
-            result = await self._dispatch(event, state)
-            if result is not None:
-                return result
-        return None
+        if self.job is not None and self._attached_id is None:
+            return True
+        api = await self.backend.resolve()
+        try:
+            async with api.client() as client:
+                self.job = await client.get_job(api.scope, job_id)
+        except CloudApiError as exc:
+            if exc.status == 404:
+                where = describe_backend(self.backend_kind, api.base_url)
+                raise JobNotFoundError(job_id, where, exc.message) from None
+            self.job = TrainingJob(id=job_id, name=self.name)
+            return False
+        except LOOKUP_ERRORS:
+            self.job = TrainingJob(id=job_id, name=self.name)
+            return False
+        if self._attached_id is not None and self.job.name:
+            self.name = self.job.name
+        return True
+
+    async def _result_after_end(self, job_id: str, saved: list[Any]) -> TrainingResult:
+        """``event: end`` without a terminal event: the stream is over for good.
+        Fetch the job once to report its status (no further stream is opened)."""
+        try:
+            api = await self.backend.resolve()
+            async with api.client() as client:
+                self.job = await client.get_job(api.scope, job_id)
+        except LOOKUP_ERRORS as exc:
+            logger.info("arkor_nb: job %s: stream ended; status lookup failed: %s", job_id, exc)
+        job = self.job or TrainingJob(id=job_id, name=self.name)
+        return TrainingResult(job=job, artifacts=list(saved) if job.status == "cancelled" else [])
 
     # ----------------------------------------------------------- dispatch
 
-    def _chat_client(self, api: ResolvedApi) -> SyncChatClient:
-        with self._chat_lock:
-            if self._chat is None:
-                self._chat = SyncChatClient(api.base_url, api.token)
-            return self._chat
+    async def _dispatch(
+        self, batch: list[StreamItem], job_id: str, saved: list[Any]
+    ) -> TrainingResult | None:
+        """One received chunk: update the job, tell listeners, then run the
+        chunk's callbacks together. Returns the result on a terminal event."""
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        calls: list[Call] = []
+        result: TrainingResult | None = None
+        for item in batch:
+            _tell(listeners, item)
+            if isinstance(item, StreamNotice):
+                continue
+            chat = await self._chat_for() if isinstance(item, CheckpointSaved) else None
+            callback, ctx, result = self._apply(item, job_id, saved, chat)
+            if isinstance(ctx, CheckpointContext):
+                _tell(listeners, ctx)  # so a panel can sample with ctx.infer
+            if callback is not None:
+                calls.append((callback, ctx))
+            if result is not None:
+                break  # nothing after a terminal event belongs to this run
+        if calls:
+            await run_callbacks(calls)
+        return result
 
-    async def _dispatch(self, event: TrainingEvent, state: _StreamState) -> TrainingResult | None:
-        job = self.job or TrainingJob(id=state.job_id, name=self.name)
-        callbacks = self.callbacks
+    def _apply(
+        self, event: Any, job_id: str, saved: list[Any], chat: tuple[SyncChatClient, Any] | None
+    ) -> tuple[Any, Any, TrainingResult | None]:
+        """Fold one event into ``self.job``: (callback, context, result-if-terminal)."""
+        job = self.job or TrainingJob(id=job_id, name=self.name)
+        cb = self.callbacks
+        if isinstance(event, TrainingLog):
+            if job.status == "queued":
+                job = self.job = job.model_copy(update={"status": "running"})
+            ctx = LogContext(
+                step=event.step,
+                loss=event.loss,
+                eval_loss=event.eval_loss,
+                learning_rate=event.learning_rate,
+                epoch=event.epoch,
+                samples_per_second=event.samples_per_second,
+                job=job,
+            )
+            return cb.on_log, ctx, None
         if isinstance(event, TrainingStarted):
             job = self.job = job.model_copy(
                 update={"status": "running", "started_at": event.timestamp or job.started_at}
             )
-            self._notify(event)
-            await self._call(callbacks.on_started, StartedContext(job=job))
-        elif isinstance(event, TrainingLog):
-            if job.status == "queued":
-                job = self.job = job.model_copy(update={"status": "running"})
-            self._notify(event)
-            await self._call(
-                callbacks.on_log,
-                LogContext(
-                    step=event.step,
-                    loss=event.loss,
-                    eval_loss=event.eval_loss,
-                    learning_rate=event.learning_rate,
-                    epoch=event.epoch,
-                    samples_per_second=event.samples_per_second,
-                    job=job,
-                ),
-            )
-        elif isinstance(event, CheckpointSaved):
-            self._notify(event)
-            adapter = {"kind": "checkpoint", "jobId": state.job_id, "step": event.step}
-            infer = CheckpointInfer(self._chat_client(state.api), state.api.scope, adapter)
-            await self._call(
-                callbacks.on_checkpoint,
-                CheckpointContext(
-                    step=event.step,
-                    adapter=adapter,
-                    job=job,
-                    infer=infer,
-                    artifacts=list(event.artifacts or []),
-                ),
-            )
-        elif isinstance(event, TrainingCompleted):
+            return cb.on_started, StartedContext(job=job), None
+        if isinstance(event, CheckpointSaved):
             artifacts = list(event.artifacts or [])
-            job = self.job = job.model_copy(
-                update={"status": "completed", "completed_at": event.timestamp or None}
+            saved.extend(artifacts)
+            adapter = {"kind": "checkpoint", "jobId": job_id, "step": event.step}
+            assert chat is not None
+            infer = CheckpointInfer(chat[0], chat[1], adapter)
+            ctx = CheckpointContext(
+                step=event.step, adapter=adapter, job=job, infer=infer, artifacts=artifacts
             )
-            self._notify(event)
-            await self._call(callbacks.on_completed, CompletedContext(job=job, artifacts=artifacts))
-            return TrainingResult(job=job, artifacts=artifacts)
-        elif isinstance(event, TrainingFailed):
-            job = self.job = job.model_copy(
-                update={
-                    "status": "failed",
-                    "error": event.error,
-                    "completed_at": event.timestamp or None,
-                }
-            )
-            self._notify(event)
-            await self._call(callbacks.on_failed, FailedContext(job=job, error=event.error))
-            return TrainingResult(job=job, artifacts=[])
-        elif isinstance(event, TrainingCancelled):
-            job = self.job = job.model_copy(
-                update={"status": "cancelled", "completed_at": event.timestamp or None}
-            )
-            self._notify(event)
-            return TrainingResult(job=job, artifacts=[])
-        return None
+            return cb.on_checkpoint, ctx, None
+        ended = event.timestamp or None
+        if isinstance(event, TrainingCompleted):
+            artifacts = list(event.artifacts or [])
+            job = self.job = job.model_copy(update={"status": "completed", "completed_at": ended})
+            ctx = CompletedContext(job=job, artifacts=artifacts)
+            return cb.on_completed, ctx, TrainingResult(job=job, artifacts=artifacts)
+        if isinstance(event, TrainingFailed):
+            update = {"status": "failed", "error": event.error, "completed_at": ended}
+            job = self.job = job.model_copy(update=update)
+            ctx = FailedContext(job=job, error=event.error)
+            return cb.on_failed, ctx, TrainingResult(job=job, artifacts=[])
+        if isinstance(event, TrainingCancelled):
+            artifacts = list(event.artifacts) if event.artifacts is not None else list(saved)
+            job = self.job = job.model_copy(update={"status": "cancelled", "completed_at": ended})
+            ctx = CancelledContext(job=job, artifacts=artifacts, step=event.step)
+            return cb.on_cancelled, ctx, TrainingResult(job=job, artifacts=artifacts)
+        return None, None, None
 
-    async def _call(self, callback: Any, ctx: Any) -> None:
-        """Await one user callback. Sync callbacks run on a worker thread so they
-        may block (``ctx.infer``) or call the sync API (``trainer.cancel()``)
-        without stalling or deadlocking the event loop."""
-        if callback is None:
-            return
+    async def _chat_for(self) -> tuple[SyncChatClient, Any]:
+        """The pooled chat client for where the backend is now, and its scope."""
+        api: ResolvedApi = await self.backend.resolve()
+        with self._chat_lock:
+            if self._chat is None or self._chat.base_url != api.base_url.rstrip("/"):
+                self._chat = SyncChatClient(api.base_url, api.token)
+            return self._chat, api.scope
+
+
+def _tell(listeners: list[Listener], item: ListenerItem) -> None:
+    for listener in listeners:
         try:
-            if _is_async_callable(callback):
-                await callback(ctx)
-            else:
-                outcome = await asyncio.to_thread(callback, ctx)
-                if inspect.isawaitable(outcome):
-                    await outcome
-        except Exception as exc:
-            raise _CallbackFailed(exc) from exc
+            listener(item)
+        except Exception:
+            logger.exception("arkor_nb: a subscribe() listener raised; ignored")
 
 
 def create_trainer(

@@ -138,6 +138,7 @@ class TrainingCancelled(_EventBase):
     type: Literal["training.cancelled"] = "training.cancelled"
     job_status: ClassVar[str] = CANCELLED
     step: int | None = None
+    artifacts: list[Any] | None = None  # what was saved before the cancel, when the backend says
 
 
 TrainingEvent = Annotated[
@@ -182,7 +183,7 @@ def parse_event_json(text: str | bytes) -> TrainingEvent | None:
     """Like :func:`parse_event` for JSON text (one validation pass, no dict copy)."""
     try:
         return _EVENT_ADAPTER.validate_json(text)
-    except ValidationError:
+    except (ValidationError, ValueError):
         return None
 
 
@@ -246,6 +247,19 @@ class FailedContext:
 
 
 @dataclass
+class CancelledContext:
+    """``on_cancelled(ctx)``: the backend reports the job cancelled.
+
+    ``artifacts`` lists what was saved before the cancel (checkpoints, and an
+    adapter if one was written); ``step`` is the last step, when known.
+    """
+
+    job: TrainingJob
+    artifacts: list[Any] = field(default_factory=list)
+    step: int | None = None
+
+
+@dataclass
 class TrainingResult:
     job: TrainingJob
     artifacts: list[Any] = field(default_factory=list)
@@ -263,6 +277,37 @@ class Callbacks:
     on_checkpoint: Callback | None = None
     on_completed: Callback | None = None
     on_failed: Callback | None = None
+    on_cancelled: Callback | None = None
+
+
+# ------------------------------------------------------- what listeners get
+
+ListenerItem = (
+    TrainingStarted
+    | TrainingLog
+    | CheckpointSaved
+    | TrainingCompleted
+    | TrainingFailed
+    | TrainingCancelled
+    | StreamNotice
+    | CheckpointContext
+)
+"""One item delivered to a ``trainer.subscribe(listener)`` listener.
+
+In stream order, on the streaming loop, before user callbacks:
+
+* every parsed wire event (``TrainingStarted``, ``TrainingLog``,
+  ``CheckpointSaved``, ``TrainingCompleted``, ``TrainingFailed``,
+  ``TrainingCancelled``), each with ``event_id`` set;
+* right after each ``CheckpointSaved``, a :class:`CheckpointContext` for the
+  same step whose ``infer`` samples that checkpoint (so a panel can sample
+  without touching ``trainer.callbacks``; ``infer`` blocks: call it from a
+  thread of your own, never from the listener);
+* :class:`StreamNotice` items for what the client itself saw: connected,
+  reconnecting (attempt, next delay, last error), aborted, error.
+"""
+
+Listener = Callable[[ListenerItem], None]
 
 
 @dataclass(frozen=True)

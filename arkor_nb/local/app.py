@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from arkor_nb import __version__
+from arkor_nb._version import __version__
 from arkor_nb.errors import ConfigError
 from arkor_nb.local import chat
 from arkor_nb.local.idle import ActivityTracker, watch_idle

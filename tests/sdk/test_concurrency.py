@@ -212,7 +212,7 @@ def test_concurrent_waits_on_one_trainer_share_one_stream(cloud: FakeCloud, fast
         thread.start()
     cloud.wait_for(lambda: steps == [1])
     # all three calls have joined the one stream (internal count, read only)
-    cloud.wait_for(lambda: trainer._pump is not None and trainer._pump.waiters == 3)
+    cloud.wait_for(lambda: trainer._stream.waiters == 3)
     panel.abort()  # only the panel's wait ends; the shared stream keeps going
     threads[1].join(5)
     assert isinstance(results["panel"], ak.AbortedError)

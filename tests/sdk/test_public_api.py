@@ -14,6 +14,7 @@ EXPECTED = [
     "Arkor",
     "ArkorError",
     "Callbacks",
+    "CancelledContext",
     "CheckpointContext",
     "CloudApiError",
     "CloudBackend",

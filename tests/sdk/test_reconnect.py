@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.trainer import StreamClosedError, backoff_delay
+from arkor_nb._stream import StreamClosedError, backoff_delay
 from arkor_nb.types import StreamNotice
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,

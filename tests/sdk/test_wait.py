@@ -151,16 +151,30 @@ def test_pings_are_skipped_and_end_without_terminal_event_uses_job_status(cloud:
     assert len(cloud.stream_opens()) == 1
 
 
-def test_end_on_a_running_job_reconnects(cloud: FakeCloud, fast) -> None:
-    cloud.default_events = [started(), log(1, 0.5), completed()]
+def test_end_ends_wait_without_a_terminal_event_and_opens_no_further_stream(cloud: FakeCloud, fast) -> None:
+    """``event: end`` ends wait(); the job is fetched once for its status. A further
+    open would be answered 410 (the stream is gone), which must never be reached."""
     trainer = make(cloud, fast)
     job_id = trainer.start()
     cloud.script(Event("1", started()), End(), job_id=job_id)  # job still "queued" on the server
+    trainer.subscribe(lambda item: cloud.fail_opens(410) if isinstance(item, StreamNotice)
+                      and item.kind == "connected" else None)
     result = trainer.wait()
-    assert result.job.status == "completed"
-    opens = cloud.stream_opens(job_id)
-    assert len(opens) == 2
-    assert opens[1].headers.get("last-event-id") == "1"
+    assert result.job.status == "queued"  # what the backend says, not a guess
+    assert len(cloud.stream_opens(job_id)) == 1
+    assert len(cloud.requests_to("GET", f"/v1/jobs/{job_id}")) == 1
+
+
+def test_end_resolves_even_when_the_status_lookup_fails(cloud: FakeCloud, fast) -> None:
+    trainer = make(cloud, fast)
+    job_id = trainer.start()
+    cloud.script(Event("1", started()), End(), job_id=job_id)
+    # once the stream is open, the job vanishes: the status lookup answers 404
+    trainer.subscribe(lambda item: cloud.jobs.pop(job_id, None) if isinstance(item, StreamNotice)
+                      and item.kind == "connected" else None)
+    result = trainer.wait()
+    assert result.job.id == job_id and result.job.status == "running"  # as last seen
+    assert len(cloud.stream_opens(job_id)) == 1
 
 
 def test_unknown_types_and_malformed_frames_are_skipped(cloud: FakeCloud, fast) -> None:
@@ -187,57 +201,51 @@ def test_unknown_types_and_malformed_frames_are_skipped(cloud: FakeCloud, fast) 
     assert len(cloud.stream_opens()) == 1
 
 
-def test_a_frame_that_does_not_decode_is_replayed_once_then_skipped(cloud: FakeCloud, fast) -> None:
-    """Garbage inside a frame (damage in transit) must not lose the event, nor stall the run."""
+def test_an_unparseable_frame_is_skipped_without_a_reconnect(cloud: FakeCloud, fast) -> None:
     steps: list[int] = []
+    notices: list[StreamNotice] = []
     trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    trainer.subscribe(lambda item: notices.append(item) if isinstance(item, StreamNotice) else None)
     job_id = trainer.start()
-    damaged = Raw(b'id: 3\ndata: {"type": "training.log", "st\x00\xff{garbage\r\nep": 2}\n\n')
-    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), damaged, Event("4", log(3, 1.0)), job_id=job_id)
-    # the replay after Last-Event-ID 2 carries event 3 intact
-    cloud.script(Event("3", log(2, 1.0)), Event("4", log(3, 1.0)), damaged, job_id=job_id)
-    # a server whose log really holds a broken record: seen broken twice, skipped
-    cloud.script(Raw(b"id: 9\ndata: {broken\n\n"), Event("10", log(4, 1.0)), job_id=job_id)
-    cloud.script(Raw(b"id: 9\ndata: {broken\n\n"), Event("10", log(4, 1.0)), Event("11", completed()), job_id=job_id)
-    assert trainer.wait().job.status == "completed"
-    assert steps == [1, 2, 3, 4]
-    opens = cloud.stream_opens(job_id)
-    assert [o.headers.get("last-event-id") for o in opens] == [None, "2", "4", "4"]
-
-
-def test_a_gap_in_consecutive_ids_is_refetched_but_sparse_ids_are_trusted(cloud: FakeCloud, fast) -> None:
-    steps: list[int] = []
-    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
-    job_id = trainer.start()
-    # id 3 lost its data line in transit (an id-only frame), then 4 arrives: a gap
-    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), Raw(b"id: 3\nda\x00ta: x\n\n"),
-                 Event("4", log(3, 1.0)), job_id=job_id)
-    cloud.script(Event("3", log(2, 1.0)), Event("4", log(3, 1.0)), Event("10", log(4, 1.0)), job_id=job_id)
-    # 4 -> 10 is still there after a replay: a real gap, accepted; later gaps too
-    cloud.script(Event("10", log(4, 1.0)), Event("20", log(5, 1.0)), Event("30", completed()), job_id=job_id)
-    assert trainer.wait().job.status == "completed"
-    assert steps == [1, 2, 3, 4, 5]
-    assert [o.headers.get("last-event-id") for o in cloud.stream_opens(job_id)] == [None, "2", "4"]
-
-
-def test_a_valid_frame_with_a_damaged_id_is_not_delivered_twice(cloud: FakeCloud, fast) -> None:
-    steps: list[int] = []
-    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
-    job_id = trainer.start()
-    frame = json.dumps({"type": "training.log", "jobId": job_id, "timestamp": "t", "step": 2}).encode()
     cloud.script(
-        Event("1", {**log(1, 1.0), "timestamp": "t"}),
-        Raw(b"id: 2\x00\xff{garbage\r\ndata: " + frame + b"\n\n"),  # id line damaged
-        Drop(),
+        Event("1", started()),
+        Event("2", log(1, 1.0)),
+        Raw(b"id: 3\ndata: {broken\n\n"),
+        Raw(b'id: 4\ndata: {"type": "training.log", "st\x00\xff{garbage\r\nep": 2}\n\n'),
+        Event("5", log(3, 1.0)),
+        Event("6", completed()),
         job_id=job_id,
     )
-    cloud.script(
-        Event("2", {"type": "training.log", "jobId": job_id, "timestamp": "t", "step": 2}),
-        Event("3", completed()),
-        job_id=job_id,
-    )
+    assert trainer.wait().job.status == "completed"
+    assert steps == [1, 3]
+    assert len(cloud.stream_opens(job_id)) == 1
+    assert [n.kind for n in notices] == ["connected"]
+
+
+def test_sparse_ids_are_trusted(cloud: FakeCloud, fast) -> None:
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    job_id = trainer.start()
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), Event("10", log(4, 1.0)),
+                 Event("20", log(5, 1.0)), Event("30", completed()), job_id=job_id)
+    assert trainer.wait().job.status == "completed"
+    assert steps == [1, 4, 5]
+    assert len(cloud.stream_opens(job_id)) == 1
+
+
+def test_a_frame_cut_off_mid_way_is_never_dispatched_and_comes_back_whole(cloud: FakeCloud, fast) -> None:
+    """A drop right before the blank line that ends a frame: its JSON is complete,
+    but SSE only dispatches on the blank line, so it arrives once, from the replay."""
+    steps: list[int] = []
+    trainer = make(cloud, fast, callbacks={"on_log": lambda ctx: steps.append(ctx.step)})
+    cloud.default_events = [started(), log(1, 1.0), log(2, 1.0), completed()]
+    job_id = trainer.start()
+    frame = json.dumps({**log(2, 1.0), "jobId": job_id, "timestamp": "t"}).encode()
+    cloud.script(Event("1", started()), Event("2", log(1, 1.0)), Raw(b"id: 3\ndata: " + frame + b"\n"),
+                 Drop(), job_id=job_id)
     assert trainer.wait().job.status == "completed"
     assert steps == [1, 2]
+    assert [o.headers.get("last-event-id") for o in cloud.stream_opens(job_id)] == [None, "2"]
 
 
 def test_last_event_id_resume_loses_and_duplicates_nothing(cloud: FakeCloud, fast) -> None:
@@ -409,3 +417,70 @@ def test_async_callbacks_use_infer_aio_on_their_own_loop(cloud: FakeCloud, fast)
     assert texts == ["Hel", "lo", "Hello"]
     body = cloud.requests_to("POST", "/v1/inference/chat")[0].body
     assert body["topP"] == 0.9 and body["adapter"] == {"kind": "checkpoint", "jobId": "job_1", "step": 2}
+
+
+# ------------------------------------------------------------ on_cancelled
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_on_cancelled_fires_once_with_what_was_saved_before_the_cancel(
+    cloud: FakeCloud, fast, kind: str
+) -> None:
+    ckpt2 = [{"kind": "checkpoint", "step": 2, "path": "checkpoints/step-2"}]
+    ckpt4 = [{"kind": "checkpoint", "step": 4, "path": "checkpoints/step-4"}]
+    cloud.default_events = [started(), log(1, 0.5), checkpoint(2, ckpt2), checkpoint(4, ckpt4),
+                            {"type": "training.cancelled", "step": 5}]
+    seen: list[ak.CancelledContext] = []
+    failed_calls: list[object] = []
+
+    def on_cancelled(ctx: ak.CancelledContext) -> None:
+        seen.append(ctx)
+
+    async def on_cancelled_async(ctx: ak.CancelledContext) -> None:
+        seen.append(ctx)
+
+    trainer = make(cloud, fast, callbacks={
+        "on_cancelled": on_cancelled if kind == "sync" else on_cancelled_async,
+        "on_failed": failed_calls.append,
+    })
+    result = trainer.wait()
+    assert result.job.status == "cancelled"
+    assert result.artifacts == ckpt2 + ckpt4
+    assert len(seen) == 1 and failed_calls == []
+    assert seen[0].step == 5 and seen[0].artifacts == ckpt2 + ckpt4
+    assert seen[0].job.status == "cancelled"
+
+
+def test_cancelled_event_artifacts_win_when_the_backend_lists_them(cloud: FakeCloud, fast) -> None:
+    listed = [{"kind": "checkpoint", "step": 2, "path": "checkpoints/step-2"},
+              {"kind": "adapter", "path": "adapter"}]
+    cloud.default_events = [started(), checkpoint(2, listed[:1]),
+                            {"type": "training.cancelled", "step": 3, "artifacts": listed}]
+    assert make(cloud, fast).wait().artifacts == listed
+
+
+# ------------------------------------------------------------ unknown job ids
+
+
+def test_attaching_to_a_job_that_does_not_exist_is_a_clear_error_at_once(cloud: FakeCloud, fast) -> None:
+    trainer = ak.Trainer.attach("job_doesnotexist123", backend=cloud.backend(), reconnect=fast)
+    with pytest.raises(ak.CloudApiError) as info:
+        trainer.wait()
+    assert info.value.status == 404
+    assert "job_doesnotexist123" in str(info.value)
+    assert f"cloud backend at {cloud.url}" in str(info.value)
+    assert cloud.stream_opens() == []
+
+
+def test_listeners_get_a_checkpoint_context_that_can_sample(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), checkpoint(2), completed()]
+    contexts: list[ak.CheckpointContext] = []
+    trainer = make(cloud, fast)
+    trainer.subscribe(lambda item: contexts.append(item) if isinstance(item, ak.CheckpointContext)
+                      else None)
+    trainer.wait()
+    assert [c.step for c in contexts] == [2]
+    response = contexts[0].infer(messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert response.json()["choices"][0]["message"]["content"] == "Hello"
+    body = cloud.requests_to("POST", "/v1/inference/chat")[0].body
+    assert body["adapter"] == {"kind": "checkpoint", "jobId": trainer.job_id, "step": 2}
