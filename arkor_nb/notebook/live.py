@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
-from ..types import TrainingJob, TrainingResult
+from ..types import CheckpointContext, TrainingJob, TrainingResult
 from .progress import TERMINAL, RunState
 from .record import Recorder
 from .snapshot import snapshot_html
@@ -138,6 +138,8 @@ class LiveRun:
 
     def _on_item(self, item: Any) -> None:
         """Trainer listener: runs on the streaming loop for every event. O(1), never raises."""
+        if isinstance(item, CheckpointContext):
+            return  # the CheckpointSaved event before it already updated the panel
         self.state.fold(item)
         self.recorder.add(item)
         if not self._dirty:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..types import StreamNotice, parse_event
+from ..types import CheckpointContext, StreamNotice, parse_event
 from .progress import RunState
 from .snapshot import compare_html, snapshot_html
 
@@ -53,7 +53,7 @@ class Recorder:
 
     def add(self, item: Any) -> None:
         """Called per event on the streaming thread: just an append."""
-        if not isinstance(item, StreamNotice):
+        if not isinstance(item, (StreamNotice, CheckpointContext)):  # wire events only
             self._pending.append(item)
 
     def flush(self) -> None:

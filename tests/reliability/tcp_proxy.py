@@ -8,8 +8,9 @@ new connection gets the next fault from a cycle:
   aborts it with a TCP reset instead of a clean FIN);
 * ``Stall(after, seconds)``: stop forwarding for ``seconds`` (longer than the
   keepalive), keeping the socket open, as a wedged middlebox does;
-* ``Garbage(after, data)``: insert ``data`` into the byte stream, which breaks
-  the HTTP chunk framing and the SSE frame it lands in;
+* ``CutFrame(after)``: after ``after`` bytes, forward up to the middle of the
+  next SSE ``data:`` line and close: a frame cut off mid-way, as a dying
+  connection leaves it (``rst=True`` resets instead of closing);
 * ``None``: a clean connection.
 
 Offsets are jittered with a seeded RNG so faults land at different places
@@ -42,13 +43,14 @@ class Stall:
 
 
 @dataclass(frozen=True)
-class Garbage:
+class CutFrame:
     after: int
-    # NUL + invalid UTF-8 + a line break: never valid chunk framing, never a valid SSE field.
-    data: bytes = b"\x00\xff\xfe{garbage\r\n"
+    rst: bool = False
 
 
-Fault = Drop | Stall | Garbage | None
+Fault = Drop | Stall | CutFrame | None
+
+_DATA = b"data: "
 
 
 @dataclass
@@ -58,7 +60,7 @@ class ProxyStats:
     bytes_up: int = 0
     drops: int = 0
     stalls: int = 0
-    garbage: int = 0
+    cut_frames: int = 0
     faults_by_conn: list[str] = field(default_factory=list)
 
 
@@ -185,7 +187,17 @@ class FaultProxy:
         sent = 0
         pending = fault
         while data := await reader.read(65536):
-            if pending is not None and sent + len(data) >= pending.after:
+            if isinstance(pending, CutFrame) and sent + len(data) >= pending.after:
+                at = data.find(_DATA, max(0, pending.after - sent))
+                if at >= 0:  # forward into the middle of that data line, then cut
+                    head = data[: at + len(_DATA) + 5]
+                    writer.write(head)
+                    await writer.drain()
+                    self.stats.bytes_down += len(head)
+                    self.stats.cut_frames += 1
+                    self._close(writer, pending.rst)
+                    return
+            if isinstance(pending, (Drop, Stall)) and sent + len(data) >= pending.after:
                 cut = pending.after - sent
                 head, data = data[:cut], data[cut:]
                 writer.write(head)
@@ -194,24 +206,23 @@ class FaultProxy:
                 self.stats.bytes_down += len(head)
                 if isinstance(pending, Drop):
                     self.stats.drops += 1
-                    if pending.rst:
-                        sock = writer.get_extra_info("socket")
-                        if sock is not None:  # linger 0 -> the kernel sends RST on close
-                            sock.setsockopt(
-                                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                            )
-                        writer.transport.abort()
-                    else:
-                        writer.close()
+                    self._close(writer, pending.rst)
                     return
                 if isinstance(pending, Stall):
                     self.stats.stalls += 1
                     await asyncio.sleep(pending.seconds)
-                elif isinstance(pending, Garbage):
-                    self.stats.garbage += 1
-                    writer.write(pending.data)
                 pending = None
             writer.write(data)
             await writer.drain()
             sent += len(data)
             self.stats.bytes_down += len(data)
+
+    @staticmethod
+    def _close(writer: asyncio.StreamWriter, rst: bool) -> None:
+        if rst:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # linger 0 -> the kernel sends RST on close
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()

@@ -1,8 +1,10 @@
-"""A 5,000-event run through a TCP path that drops, resets, stalls and corrupts.
+"""A 5,000-event run through a TCP path that drops, resets, stalls and cuts frames.
 
 The client talks to the real local server through :mod:`tcp_proxy`; every
-connection suffers a fault somewhere in its byte stream (jittered, so faults
-land inside HTTP headers, chunk framing and SSE frames alike). The run must
+connection suffers a real fault somewhere in its byte stream (jittered, so
+drops land inside HTTP headers, chunk framing and SSE frames alike; a cut
+stops in the middle of a data line). TCP never flips bytes inside a frame,
+so neither does the proxy. The run must
 still reach the callbacks complete, in order and without duplicates.
 """
 
@@ -15,7 +17,7 @@ import pytest
 
 import arkor_nb as ak
 from tests.reliability.harness import EventLog, LocalServer, report
-from tests.reliability.tcp_proxy import Drop, FaultProxy, Garbage, Stall
+from tests.reliability.tcp_proxy import CutFrame, Drop, FaultProxy, Stall
 
 STEPS = 5_000
 KEEPALIVE_S = 0.5  # client treats 1.5 s of silence as a stalled stream
@@ -29,9 +31,9 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         yield srv
 
 
-def test_5000_events_survive_drops_resets_stalls_and_garbage(server: LocalServer) -> None:
-    faults = [Drop(40_000), Stall(30_000, 3 * KEEPALIVE_S + 1.5), Garbage(20_000)]
-    faults += [Drop(25_000, rst=True), Garbage(35_000), Drop(15_000)] * 6
+def test_5000_events_survive_drops_resets_stalls_and_cut_frames(server: LocalServer) -> None:
+    faults = [Drop(40_000), Stall(30_000, 3 * KEEPALIVE_S + 1.5), CutFrame(20_000)]
+    faults += [Drop(25_000, rst=True), CutFrame(35_000, rst=True), Drop(15_000)] * 6
     on_log_steps: list[int] = []
     with FaultProxy(server.port, faults, seed=7) as proxy:
         trainer = ak.create_trainer(
@@ -65,12 +67,12 @@ def test_5000_events_survive_drops_resets_stalls_and_garbage(server: LocalServer
         connections=stats.connections,
         drops=stats.drops,
         stalls=stats.stalls,
-        garbage=stats.garbage,
+        cut_frames=stats.cut_frames,
         reconnects=seen.reconnects(),
         seconds=round(elapsed, 1),
     )
     # The faults really happened, many times, of every kind.
-    assert stats.drops >= 5 and stats.garbage >= 3 and stats.stalls >= 1, stats
+    assert stats.drops >= 5 and stats.cut_frames >= 3 and stats.stalls >= 1, stats
     # Complete, in order, no duplicates: at the callbacks and at the listener.
     assert on_log_steps == list(range(1, STEPS + 1))
     assert seen.steps() == list(range(1, STEPS + 1))

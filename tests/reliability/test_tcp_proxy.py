@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reliability.tcp_proxy import Drop, FaultProxy, Garbage, Stall
+from tests.reliability.tcp_proxy import CutFrame, Drop, FaultProxy, Stall
 
-PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
+# SSE-shaped, ~100 kB, so CutFrame has data lines to cut into
+PAYLOAD = b"".join(b'id: %d\ndata: {"type": "training.log", "step": %d}\n\n' % (i, i) for i in range(2_000))
 
 
 @pytest.fixture
@@ -76,11 +77,17 @@ def test_drop_with_rst_resets(blaster: int) -> None:
     assert PAYLOAD.startswith(data) and len(data) <= 5_000
 
 
-def test_garbage_is_inserted_at_offset(blaster: int) -> None:
-    junk = b"\x00JUNK\xff\r\n"
-    with FaultProxy(blaster, [Garbage(777, junk)], jitter=0) as proxy:
-        data, _ = _read_all(proxy.port)
-    assert data == PAYLOAD[:777] + junk + PAYLOAD[777:]
+@pytest.mark.parametrize("rst", [False, True])
+def test_cut_frame_stops_in_the_middle_of_the_next_data_line(blaster: int, rst: bool) -> None:
+    with FaultProxy(blaster, [CutFrame(777, rst=rst)], jitter=0) as proxy:
+        data, how = _read_all(proxy.port)
+    at = PAYLOAD.find(b"data: ", 777)
+    if not rst:
+        assert data == PAYLOAD[: at + len(b"data: ") + 5] and how == "eof"
+        assert not data.endswith(b"\n")  # the frame is left incomplete: never dispatched
+    else:  # a reset may also discard what was in flight
+        assert how == "reset" and PAYLOAD.startswith(data) and len(data) <= at + 11
+    assert proxy.stats.cut_frames == 1
 
 
 def test_stall_holds_the_stream_open(blaster: int) -> None:
