@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from .types import TrainingJob
 
+CANCEL_CONFIRM_S = 30.0  # how long a Cancel click follows the job for the final status
 COLUMNS = ("name", "id", "status", "step", "best loss", "created", "duration")
 _BADGE = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
           "failed": "#dc2626", "cancelled": "#d97706"}
@@ -133,20 +135,26 @@ class JobsWidget:
             self.badges[job.id] = w.HTML(_badge(r["status"]))
             open_button = w.Button(description="Open", tooltip=f"live panel of {job.id}",
                                    layout=w.Layout(width="70px"))
-            cancel = w.Button(description="Cancel", button_style="danger",
-                              tooltip=f"cancel {job.id} on its backend", layout=w.Layout(width="70px"),
-                              disabled=job.is_terminal)
+            open_button.add_class("arkor-jobs-open")
             open_button.on_click(lambda _b, jid=job.id: self._start(self._open, jid))
-            cancel.on_click(lambda _b, jid=job.id: self._start(self._cancel, jid))
             self.open_buttons[job.id] = open_button
-            self.cancel_buttons[job.id] = cancel
+            cancel: Any = w.HTML("")  # a finished job has nothing to cancel
+            if not job.is_terminal:
+                cancel = w.Button(description="Cancel", button_style="danger",
+                                  tooltip=f"cancel {job.id} on its backend",
+                                  layout=w.Layout(width="95px"))
+                cancel.add_class("arkor-jobs-cancel")
+                cancel.on_click(lambda _b, jid=job.id: self._start(self._cancel, jid))
+                self.cancel_buttons[job.id] = cancel
             cells += [w.HTML(html.escape(r["name"])), w.HTML(f"<code>{html.escape(job.id)}</code>"),
                       self.badges[job.id], *(w.HTML(html.escape(r[c])) for c in COLUMNS[3:]),
                       open_button, cancel]
         grid = w.GridBox(cells, layout=w.Layout(
-            grid_template_columns=f"repeat({len(COLUMNS)}, max-content) 80px 80px",
+            grid_template_columns=f"repeat({len(COLUMNS)}, max-content) 75px 100px",
             grid_gap="2px 14px", align_items="center"))
         self.widget = w.VBox([grid if jobs else w.HTML("no jobs"), self.status, self.panel_area])
+        self.widget.add_class("arkor-jobs")
+        self.status.add_class("arkor-jobs-status")
 
     def _start(self, target: Any, job_id: str) -> None:
         """Button handlers only start a thread: the kernel stays free for other clicks."""
@@ -168,14 +176,27 @@ class JobsWidget:
             self.status.value = f"could not open {html.escape(job_id)}: {html.escape(str(err))}"
 
     def _cancel(self, job_id: str) -> None:
-        from .jobs_api import cancel_job
+        """Ask the backend, then follow the job until it confirms (badge and button say so)."""
+        from .jobs_api import cancel_job, job
 
-        self.cancel_buttons[job_id].disabled = True
+        button = self.cancel_buttons[job_id]
+        button.disabled = True
+        button.description = "Cancelling"
         try:
-            job = cancel_job(job_id, backend=self.backend)
+            current = cancel_job(job_id, backend=self.backend)
         except Exception as err:
-            self.cancel_buttons[job_id].disabled = False
+            button.disabled = False
+            button.description = "Cancel"
             self.status.value = f"could not cancel {html.escape(job_id)}: {html.escape(str(err))}"
             return
-        self.badges[job_id].value = _badge(job.status)
         self.status.value = f"asked the backend to cancel <code>{html.escape(job_id)}</code>"
+        deadline = time.monotonic() + CANCEL_CONFIRM_S
+        while not current.is_terminal and time.monotonic() < deadline:
+            self.badges[job_id].value = _badge(current.status)
+            time.sleep(0.5)  # polling the backend's status, not synchronising a test
+            try:
+                current = job(job_id, backend=self.backend)
+            except Exception:
+                break
+        self.badges[job_id].value = _badge(current.status)
+        button.description = current.status.capitalize() if current.is_terminal else "Cancel sent"

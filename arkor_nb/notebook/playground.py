@@ -8,6 +8,7 @@ the same from code and returns both texts, so it works outside Jupyter too.
 
 from __future__ import annotations
 
+import html
 import threading
 from typing import Any
 
@@ -28,6 +29,7 @@ class Playground:
         self.sampling = {"max_tokens": max_tokens, "temperature": temperature}
         self.busy = threading.Event()
         self.widget: Any = None
+        self.replies = ["", ""]  # the texts last shown (base, fine-tuned)
         self.thread: threading.Thread | None = None
 
     def ask(self, prompt: str) -> tuple[str, str]:
@@ -50,7 +52,7 @@ class Playground:
         self.prompt = w.Textarea(placeholder="Type a prompt", layout=w.Layout(width="100%"))
         self.send = w.Button(description="Send", button_style="primary")
         self.status = w.HTML("")
-        self.outputs = [w.Textarea(disabled=True, layout=w.Layout(width="100%", height="180px"))
+        self.outputs = [w.HTML(_reply_html(""), layout=w.Layout(width="100%", min_height="120px"))
                         for _ in range(2)]
         columns = [
             w.VBox([w.HTML(f"<b>base</b> <code>{self.base_model}</code>"), self.outputs[0]],
@@ -60,6 +62,12 @@ class Playground:
         ]
         self.send.on_click(self._on_send)
         self.widget = w.VBox([self.prompt, w.HBox([self.send, self.status]), w.HBox(columns)])
+        # Stable DOM hooks for browser tests.
+        self.widget.add_class("arkor-playground")
+        self.prompt.add_class("arkor-playground-prompt")
+        self.send.add_class("arkor-playground-send")
+        self.outputs[0].add_class("arkor-playground-base")  # the reply: its <pre>
+        self.outputs[1].add_class("arkor-playground-tuned")
         return self.widget
 
     def _on_send(self, _button: Any = None) -> None:
@@ -75,8 +83,8 @@ class Playground:
 
     def _answer(self, prompt: str) -> None:
         self.status.value = "answering..."
-        for output in self.outputs:
-            output.value = ""
+        for index in range(2):
+            self._show(index, "")
         try:
             self.ask(prompt)
             self.status.value = ""
@@ -87,8 +95,9 @@ class Playground:
             self.busy.clear()
 
     def _show(self, index: int, text: str) -> None:
+        self.replies[index] = text
         if self.widget is not None:
-            self.outputs[index].value = text
+            self.outputs[index].value = _reply_html(text)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -98,6 +107,12 @@ class Playground:
 
     def __repr__(self) -> str:
         return f"<Playground job={self.job.id} base={self.base_model!r} step={self.step}>"
+
+
+def _reply_html(text: str) -> str:
+    return ("<pre class='arkor-reply' style='white-space:pre-wrap;margin:0;padding:6px;"
+            "border:1px solid #d1d5db;border-radius:4px;min-height:100px;font-size:90%'>"
+            f"{html.escape(text)}</pre>")
 
 
 def playground(job_id: str, *, step: int | None = None, backend: Any = "local",

@@ -7,6 +7,8 @@ reads the widgets' traits, as the front end would receive them.
 
 from __future__ import annotations
 
+import html
+
 import httpx
 
 import arkor_nb as ak
@@ -37,12 +39,15 @@ def test_cancel_button_cancels_a_running_job(server: ServerProcess, client: http
     running = create_job(client, name="long", maxSteps=100_000)
     wait_status(client, running["id"], "running")
     table = JobsWidget(ak.jobs(limit=2, backend=backend(server)), backend(server))
-    assert table.cancel_buttons[done["id"]].disabled  # nothing to cancel on a finished job
+    assert done["id"] not in table.cancel_buttons  # nothing to cancel on a finished job
     assert not table.cancel_buttons[running["id"]].disabled
     table.cancel_buttons[running["id"]].click()
     join(table.threads)
-    assert wait_status(client, running["id"], "cancelled")["status"] == "cancelled"
+    # The handler's thread followed the job until the backend confirmed.
+    assert client.get(f"/v1/jobs/{running['id']}").json()["job"]["status"] == "cancelled"
     assert table.cancel_buttons[running["id"]].disabled
+    assert table.cancel_buttons[running["id"]].description == "Cancelled"
+    assert "cancelled</span>" in table.badges[running["id"]].value
     assert "asked the backend to cancel" in table.status.value
 
 
@@ -73,7 +78,8 @@ def test_playground_shows_base_and_fine_tuned_side_by_side(server: ServerProcess
                    temperature=0, backend=backend(server))
     tuned = ak.chat(job["id"], "Where is my parcel?", max_tokens=128, temperature=0,
                     backend=backend(server))
-    assert [o.value for o in pg.outputs] == [base, tuned] and base != tuned
+    assert pg.replies == [base, tuned] and base != tuned
+    assert all(html.escape(r) in o.value for o, r in zip(pg.outputs, (base, tuned), strict=True))
     assert not pg.send.disabled and pg.status.value == ""
     step2 = ak.playground(job["id"], step=2, backend=backend(server)).ask("Where is my parcel?")
     assert step2[0] == base and step2[1] != tuned
