@@ -36,7 +36,7 @@ import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from .client import PERMANENT_STREAM_STATUSES, CloudApiClient
-from .errors import CloudApiError, ReconnectExhaustedError
+from .errors import CloudApiError, JobNotFoundError, ReconnectExhaustedError
 from .types import ReconnectPolicy, StreamNotice, TrainingEvent, parse_event, parse_event_json
 
 # What counts as a transport failure while opening or reading the stream.
@@ -47,19 +47,6 @@ StreamItem = TrainingEvent | StreamNotice
 
 class StreamClosedError(ConnectionError):
     """The stream ended (cleanly) without a single parseable data frame."""
-
-
-class JobNotFoundError(CloudApiError):
-    """The backend says the job does not exist, and this client never saw it exist."""
-
-    def __init__(self, job_id: str, where: str, message: str = "") -> None:
-        detail = f" ({message})" if message else ""
-        super().__init__(
-            404,
-            f"job {job_id!r} does not exist on {where}{detail}; check the id "
-            "(`arkor-nb jobs` or ak.jobs() list the jobs there) and the backend",
-        )
-        self.job_id = job_id
 
 
 class ApiLike(Protocol):

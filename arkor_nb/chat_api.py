@@ -58,14 +58,14 @@ def chat_body(job_id: str | None, messages: Any, *, step: int | None, model: str
     return body
 
 
-def _raise_for(err: CloudApiError, body: dict[str, Any], kind: str) -> CloudApiError:
+def _raise_for(err: CloudApiError, body: dict[str, Any], where: str) -> CloudApiError:
     adapter = body.get("adapter")
     if adapter is None:
         return err
     field = err.body.get("field") if isinstance(err.body, dict) else None
     if err.status == 404 and field in ("adapter.step", "step"):
         return ConfigErrorFromBackend("step", err)
-    return not_found(err, adapter["jobId"], kind)
+    return not_found(err, adapter["jobId"], where)
 
 
 class ConfigErrorFromBackend(ConfigError, CloudApiError):
@@ -133,13 +133,13 @@ def chat(job_id: str | None = None, messages: Any = None, *, step: int | None = 
     reply text, or with ``stream=True`` an iterator of text chunks.
     """
     body = chat_body(job_id, messages, step=step, model=model, stream=stream, sampling=sampling)
-    api, kind = run_sync(resolve_api(backend))
+    api, where = run_sync(resolve_api(backend))
     client = SyncChatClient(api.base_url, api.token)
     try:
         response = client.chat(api.scope, body, stream=stream)
     except CloudApiError as err:
         client.close()
-        raise _raise_for(err, body, kind) from None
+        raise _raise_for(err, body, where) from None
     except BaseException:
         client.close()
         raise
@@ -164,11 +164,11 @@ async def _achunks(response: Any) -> AsyncIterator[str]:
         await response.aclose()
 
 
-async def _post(api: ResolvedApi, kind: str, body: dict[str, Any], stream: bool) -> Any:
+async def _post(api: ResolvedApi, where: str, body: dict[str, Any], stream: bool) -> Any:
     try:
         return await post_chat_async(api.base_url, api.token, api.scope, body, stream=stream)
     except CloudApiError as err:
-        raise _raise_for(err, body, kind) from None
+        raise _raise_for(err, body, where) from None
 
 
 class _AsyncChat:
@@ -181,8 +181,8 @@ class _AsyncChat:
         self._backend = backend
 
     async def _run(self) -> Any:
-        api, kind = await resolve_api(self._backend)
-        response = await _post(api, kind, self._body, self._body["stream"])
+        api, where = await resolve_api(self._backend)
+        response = await _post(api, where, self._body, self._body["stream"])
         if self._body["stream"]:
             return _achunks(response)
         return reply_text(response.json())

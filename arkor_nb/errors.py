@@ -58,14 +58,16 @@ class JobNotFoundError(ConfigError, CloudApiError):
     """The backend has no job with this id (HTTP 404); ``job_id`` names it.
 
     Both a CloudApiError (``.status == 404``) and a ConfigError
-    (``.field == "job_id"``): an unknown id is bad input, and it came from the backend.
+    (``.field == "job_id"``): an unknown id is bad input, and it came from the
+    backend. ``where`` says which backend (e.g. "the local backend at http://...").
     """
 
-    def __init__(self, job_id: str, backend: str = "", *, body: object = None) -> None:
-        where = f" on the {backend} backend" if backend else ""
-        message = (f"no job {job_id!r}{where}; list the jobs there with ak.jobs() "
-                   "or `arkor-nb jobs`")
-        CloudApiError.__init__(self, 404, message, body=body)
+    def __init__(self, job_id: str, where: str = "the backend", message: str = "", *,
+                 body: object = None) -> None:
+        detail = f" ({message})" if message else ""
+        text = (f"job {job_id!r} does not exist on {where}{detail}; check the id "
+                "(`arkor-nb jobs` or ak.jobs() list the jobs there) and the backend")
+        CloudApiError.__init__(self, 404, text, body=body)
         self.field = "job_id"
         self.job_id = job_id
-        self.args = (f"job_id: {message}",)
+        self.args = (f"job_id: {text}",)

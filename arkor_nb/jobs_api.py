@@ -38,11 +38,14 @@ TRAINING_STATE_FILES = frozenset({"optimizer.pt", "scheduler.pt", "training_args
 
 
 async def resolve_api(backend: Any) -> tuple[ResolvedApi, str]:
-    """The backend's API and its kind ("local" or "cloud"), as create_trainer resolves it."""
+    """The backend's API, as create_trainer resolves it, and words naming it for errors
+    ("the local backend at http://...")."""
+    from ._stream import describe_backend
     from .trainer import make_backend  # lazy: trainer imports this module's neighbours
 
     resolved = make_backend(backend)
-    return await resolved.resolve(), resolved.kind
+    api = await resolved.resolve()
+    return api, describe_backend(resolved.kind, api.base_url)
 
 
 def check_job_id(job_id: Any) -> str:
@@ -55,13 +58,13 @@ def check_job_id(job_id: Any) -> str:
     return job_id
 
 
-def not_found(err: CloudApiError, job_id: str, kind: str) -> CloudApiError:
+def not_found(err: CloudApiError, job_id: str, where: str) -> CloudApiError:
     """A 404 about this job becomes JobNotFoundError naming the id; others pass through."""
     if err.status != 404 or isinstance(err, JobNotFoundError):
         return err
     field = err.body.get("field") if isinstance(err.body, dict) else None
     if field in (None, "jobId", "job_id", "adapter.jobId"):
-        return JobNotFoundError(job_id, kind, body=err.body)
+        return JobNotFoundError(job_id, where, body=err.body)
     return err
 
 
@@ -146,12 +149,12 @@ def jobs(status: str | None = None, limit: int | None = 100, *, backend: Any = "
 async def job_async(job_id: str, *, backend: Any = "local") -> TrainingJob:
     """The job with its status and config (secrets redacted); unknown id -> JobNotFoundError."""
     check_job_id(job_id)
-    api, kind = await resolve_api(backend)
+    api, where = await resolve_api(backend)
     async with api.client() as client:
         try:
             return _redacted(await client.get_job(api.scope, job_id))
         except CloudApiError as err:
-            raise not_found(err, job_id, kind) from None
+            raise not_found(err, job_id, where) from None
 
 
 def job(job_id: str, *, backend: Any = "local") -> TrainingJob:
@@ -159,7 +162,7 @@ def job(job_id: str, *, backend: Any = "local") -> TrainingJob:
     return run_sync(job_async(job_id, backend=backend))
 
 
-async def _job_and_events(client: CloudApiClient, api: ResolvedApi, kind: str,
+async def _job_and_events(client: CloudApiClient, api: ResolvedApi, where: str,
                           job_id: str) -> tuple[TrainingJob, list[TrainingEvent]]:
     """The job and its whole recorded log, page by page (by ``eventId``)."""
     events: list[TrainingEvent] = []
@@ -170,7 +173,7 @@ async def _job_and_events(client: CloudApiClient, api: ResolvedApi, kind: str,
             job, page = await client.job_events_page(api.scope, job_id, after=after,
                                                      limit=PAGE_SIZE)
         except CloudApiError as err:
-            raise not_found(err, job_id, kind) from None
+            raise not_found(err, job_id, where) from None
         for raw in page:
             event_id = raw.get("eventId")
             event = parse_event(raw, str(event_id) if event_id is not None else None)
@@ -189,9 +192,9 @@ async def events_async(job_id: str, *, backend: Any = "local") -> list[TrainingE
 
     Unknown event types are skipped, as on the stream."""
     check_job_id(job_id)
-    api, kind = await resolve_api(backend)
+    api, where = await resolve_api(backend)
     async with api.client() as client:
-        _, events = await _job_and_events(client, api, kind, job_id)
+        _, events = await _job_and_events(client, api, where, job_id)
     return events
 
 
@@ -203,13 +206,13 @@ def events(job_id: str, *, backend: Any = "local") -> list[TrainingEvent]:
 async def cancel_job_async(job_id: str, *, backend: Any = "local") -> TrainingJob:
     """Ask the backend to stop the job (a finished job is returned unchanged)."""
     check_job_id(job_id)
-    api, kind = await resolve_api(backend)
+    api, where = await resolve_api(backend)
     async with api.client() as client:
         try:
             job = await client.cancel_job(api.scope, job_id)
             return _redacted(job if job is not None else await client.get_job(api.scope, job_id))
         except CloudApiError as err:
-            raise not_found(err, job_id, kind) from None
+            raise not_found(err, job_id, where) from None
 
 
 def cancel_job(job_id: str, *, backend: Any = "local") -> TrainingJob:
@@ -265,9 +268,9 @@ async def download_async(job_id: str, to: str | os.PathLike[str] = "adapter", st
     dest = Path(to).expanduser()
     if dest.exists() and not dest.is_dir():
         raise ConfigError("to", f"{dest} is a file; pass a folder to download the adapter into")
-    api, kind = await resolve_api(backend)
+    api, where = await resolve_api(backend)
     async with api.client() as client:
-        job, events = await _job_and_events(client, api, kind, job_id)
+        job, events = await _job_and_events(client, api, where, job_id)
         record = _artifact_for(job, events, step)
         path = str(record.get("path") or "").strip("/")
         if not path:

@@ -109,7 +109,7 @@ def test_unknown_job_names_the_id(server: ServerProcess) -> None:
                  lambda: cancel_job("job_0000dead", backend=backend(server))):
         with pytest.raises(JobNotFoundError) as err:
             call()
-        assert "job_0000dead" in str(err.value) and "local" in str(err.value)
+        assert "job_0000dead" in str(err.value) and f"the local backend at {server.url}" in str(err.value)
 
 
 def test_download_final_and_checkpoint(server: ServerProcess, finished: list[str],

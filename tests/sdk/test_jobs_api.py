@@ -123,7 +123,7 @@ def test_unknown_job_is_a_clear_error_naming_the_id(cloud: FakeCloud) -> None:
                  lambda: cancel_job("job_nope", backend=cloud.backend())):
         with pytest.raises(JobNotFoundError) as err:
             call()
-        assert "job_nope" in str(err.value) and "cloud" in str(err.value)
+        assert "job_nope" in str(err.value) and f"the cloud backend at {cloud.url}" in str(err.value)
         assert isinstance(err.value, ak.CloudApiError) and err.value.status == 404
         assert isinstance(err.value, ak.ConfigError) and err.value.field == "job_id"
     with pytest.raises(ak.ConfigError) as bad:
