@@ -209,7 +209,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from .jobs_api import events, job
+    from .jobs_api import events
 
     if not args.follow:
         for event in events(args.job, backend=args.backend):
@@ -218,8 +218,7 @@ def _logs(args: argparse.Namespace) -> int:
     from .trainer import Trainer
     from .types import StreamNotice
 
-    job(args.job, backend=args.backend)  # an unknown id is an error now, not a reconnect loop
-    trainer = Trainer.attach(args.job, backend=args.backend)
+    trainer = Trainer.attach(args.job, backend=args.backend)  # unknown id: JobNotFoundError
     trainer.subscribe(lambda item: None if isinstance(item, StreamNotice) else _print_event(item))
     try:
         result = trainer.wait()

@@ -238,3 +238,24 @@ def test_async_twins(cloud: FakeCloud, tmp_path: Path) -> None:
             await ak.job_async("job_missing", backend=backend)
 
     asyncio.run(main())
+
+
+def test_playground_and_jobs_table_on_the_cloud(cloud: FakeCloud) -> None:
+    from arkor_nb.jobs_table import JobsWidget
+
+    finished_job(cloud)
+    cloud.jobs["job_done"]["config"] = {"model": "unsloth/gemma-4-E4B-it"}
+    pg = ak.playground("job_done", step=4, backend=cloud.backend())
+    assert pg.ask("hi") == ("Hello", "Hello")
+    base, tuned = (r.body for r in cloud.requests_to("POST", "/v1/inference/chat")[-2:])
+    assert base["baseModel"] == "unsloth/gemma-4-E4B-it" and "adapter" not in base
+    assert tuned["adapter"] == {"kind": "checkpoint", "jobId": "job_done", "step": 4}
+
+    cloud.add_job("job_run", [started()], status="running")
+    table = JobsWidget(ak.jobs(backend=cloud.backend()), cloud.backend())
+    assert list(table.cancel_buttons) == ["job_run"]
+    table.cancel_buttons["job_run"].click()
+    for thread in table.threads:
+        thread.join(30)
+    assert cloud.jobs["job_run"]["status"] == "cancelled"
+    assert table.cancel_buttons["job_run"].description == "Cancelled"
