@@ -177,7 +177,7 @@ class JobStream:
                         raise
                     if exc.status == 404 and not self.known:
                         where = describe_backend(self.backend.kind, api.base_url)
-                        raise JobNotFoundError(self.job_id, where, exc.message) from None
+                        raise JobNotFoundError(self.job_id, where) from None
                     error = exc
                 except STREAM_ERRORS as exc:
                     error = exc

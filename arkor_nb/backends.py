@@ -8,6 +8,8 @@ so constructing a trainer never touches the network or spawns a server.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,16 @@ from .state import ensure_project_state
 # Base models the Arkor cloud accepts for a job's ``model`` (mirrors the TS SDK).
 SUPPORTED_MODELS: tuple[str, ...] = ("unsloth/gemma-4-E4B-it",)
 LOCAL_SCOPE = ProjectScope("local", "default")
+SERVER_GRACE_ENV = "ARKOR_NB_SERVER_GRACE_S"
+
+
+def server_grace_s() -> float:
+    """How long a ``LocalBackend(autostart=False)`` waits for a stopped server to come back."""
+    raw = os.environ.get(SERVER_GRACE_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw else 30.0
+    except ValueError:
+        raise ConfigError(SERVER_GRACE_ENV, f"{raw!r} is not a number of seconds; e.g. 30") from None
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,7 @@ class LocalBackend(_Backend):
         self.url = url
         self.token = token
         self.autostart = autostart
+        self._missing_since: float | None = None
 
     async def _resolve(self) -> ResolvedApi:
         if self.url is not None:
@@ -109,10 +122,28 @@ class LocalBackend(_Backend):
         """The server may have died and come back on another port (``arkor-nb
         serve`` picks any free one): read ``server.json`` again, and with
         ``autostart`` start a server when none runs. With ``autostart=False``
-        and no server, raise (a wait must end, not retry a dead port forever)."""
+        a server still missing after ``ARKOR_NB_SERVER_GRACE_S`` (default 30 s)
+        is an error: a wait must end, not retry a dead port forever."""
         if self.url is not None:
             return stale
-        found = await self._find_server()
+        if self.autostart:
+            found = await self._find_server()
+        else:
+            info = await asyncio.to_thread(live_server, self.home)
+            if info is None:
+                now = time.monotonic()
+                self._missing_since = self._missing_since or now
+                if now - self._missing_since >= server_grace_s():
+                    raise ConfigError(
+                        "backend",
+                        f"the local server for home {self.home or home_dir()} stopped and no "
+                        f"server has answered for {now - self._missing_since:.0f} s; start one "
+                        "with `arkor-nb serve` (then ak.Trainer.attach(job_id) or "
+                        "ak.live(job_id=...) to follow the job again), or use autostart=True",
+                    )
+                return stale
+            found = ResolvedApi(str(info.url).rstrip("/"), info.token, LOCAL_SCOPE, self.keepalive)
+        self._missing_since = None
         if found != stale:
             self._moved = found
         return found

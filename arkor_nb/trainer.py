@@ -358,7 +358,7 @@ class Trainer:
         except CloudApiError as exc:
             if exc.status == 404:
                 where = describe_backend(self.backend_kind, api.base_url)
-                raise JobNotFoundError(job_id, where, exc.message) from None
+                raise JobNotFoundError(job_id, where) from None
             self.job = TrainingJob(id=job_id, name=self.name)
             return False
         except LOOKUP_ERRORS:
@@ -416,6 +416,8 @@ class Trainer:
         if isinstance(event, TrainingLog):
             if job.status == "queued":
                 job = self.job = job.model_copy(update={"status": "running"})
+            if cb.on_log is None:
+                return None, None, None  # the hot path: no context to build
             ctx = LogContext(
                 step=event.step,
                 loss=event.loss,

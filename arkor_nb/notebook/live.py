@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
-from ..types import CheckpointContext, TrainingJob, TrainingResult
+from ..types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
 from .progress import TERMINAL, RunState
 from .record import Recorder
 from .snapshot import snapshot_html
@@ -140,6 +140,8 @@ class LiveRun:
         """Trainer listener: runs on the streaming loop for every event. O(1), never raises."""
         if isinstance(item, CheckpointContext):
             return  # the CheckpointSaved event before it already updated the panel
+        if self._text is not None and isinstance(item, StreamNotice):
+            self._text.notice(item)
         self.state.fold(item)
         self.recorder.add(item)
         if not self._dirty:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import sys
+from collections import deque
 from typing import Any, TextIO
 
 from ..errors import AbortedError, CloudApiError, ReconnectExhaustedError
@@ -148,6 +149,7 @@ class TextProgress:
         self._last_print: float | None = None
         self._last_ckpts = 0
         self._last_line = ""
+        self._notices: deque[str] = deque()  # reconnect lines, printed on the next update
         self.lines = 0  # lines written, so tests can check the throttle
 
     def update(self, state: Any, now: float, *, final: bool = False) -> None:
@@ -155,6 +157,8 @@ class TextProgress:
         for step in summary["checkpoints"][self._last_ckpts:]:
             self._emit(f"checkpoint saved at step {step}", newline=True)
         self._last_ckpts = len(summary["checkpoints"])
+        while self._notices:  # never silent: every reconnect gets its own line
+            self._emit(self._notices.popleft(), newline=True)
         due = self._last_print is None or now - self._last_print >= self.interval
         if not (due or final):
             return
@@ -164,6 +168,12 @@ class TextProgress:
         self._last_print = now
         self._last_line = line
         self._emit(line, newline=final or not self.tty)
+
+    def notice(self, item: StreamNotice) -> None:
+        """Queue a reconnect notice (attempt, next delay, last error) for printing.
+        Called from the streaming loop: only an append."""
+        if item.kind == "reconnecting" and item.error is not None:
+            self._notices.append(describe_notice(item)[0])
 
     def _emit(self, line: str, *, newline: bool) -> None:
         if self.tty:

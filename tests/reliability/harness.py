@@ -247,6 +247,8 @@ class EventLog:
         if isinstance(item, ak.StreamNotice):
             self.notices.append(item)
             return
+        if isinstance(item, ak.CheckpointContext):
+            return  # the CheckpointSaved event before it is what was received
         self.events.append(item)
         self.ids.append(int(item.event_id))
 
