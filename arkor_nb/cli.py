@@ -124,8 +124,10 @@ def _run(path: str | None) -> int:
     kind = getattr(trainer, "backend_kind", "local")
     try:
         result = run_loaded(trainer)
-    except KeyboardInterrupt:
-        if trainer.job_id is None:
+    except KeyboardInterrupt as exc:
+        if getattr(exc, "arkor_nb_announced", False):
+            pass  # wait() already printed the line (job id, still running, how to stop it)
+        elif trainer.job_id is None:
             _err("interrupted before the job was created")
         else:
             _err(f"interrupted; job {trainer.job_id} keeps running on its {kind} backend; "
@@ -222,8 +224,9 @@ def _logs(args: argparse.Namespace) -> int:
     trainer.subscribe(lambda item: None if isinstance(item, StreamNotice) else _print_event(item))
     try:
         result = trainer.wait()
-    except KeyboardInterrupt:
-        _err(f"stopped following; job {args.job} keeps running; {cancel_hint(args.job, args.backend)}")
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "arkor_nb_announced", False):  # wait() already said it
+            _err(f"stopped following; job {args.job} keeps running; {cancel_hint(args.job, args.backend)}")
         return EXIT_INTERRUPTED
     return _status_code(result.job.status)
 

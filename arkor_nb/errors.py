@@ -71,3 +71,12 @@ class JobNotFoundError(ConfigError, CloudApiError):
         self.field = "job_id"
         self.job_id = job_id
         self.args = (f"job_id: {text}",)
+
+
+def announced_interrupt() -> KeyboardInterrupt:
+    """A plain KeyboardInterrupt marked ``arkor_nb_announced``: ``wait()`` already
+    printed the one line (job id, still running, how to stop it), so a caller
+    such as the CLI need not print another."""
+    interrupt = KeyboardInterrupt()
+    interrupt.arkor_nb_announced = True  # type: ignore[attr-defined]
+    return interrupt

@@ -33,7 +33,7 @@ from ._sync import AsyncOnce, SharedRun, run_sync
 from .abort import AbortSignal
 from .backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
 from .client import SyncChatClient
-from .errors import AbortedError, CloudApiError, ConfigError
+from .errors import AbortedError, CloudApiError, ConfigError, announced_interrupt
 from .types import (
     Callbacks,
     CancelledContext,
@@ -265,16 +265,17 @@ class Trainer:
             return run_sync(self.wait_async(abort_signal=abort_signal))
         except KeyboardInterrupt:
             print(self._interrupted_line(), file=sys.stderr, flush=True)
-            raise KeyboardInterrupt from None
+            raise announced_interrupt() from None
 
     def _interrupted_line(self) -> str:
         job_id = self.job_id
         if job_id is None:
             return "arkor-nb: interrupted before the job was created; nothing is running"
+        flag = " --backend cloud" if self.backend_kind == "cloud" else ""
         return (
             f"arkor-nb: stopped waiting; job {job_id} keeps running on the {self.backend_kind} "
-            f"backend. Stop it with trainer.cancel(), the panel's Cancel button, or "
-            f"`arkor-nb cancel {job_id}`"
+            f"backend; stop it with trainer.cancel() or the panel's Cancel button, or cancel "
+            f"it with: arkor-nb cancel {job_id}{flag}"
         )
 
     async def wait_async(self, *, abort_signal: AbortSignal | None = None) -> TrainingResult:
