@@ -28,12 +28,12 @@ from typing import Any
 from ._callbacks import Call, run_callbacks
 from ._config import build_config, non_empty_str
 from ._infer import CheckpointInfer
-from ._stream import STREAM_ERRORS, JobNotFoundError, JobStream, StreamItem, describe_backend
+from ._stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
 from ._sync import AsyncOnce, SharedRun, run_sync
 from .abort import AbortSignal
 from .backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
 from .client import SyncChatClient
-from .errors import AbortedError, CloudApiError, ConfigError, announced_interrupt
+from .errors import AbortedError, CloudApiError, ConfigError, JobNotFoundError, announced_interrupt
 from .types import (
     Callbacks,
     CancelledContext,
