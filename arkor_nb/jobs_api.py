@@ -92,6 +92,11 @@ class JobList(list[TrainingJob]):
 
         return text_table(self)
 
+    __repr__ = __str__  # a REPL shows the table too; it is still a list for code
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         from .jobs_table import html_table
 

@@ -80,6 +80,7 @@ def test_jobs_text_and_html_tables(cloud: FakeCloud) -> None:
     assert header.split() == ["NAME", "ID", "STATUS", "STEP", "BEST", "LOSS", "CREATED", "DURATION"]
     assert line.split() == ["support-bot", "job_done", "completed", "4/4", "1.1", "2026-01-02",
                             "03:04:05", "2m05s"]
+    assert repr(listed) == text and listed == list(listed) and listed[0].id == "job_done"
     page = listed._repr_html_()
     assert "job_done" in page and "completed</span>" in page and "<table" in page
     assert str(ak.jobs(status="failed", backend=cloud.backend())) == "no jobs"
