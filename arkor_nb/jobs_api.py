@@ -129,13 +129,11 @@ async def jobs_async(status: str | None = None, limit: int | None = 100, *,
         while limit is None or len(out) < limit:
             want = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(out))
             page = await client.list_jobs(api.scope, status=status, limit=want, before=before)
-            fresh = [j for j in page if j.id not in seen]
-            if status is not None:  # a backend that ignores ?status= still gets filtered
-                fresh = [j for j in fresh if j.status == status]
-            for job in fresh:
-                seen.add(job.id)
-                out.append(_redacted(job))
-            if len(page) < want or not fresh:
+            new = [j for j in page if j.id not in seen]
+            seen.update(j.id for j in new)
+            # a backend that ignores ?status= still gets filtered
+            out.extend(_redacted(j) for j in new if status is None or j.status == status)
+            if len(page) < want or not new:  # last page, or a backend that ignores the cursor
                 break
             before = page[-1].id
     if limit is not None:
