@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from .client import PERMANENT_STREAM_STATUSES, CloudApiClient
+from .client import PERMANENT_STREAM_STATUSES
 from .errors import CloudApiError, JobNotFoundError, ReconnectExhaustedError
 from .types import ReconnectPolicy, StreamNotice, TrainingEvent, parse_event, parse_event_json
 
@@ -47,17 +47,6 @@ StreamItem = TrainingEvent | StreamNotice
 
 class StreamClosedError(ConnectionError):
     """The stream ended (cleanly) without a single parseable data frame."""
-
-
-class ApiLike(Protocol):
-    """What a stream needs from a resolved backend (``backends.ResolvedApi``)."""
-
-    base_url: str
-
-    @property
-    def scope(self) -> Any: ...
-
-    def client(self) -> CloudApiClient: ...
 
 
 class BackendLike(Protocol):

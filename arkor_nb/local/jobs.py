@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from arkor_nb._local_server import child_env  # one copy, in the SDK half
 from arkor_nb.local.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.store import Store
 from arkor_nb.local.worker_protocol import CANCEL_LINE, JobSpec, decode_event
@@ -59,20 +60,6 @@ def worker_command(config: dict[str, Any]) -> list[str]:
         else "arkor_nb.local.worker"
     )
     return [sys.executable, "-m", module]
-
-
-def child_env() -> dict[str, str]:
-    """Our environment, plus this package's location on PYTHONPATH.
-
-    Children run ``python -m arkor_nb...`` from another working directory, so
-    they must find the same ``arkor_nb`` even when it is not pip-installed.
-    """
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        env["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    return env
 
 
 def artifact_url(job_id: str, path: str) -> str:

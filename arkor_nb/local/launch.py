@@ -23,7 +23,6 @@ from arkor_nb._local_server import (  # noqa: F401 - re-exported for older impor
     SERVER_LOG,
     START_TIMEOUT_S,
     RuntimeInfo,
-    child_env,
     ensure_server,
     flock,
     home_dir,
