@@ -4,7 +4,11 @@ Against a raw httpx-sse loop (``connect_sse`` + ``json.loads``) reading the
 same stream from the same real local server (synthetic worker), interleaved:
 
 * replay: a finished job's whole log (N events) read from the durable store;
-  events/s and the ratio of wall times (Trainer / raw).
+  events/s and the ratio of wall times (Trainer / raw), plus the client
+  process's CPU seconds (``time.process_time``, all its threads; the server is
+  another process), which a machine shared with other work disturbs less.
+  Three readers: raw; ``Trainer.wait()`` with one no-op sync ``on_log``;
+  ``Trainer.wait()`` with no callbacks.
 * live: a paced job (``ARKOR_NB_SYNTHETIC_STEP_S``) tailed while it runs;
   latency from the event being recorded (its ``timestamp``, set by the store
   when it appends the event, millisecond resolution) to the callback
@@ -38,6 +42,7 @@ def raw_read(server: Server, job_id: str) -> dict[str, Any]:
     lat: list[float] = []
     count = 0
     stamps: dict[int, float] = {}
+    c0 = time.process_time()
     t0 = time.perf_counter()
     with httpx.Client(timeout=httpx.Timeout(60.0), trust_env=False) as client:
         with connect_sse(client, "GET", f"{server.url}/v1/jobs/{job_id}/events/stream",
@@ -55,7 +60,7 @@ def raw_read(server: Server, job_id: str) -> dict[str, Any]:
                     lat.append(now - ts)
                     stamps[data["step"]] = ts
     return {"events": count, "wall_s": time.perf_counter() - t0, "latency_s": lat,
-            "stamps": stamps}
+            "stamps": stamps, "cpu_s": time.process_time() - c0}
 
 
 def raw_completed(server: Server, job_id: str) -> dict[str, Any]:
@@ -94,11 +99,12 @@ def trainer_read(server: Server, job_id: str | None, config: dict[str, Any] | No
         assert config is not None
         trainer = create_trainer(name="bench-live", backend=backend, callbacks=callbacks,
                                  model=config["model"], max_steps=config["maxSteps"])
+    c0 = time.process_time()
     t0 = time.perf_counter()
     result = trainer.wait()
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "calls": calls, "status": result.job.status,
-            "job_id": trainer.job_id}
+            "job_id": trainer.job_id, "cpu_s": time.process_time() - c0}
 
 
 def run(mode: str) -> dict[str, Any]:
@@ -121,11 +127,13 @@ def run(mode: str) -> dict[str, Any]:
             for who in order:
                 if who == "raw":
                     r = raw_read(server, job_id)
-                    raw_runs.append({"events": r["events"], "wall_s": r["wall_s"]})
+                    raw_runs.append({"events": r["events"], "wall_s": r["wall_s"],
+                                     "cpu_s": r["cpu_s"]})
                 else:
                     r = trainer_read(server, job_id, with_callback=who == "trainer")
                     (tr_runs if who == "trainer" else bare_runs).append(
-                        {"calls": len(r["calls"]), "wall_s": r["wall_s"], "status": r["status"]})
+                        {"calls": len(r["calls"]), "wall_s": r["wall_s"], "status": r["status"],
+                         "cpu_s": r["cpu_s"]})
                 log(f"sse replay rep {rep + 1}: {who} {r['wall_s']:.2f} s")
         events = raw_runs[0]["events"]
         out["replay"] = {
@@ -142,6 +150,11 @@ def run(mode: str) -> dict[str, Any]:
         rp["bare_events_per_s"] = events / rp["bare_wall_s"]
         rp["ratio"] = rp["trainer_wall_s"] / rp["raw_wall_s"]
         rp["bare_ratio"] = rp["bare_wall_s"] / rp["raw_wall_s"]
+        for who, runs in (("raw", raw_runs), ("trainer", tr_runs), ("bare", bare_runs)):
+            rp[f"{who}_cpu_s"] = median(x["cpu_s"] for x in runs)
+            rp[f"{who}_events_per_cpu_s"] = events / rp[f"{who}_cpu_s"]
+        rp["cpu_ratio"] = rp["trainer_cpu_s"] / rp["raw_cpu_s"]
+        rp["bare_cpu_ratio"] = rp["bare_cpu_s"] / rp["raw_cpu_s"]
     live_cfg = {"model": "arkor-nb/synthetic", "maxSteps": n_live}
     with local_server(ARKOR_NB_SYNTHETIC_STEP_S=str(LIVE_STEP_S)) as server:
         raw_lat: list[float] = []
