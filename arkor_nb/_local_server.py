@@ -11,7 +11,6 @@ server itself (``arkor_nb.local``) runs in the child process.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -59,6 +58,7 @@ def prepare_home(home: Path) -> Path:
 @contextmanager
 def flock(path: Path, *, blocking: bool = True) -> Iterator[IO[str] | None]:
     """An exclusive ``flock`` on ``path``; yields None if non-blocking and taken."""
+    import fcntl  # here, not at import: POSIX only, and cloud users never get here
     handle = open(path, "a+")
     try:
         try:
