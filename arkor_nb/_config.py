@@ -54,6 +54,16 @@ def non_negative_number(field: str, value: Any) -> float:
 def non_empty_str(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(field, f"must be a non-empty string, got {value!r}")
+    return utf8(field, value)
+
+
+def utf8(field: str, value: str) -> str:
+    """Text JSON can carry: a lone surrogate (e.g. a non-UTF-8 file name) is refused."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(field, f"{value!r} is not valid UTF-8 text (a file name in another "
+                          "encoding?); rename the file or pass the text as UTF-8") from None
     return value
 
 
@@ -149,6 +159,9 @@ def dataset_source(dataset: Any, *, absolute_paths: bool) -> dict[str, Any]:
                 f'a {kind!r} dataset needs a non-empty "{required}" string, got {value!r}',
             )
         source[required] = value
+    for key, value in source.items():
+        if isinstance(value, str):
+            utf8(f"dataset.{key}", value)
     if kind == "file" and absolute_paths:
         for key in DATASET_SOURCE_KEYS["file"]:
             if isinstance(source.get(key), str):

@@ -114,7 +114,31 @@ async def _json_body(request: Request, limit: int = DEFAULT_MAX_BODY) -> dict[st
         raise ApiError(400, f"request body is not valid JSON: {err}", "body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "body")
+    bad = _not_unicode(body)
+    if bad is not None:
+        raise ApiError(400, f"{bad} contains text that is not valid Unicode (a lone surrogate "
+                       "such as \\ud800, or a file name that is not UTF-8); send UTF-8 text or "
+                       "rename the file", bad)
     return body
+
+
+def _not_unicode(body: dict[str, Any]) -> str | None:
+    """The field (``config.`` left out) of the first string SQLite/UTF-8 cannot hold."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return where.removeprefix("config.") or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((f"{where}.{key}" if where else str(key), item))
+                stack.append((f"{where} (a key)" if where else "body (a key)", key))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -41,16 +41,39 @@ _SOURCE_KEYS = {kind: {"type", *keys} for kind, keys in DATASET_SOURCE_KEYS.item
 MAX_ROWS_CHECKED = 200_000
 
 
+# Never implicit data roots, even when the server runs in them (a server
+# started from "/" inherits it as its working directory): the filesystem root
+# and the system's own folders. ARKOR_NB_DATA_ROOTS may still list any folder
+# but the root.
+_ROOT = Path("/")
+SYSTEM_DIRS = frozenset(Path(p) for p in (
+    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+    "/run", "/sbin", "/sys", "/usr", "/var",
+))
+
+
+def _is_system(path: Path) -> bool:
+    """The root, a system folder, or inside one (the temp dir excepted)."""
+    temp = Path(tempfile.gettempdir()).resolve()
+    if path == temp or path.is_relative_to(temp):
+        return False
+    return path in SYSTEM_DIRS or any(d != _ROOT and path.is_relative_to(d) for d in SYSTEM_DIRS)
+
+
 def allowed_roots(home: Path) -> list[Path]:
     """Directories a dataset file may live in (after resolving symlinks).
 
     The working directory, the user's home, the arkor-nb home and the temp dir,
-    plus any listed in ``ARKOR_NB_DATA_ROOTS`` (os.pathsep separated).
+    unless one of them is the filesystem root or a system folder; plus any
+    listed in ``ARKOR_NB_DATA_ROOTS`` (os.pathsep separated; any folder but
+    the root).
     """
-    roots = [Path.cwd(), Path.home(), Path(home), Path(tempfile.gettempdir())]
+    implicit = [Path.cwd(), Path.home(), Path(home), Path(tempfile.gettempdir())]
+    roots = [r for r in (p.expanduser().resolve() for p in implicit) if not _is_system(r)]
     extra = os.environ.get("ARKOR_NB_DATA_ROOTS", "")
-    roots += [Path(p) for p in extra.split(os.pathsep) if p]
-    return [r.expanduser().resolve() for r in roots]
+    explicit = (Path(p).expanduser().resolve() for p in extra.split(os.pathsep) if p)
+    roots += [r for r in explicit if r != _ROOT]
+    return roots
 
 
 def validate_config(config: dict[str, Any], *, home: Path) -> dict[str, Any]:
@@ -310,21 +333,30 @@ def resolve_data_path(path: Any, field: str, home: Path) -> Path:
     if not isinstance(path, str) or not path.strip():
         raise ConfigError(field, "must be a file path like 'data/triage.jsonl'")
     raw = Path(path).expanduser()
-    if not raw.is_absolute():
+    relative = not raw.is_absolute()
+    if relative:
         raw = Path.cwd() / raw
     try:
         real = raw.resolve(strict=True)
     except (FileNotFoundError, RuntimeError):
-        raise ConfigError(field, f"file not found: {path!r} (looked at {raw}); check the path, "
-                          "relative paths are resolved against the server's working directory") from None
+        where = (f"a relative path sent over HTTP is resolved against the server's working "
+                 f"directory {Path.cwd()}; send an absolute path" if relative else
+                 "arkor_nb resolves a relative path against the folder your Python process "
+                 "runs in, os.getcwd(), before sending it")
+        raise ConfigError(field, f"file not found: {raw}; check the path ({where})") from None
     except (OSError, ValueError) as exc:  # name too long, NUL byte, ...
         raise ConfigError(field, f"cannot use {path[:80]!r} as a dataset file ({exc}); "
                           "pass a path like 'data/triage.jsonl'") from None
     roots = allowed_roots(home)
     if not any(real == r or real.is_relative_to(r) for r in roots):
-        raise ConfigError(field, f"{path!r} resolves to {real}, outside the allowed data folders; "
-                          "copy the file under your working directory or add its folder to "
-                          "ARKOR_NB_DATA_ROOTS")
+        why = " (a system folder, never a data folder by itself)" if _is_system(real) else ""
+        fix = "copy the file under your home or working directory"
+        if real.parent != _ROOT:
+            fix += (", or add its folder to ARKOR_NB_DATA_ROOTS where the server starts "
+                    f"(ARKOR_NB_DATA_ROOTS={real.parent})")
+        allowed = ", ".join(map(str, roots)) or "none"
+        raise ConfigError(field, f"{path!r} resolves to {real}, outside the allowed data "
+                          f"folders{why} (allowed: {allowed}); {fix}")
     if not real.is_file():
         raise ConfigError(field, f"{path!r} is not a regular file")
     if ds.file_format(real) is None:

@@ -116,7 +116,7 @@ def iter_file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, An
     """Yield ``(where, raw_row)``; a line that is not JSON yields a RowError as the row."""
     fmt = fmt or file_format(path)
     if fmt == "jsonl":
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: a UTF-8 BOM is skipped
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -125,19 +125,9 @@ def iter_file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, An
                 except json.JSONDecodeError as exc:
                     yield f"line {lineno}", RowError(f"line {lineno}", f"not valid JSON ({exc.msg})")
     elif fmt == "json":
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        if isinstance(data, dict):
-            for key in ("data", "rows", "train", "examples"):
-                if isinstance(data.get(key), list):
-                    data = data[key]
-                    break
-        if not isinstance(data, list):
-            raise ValueError('a .json dataset must be a list of rows (or {"data": [...]})')
-        for i, row in enumerate(data, start=1):
-            yield f"row {i}", row
+        yield from _iter_json_rows(path)
     elif fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             for row in reader:
                 yield f"line {reader.line_num}", dict(row)
@@ -150,11 +140,98 @@ def iter_file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, An
         raise ValueError(f"unsupported file type {path.suffix!r}; use one of {sorted(FILE_FORMATS)}")
 
 
-def _text(value: Any, where: str, column: str) -> str:
+# A .json file is read as a stream of rows, so its size never sets the
+# server's memory; only the wrapped form {"data": [...]} is parsed whole, and
+# only below this size.
+JSON_WHOLE_LIMIT = 64 * 1024 * 1024
+_JSON_CHUNK = 1024 * 1024
+_JSON_MAX_ROW = 64 * 1024 * 1024
+_JSON_WRAPPERS = ("data", "rows", "train", "examples")
+
+
+def _iter_json_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """Rows of a top-level JSON array, decoded one at a time from 1 MiB reads."""
+    decoder = json.JSONDecoder()
+    with open(path, encoding="utf-8-sig") as fh:
+        buf, pos, eof = "", 0, False
+
+        def fill() -> bool:
+            nonlocal buf, pos, eof
+            chunk = fh.read(_JSON_CHUNK)
+            eof = not chunk
+            buf, pos = buf[pos:] + chunk, 0
+            return not eof
+
+        def skip_space() -> str:
+            nonlocal pos
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    pos += 1
+                if pos < len(buf) or not fill():
+                    return buf[pos] if pos < len(buf) else ""
+
+        first = skip_space()
+        if first == "{":
+            yield from _wrapped_json_rows(path)
+            return
+        if first != "[":
+            raise ValueError('a .json dataset must be a list of rows (or {"data": [...]})')
+        pos += 1
+        n = 0
+        while True:
+            token = skip_space()
+            if token == "]":
+                pos += 1
+                if skip_space():
+                    raise ValueError(f"unexpected text after the closing ']' of row {n}'s list")
+                return
+            if n:
+                if token != ",":
+                    raise ValueError(f"row {n}: expected ',' or ']' after it, found {token!r}")
+                pos += 1
+                skip_space()
+            while True:
+                try:
+                    row, end = decoder.raw_decode(buf, pos)
+                except json.JSONDecodeError as exc:
+                    if eof or len(buf) - pos > _JSON_MAX_ROW:
+                        raise ValueError(f"row {n + 1}: not valid JSON ({exc.msg})") from None
+                    fill()
+                    continue
+                cut = end == len(buf) or buf[end] not in " \t\r\n,]"
+                if cut and not eof and isinstance(row, (int, float)):
+                    fill()  # a number may go on in the next read ("0." + "1")
+                    continue
+                break
+            n += 1
+            pos = end
+            yield f"row {n}", row
+
+
+def _wrapped_json_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    size = path.stat().st_size
+    if size > JSON_WHOLE_LIMIT:
+        raise ValueError(f"{path.name} is a JSON object of {size / 2**20:.0f} MB; a wrapped "
+                         f'dataset ({{"data": [...]}}) is read whole, up to '
+                         f"{JSON_WHOLE_LIMIT // 2**20} MB: write the rows as a top-level JSON "
+                         "list, or better as .jsonl (one row per line)")
+    with open(path, encoding="utf-8-sig") as fh:
+        data = json.load(fh)
+    rows = next((data[k] for k in _JSON_WRAPPERS if isinstance(data.get(k), list)), None)
+    if rows is None:
+        raise ValueError('a .json dataset must be a list of rows (or {"data": [...]})')
+    for i, row in enumerate(rows, start=1):
+        yield f"row {i}", row
+
+
+def _text(value: Any, where: str, column: str, *, blank_ok: bool = True) -> str:
+    """A string cell; a prompt or answer must also have some text (a blank one teaches nothing)."""
     if value is None:
         raise RowError(where, f"column {column!r} is empty")
     if not isinstance(value, str):
         raise RowError(where, f"column {column!r} must be a string, got {type(value).__name__}")
+    if not blank_ok and not value.strip():
+        raise RowError(where, f"column {column!r} is empty; fill it in or remove the row")
     return value
 
 
@@ -177,6 +254,9 @@ def _messages(value: Any, where: str, column: str) -> list[dict[str, str]]:
             raise RowError(where, f"message {j} has role {role!r}; use one of {sorted(ROLES)}")
         if not isinstance(content, str):
             raise RowError(where, f"message {j} needs a string 'content'")
+        if role in ("user", "assistant") and not content.strip():
+            raise RowError(where, f"message {j} ({role}) has empty content; fill it in or "
+                           "remove the row")
         out.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in out):
         raise RowError(where, "has no assistant message to learn from")
@@ -219,20 +299,18 @@ def normalize_row(raw: Any, where: str, fmt: RowFormat = RowFormat()) -> dict[st
         return {"messages": messages}
     if kind == "prompt_completion":
         row = {
-            "prompt": _text(raw[col("prompt")], where, col("prompt")),
-            "completion": _text(raw[col("completion")], where, col("completion")),
+            "prompt": _text(raw[col("prompt")], where, col("prompt"), blank_ok=False),
+            "completion": _text(raw[col("completion")], where, col("completion"), blank_ok=False),
         }
     elif kind == "instruction":
-        prompt = _text(raw[col("instruction")], where, col("instruction"))
+        prompt = _text(raw[col("instruction")], where, col("instruction"), blank_ok=False)
         extra = raw.get(col("input"))
         if isinstance(extra, str) and extra.strip():
             prompt = f"{prompt}\n\n{extra}"
-        row = {"prompt": prompt, "completion": _text(raw[col("output")], where, col("output"))}
+        row = {"prompt": prompt,
+               "completion": _text(raw[col("output")], where, col("output"), blank_ok=False)}
     else:
-        text = _text(raw[col("text")], where, col("text"))
-        if not text.strip():
-            raise RowError(where, f"column {col('text')!r} is empty")
-        return {"text": text}
+        return {"text": _text(raw[col("text")], where, col("text"), blank_ok=False)}
     system = raw.get(col("system"))
     if isinstance(system, str) and system:
         row["system"] = system
@@ -293,13 +371,33 @@ def download_blob(url: str, home: Path, token: str | None = None, fmt: str | Non
     dest.parent.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     tmp = dest.with_suffix(dest.suffix + ".part")
-    with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=60.0) as resp:
-        resp.raise_for_status()
-        with open(tmp, "wb") as fh:
-            for chunk in resp.iter_bytes():
-                fh.write(chunk)
+    try:
+        with httpx.stream("GET", url, headers=headers, follow_redirects=True,
+                          timeout=60.0) as resp:
+            if resp.status_code >= 400:
+                hint = (" (the token was refused: check datasetSource.token)"
+                        if resp.status_code in (401, 403) else "")
+                raise BlobError(url, f"HTTP {resp.status_code} {resp.reason_phrase}{hint}")
+            with open(tmp, "wb") as fh:
+                for chunk in resp.iter_bytes():
+                    fh.write(chunk)
+    except httpx.HTTPError as exc:
+        raise BlobError(url, f"{type(exc).__name__}: {exc}") from None
     tmp.replace(dest)
     return dest
+
+
+class BlobError(ValueError):
+    """A blob dataset could not be downloaded; the message shows the URL without secrets."""
+
+    field = "datasetSource.url"
+
+    def __init__(self, url: str, reason: str) -> None:
+        from arkor_nb.redact import redact_config
+
+        safe = redact_config(url)
+        super().__init__(f"could not download the dataset from {safe}: {reason.replace(url, safe)}; "
+                         "check the URL (and the token, for a private file)")
 
 
 def iter_hf_rows(name: str, split: str, subset: str | None = None) -> Iterator[tuple[str, Any]]:

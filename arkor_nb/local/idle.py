@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from arkor_nb.local.security import ASGIApp, Receive, Scope, Send
+from arkor_nb.local.security import ASGIApp, AsgiScope, Receive, Send
 
 
 class ActivityTracker:
@@ -25,7 +25,7 @@ class ActivityTracker:
         self.in_flight = 0
         self.last_activity = time.monotonic()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -31,7 +31,8 @@ from urllib.parse import quote
 from arkor_nb._local_server import child_env  # one copy, in the SDK half
 from arkor_nb.local.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.store import Store
-from arkor_nb.local.worker_protocol import CANCEL_LINE, JobSpec, decode_event
+from arkor_nb.local.worker_protocol import CANCEL_LINE, JobSpec, decode_event, split_secrets
+from arkor_nb.redact import REDACTED
 from arkor_nb.types import (
     QUEUED,
     RUNNING,
@@ -128,6 +129,7 @@ class JobManager:
         self.max_running = max(1, max_running)
         self.cancel_grace_s = cancel_grace_s
         self._runs: dict[str, _Run] = {}
+        self._secrets: dict[str, dict[str, str]] = {}  # job id -> secrets, until it starts
         self._lock = threading.RLock()
         self._closed = False
         self._retry_wake = threading.Event()  # set at shutdown: stops retry loops at once
@@ -190,8 +192,13 @@ class JobManager:
     # ------------------------------------------------------------------- jobs
 
     def create(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Queue a job. Secrets in ``config`` stay in memory only: the store gets ``***``."""
         job_id = new_job_id()
-        self.store.create_job(job_id, name, config)
+        stored, secrets = split_secrets(config, REDACTED)
+        with self._lock:
+            if secrets:
+                self._secrets[job_id] = secrets
+            self.store.create_job(job_id, name, stored)
         self._schedule()
         job = self.store.get_job(job_id)
         assert job is not None
@@ -204,6 +211,7 @@ class JobManager:
             if job is None:
                 return None
             if job["status"] == QUEUED:
+                self._secrets.pop(job_id, None)
                 self.store.append(job_id, [TrainingCancelled()])
                 self.notify(job_id)
             elif job["status"] == RUNNING:
@@ -237,10 +245,24 @@ class JobManager:
                 job_id = queued[0]
                 if not self.store.mark_running(job_id):
                     continue
+                if self._secrets_lost(job_id):
+                    continue
                 try:
                     self._spawn(job_id)
                 except OSError as err:
                     self._fail(job_id, f"could not start the training worker: {err}")
+
+    def _secrets_lost(self, job_id: str) -> bool:
+        """A job queued before a restart whose secret (e.g. a dataset token) died with it."""
+        job = self.store.get_job(job_id)
+        assert job is not None
+        _, needed = split_secrets(job["config"], REDACTED)
+        if not needed or job_id in self._secrets:
+            return False
+        self._fail(job_id, "this job needs a secret (the dataset token) that the local server "
+                   "kept only in memory, and the server restarted before the job started; "
+                   "secrets are never written to disk, so submit the job again")
+        return True
 
     def _spawn(self, job_id: str) -> None:
         job = self.store.get_job(job_id)
@@ -262,7 +284,8 @@ class JobManager:
         (job_dir / "worker.pid").write_text(str(proc.pid))
         run = _Run(job_id=job_id, proc=proc, job_dir=job_dir)
         self._runs[job_id] = run
-        spec = JobSpec(job_id=job_id, config=job["config"], job_dir=job_dir, home=self.home)
+        spec = JobSpec(job_id=job_id, config=job["config"], job_dir=job_dir, home=self.home,
+                       secrets=self._secrets.pop(job_id, {}))
         self._write_stdin(run, spec.to_line())
         run.stderr_thread = threading.Thread(
             target=self._read_stderr, args=(run,), daemon=True, name=f"stderr-{job_id}"

@@ -68,6 +68,8 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
     )
 
     home = prepare_home(home)
+    if home.stat().st_mode & 0o077:  # private even if it existed before (it holds the token)
+        os.chmod(home, 0o700)
     if not is_loopback_host(host) and not (allow_remote and token):
         print(f"arkor-nb serve: refusing to listen on non-loopback address {host!r}: pass "
               "--allow-remote and an explicit --token (or ARKOR_NB_TOKEN) to expose the "
@@ -115,8 +117,10 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         print(f"arkor-nb local server {__version__} on {url} (home {home}; "
               f"token in {'the given --token' if token else home / TOKEN_FILE})",
               file=sys.stderr, flush=True)
+        from arkor_nb.local.request_timeouts import TimedH11Protocol
+
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, http=TimedH11Protocol)
         server = uvicorn.Server(config)
         servers.append(server)
         try:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-Scope = MutableMapping[str, Any]
+AsgiScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[[AsgiScope, Receive, Send], Awaitable[None]]
 
 TOKEN_FILE = "token"
 OPEN_PATHS = frozenset({"/healthz"})
@@ -105,7 +105,7 @@ class GuardMiddleware:
         self.policy = policy
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # no websocket routes: refuse before any check
             await send({"type": "websocket.close", "code": 1008})
             return
@@ -127,6 +127,9 @@ class GuardMiddleware:
             await _reject(send, 401, "missing or wrong bearer token; send "
                           "'Authorization: Bearer <token>' with the token from <home>/token",
                           "authorization", extra=[(b"www-authenticate", b"Bearer")])
+            return
+        if "\x00" in path:  # %00: no file, job or route name holds one
+            await _reject(send, 400, "the URL path contains a NUL byte (%00); remove it", "path")
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -57,6 +58,18 @@ CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
 """
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` as 0600 (SQLite gives its -wal/-shm files the same mode) or tighten it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists():
+            os.chmod(extra, 0o600)
+
+
 def utc_now() -> str:
     """ISO-8601 UTC timestamp with milliseconds, the wire's time format."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -81,6 +94,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(self.path)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         with self._write_lock:

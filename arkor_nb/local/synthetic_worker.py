@@ -55,7 +55,7 @@ def _save(job_dir: Path, rel: str, step: int, config: dict[str, Any]) -> None:
 
 
 def run(spec: JobSpec, emit: Callable[[TrainingEvent], None], cancel: threading.Event) -> int:
-    config = spec.config
+    config = spec.full_config()
     job_dir = spec.job_dir
     epochs = config.get("numTrainEpochs")
     default_steps = int(float(epochs) * 20) if isinstance(epochs, (int, float)) else DEFAULT_MAX_STEPS

@@ -90,7 +90,10 @@ def load_rows(config: dict[str, Any], home: Path) -> tuple[list[dict[str, Any]],
     fmt = ds.parse_format(config.get("datasetFormat"))
     source = config["datasetSource"]
     split = config.get("datasetSplit")
-    train_iter = ds.source_rows(source, home, split=split if isinstance(split, str) else None)
+    try:
+        train_iter = ds.source_rows(source, home, split=split if isinstance(split, str) else None)
+    except ds.BlobError as exc:
+        raise ConfigError(exc.field, str(exc)) from None
     assert train_iter is not None
     try:
         train = ds.load_normalized(train_iter, fmt)
@@ -304,7 +307,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     home = spec.home
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
-    config = validate_config(spec.config, home=home)
+    config = validate_config(spec.full_config(), home=home)
 
     def checkpoint_cancel(step: int = 0) -> None:
         if cancel.is_set():
@@ -321,12 +324,14 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         torch.set_num_threads(max(1, threads))
     checkpoint_cancel()
     t0 = time.perf_counter()
-    model_path = resolve_model(config["model"], home)
-    checkpoint_cancel()
-
+    # Data first: a bad or unreachable dataset fails before a model is built or loaded.
     train_rows, eval_rows = load_rows(config, home)
     if config.get("dryRun"):
         train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
+    checkpoint_cancel()
+    model_path = resolve_model(config["model"], home)
+    checkpoint_cancel()
+
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )

@@ -1,8 +1,10 @@
 """The worker stdio protocol, both ends, in one place (see docs/protocol.md).
 
-- stdin line 1: the job spec, JSON ``{"jobId", "config", "jobDir", "home"}``;
-  later lines say ``cancel``; EOF on stdin means cancel too (the server went
-  away).
+- stdin line 1: the job spec, JSON ``{"jobId", "config", "jobDir", "home",
+  "secrets"?}``; later lines say ``cancel``; EOF on stdin means cancel too
+  (the server went away). ``secrets`` (``{"datasetSource.token": ...}``) are
+  the config values the server never stores: the pipe is their only copy
+  outside the server's memory.
 - stdout: one typed event per line, without ``jobId``/``timestamp`` (the
   server adds them when it records the event), ending with exactly one
   terminal event. Everything else (library logs, progress bars, stray
@@ -22,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,16 +38,23 @@ _WORKER_ONLY = {"job_id", "timestamp"}  # the server's to set, not the worker's
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a worker is told about its job (the first stdin line)."""
+    """What a worker is told about its job (the first stdin line).
+
+    ``config`` is the stored (secret-free) config; the worker sees
+    :meth:`full_config`, with ``secrets`` (dotted path -> value) put back.
+    """
 
     job_id: str
     config: dict[str, Any]
     job_dir: Path
     home: Path
+    secrets: dict[str, str] = field(default_factory=dict)
 
     def to_line(self) -> str:
         body = {"jobId": self.job_id, "config": self.config,
                 "jobDir": str(self.job_dir), "home": str(self.home)}
+        if self.secrets:
+            body["secrets"] = self.secrets
         return json.dumps(body) + "\n"
 
     @classmethod
@@ -55,7 +64,42 @@ class JobSpec:
         if not isinstance(data, dict) or not {"config", "jobDir", "home"} <= set(data):
             raise ValueError("first stdin line must be a JSON object with config, jobDir and home")
         return cls(job_id=str(data.get("jobId", "")), config=dict(data["config"] or {}),
-                   job_dir=Path(data["jobDir"]), home=Path(data["home"]))
+                   job_dir=Path(data["jobDir"]), home=Path(data["home"]),
+                   secrets=dict(data.get("secrets") or {}))
+
+    def full_config(self) -> dict[str, Any]:
+        return with_secrets(self.config, self.secrets)
+
+
+# Config values that are secrets: never stored, never shown (dotted paths).
+SECRET_FIELDS = ("datasetSource.token",)
+
+
+def split_secrets(config: dict[str, Any], marker: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``config`` with each secret replaced by ``marker``, and the secrets themselves."""
+    stored = json.loads(json.dumps(config))  # a deep copy of plain JSON
+    secrets: dict[str, str] = {}
+    for dotted in SECRET_FIELDS:
+        *parents, leaf = dotted.split(".")
+        node = stored
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(leaf), str):
+            secrets[dotted] = node[leaf]
+            node[leaf] = marker
+    return stored, secrets
+
+
+def with_secrets(config: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """The inverse of :func:`split_secrets` (a copy; ``config`` is left as is)."""
+    full = json.loads(json.dumps(config))
+    for dotted, value in secrets.items():
+        *parents, leaf = dotted.split(".")
+        node = full
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return full
 
 
 def encode_event(event: TrainingEvent) -> str:

@@ -73,8 +73,10 @@ class LocalServer:
         port: int | None = None,
         args: tuple[str, ...] = (),
         preexec: Callable[[], None] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.home = home
+        self.cwd = cwd
         self.preexec = preexec
         self.port = port or free_port()
         self.args = args
@@ -105,6 +107,7 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=self.preexec,
+            cwd=self.cwd,
         )
         log.close()
         self.starts += 1
