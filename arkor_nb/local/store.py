@@ -33,6 +33,7 @@ from arkor_nb.types import (
     TrainingEvent,
     TrainingFailed,
     TrainingLog,
+    event_type,
 )
 
 _SCHEMA = """
@@ -114,12 +115,14 @@ class Store:
                 if column not in have:
                     conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
             # Once, for jobs recorded before these columns existed.
+            log, saved = event_type(TrainingLog), event_type(CheckpointSaved)
             conn.execute(
                 "UPDATE jobs SET "
                 "step = (SELECT MAX(json_extract(data, '$.step')) FROM events e "
-                "        WHERE e.job_id = jobs.id AND e.type IN ('training.log', 'checkpoint.saved')), "
+                "        WHERE e.job_id = jobs.id AND e.type IN (?1, ?2)), "
                 "best_loss = (SELECT MIN(json_extract(data, '$.loss')) FROM events e "
-                "             WHERE e.job_id = jobs.id AND e.type = 'training.log')"
+                "             WHERE e.job_id = jobs.id AND e.type = ?1)",
+                (log, saved),
             )
         except BaseException:
             conn.execute("ROLLBACK")
