@@ -37,7 +37,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from .client import PERMANENT_STREAM_STATUSES
 from .errors import CloudApiError, JobNotFoundError, ReconnectExhaustedError
-from .types import ReconnectPolicy, StreamNotice, TrainingEvent, parse_event, parse_event_json
+from .types import ReconnectPolicy, StreamNotice, TrainingEvent, parse_event_json
 
 # What counts as a transport failure while opening or reading the stream.
 STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)
@@ -234,26 +234,32 @@ class JobStream:
 
     def _parse(self, data: str, frame_id: str | None) -> TrainingEvent | None:
         """One data frame -> a typed event, or None (skipped: empty, unparseable,
-        unknown type, or a duplicate id)."""
+        unknown type, or a duplicate id).
+
+        A frame's id moves the resume point even when its data is skipped (as
+        in EventSource), so a broken record is not replayed after every
+        reconnect; only a parseable frame resets the failure count.
+        """
+        if not data or data.isspace():
+            return None
         event = parse_event_json(data)
-        if event is None:
-            if not data or data.isspace():
-                return None
-            try:
-                payload = json.loads(data)
-            except ValueError:
-                return None  # unparseable: skipped, the stream goes on
-            if not isinstance(payload, dict):
-                return None
-            event = parse_event(payload)  # None for an unknown type: still a parseable frame
-        self._parsed = True
-        self.failures = 0
+        if event is not None or _is_json_object(data):
+            self._parsed = True
+            self.failures = 0
         if frame_id is not None:
             if not self._seen.check_and_add(frame_id):
-                return None
+                return None  # a replayed duplicate
             self.last_event_id = frame_id
-        if event is not None and frame_id is not None:
-            # straight into the model's field storage: pydantic's __setattr__
-            # costs ~3 us an event and event_id is client-side only (excluded)
-            event.__dict__["event_id"] = frame_id
+            if event is not None:
+                # straight into the model's field storage: pydantic's __setattr__
+                # costs ~3 us an event and event_id is client-side only (excluded)
+                event.__dict__["event_id"] = frame_id
         return event
+
+
+def _is_json_object(data: str) -> bool:
+    """A parseable data frame whose type we do not know (or whose fields are bad)."""
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False

@@ -136,3 +136,10 @@ def test_garbage_only_streams_never_reset_the_failure_count(cloud: FakeCloud) ->
     with pytest.raises(ak.ReconnectExhaustedError):
         collect(JobStream(cloud.backend(), "job_g", policy, known=True))
     assert len(cloud.stream_opens("job_g")) == 3
+
+
+def test_a_skipped_frame_still_moves_the_resume_point() -> None:
+    """As in EventSource: a broken record is skipped once, not replayed after every reconnect."""
+    items, stream = decode([_log(1, "1").encode() + b"id: 2\ndata: {broken\n\n"])
+    assert items == [(1, "1")] and stream.last_event_id == "2"
+    assert stream.failures == 0
