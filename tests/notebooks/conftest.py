@@ -36,6 +36,9 @@ def kernel_env() -> dict[str, str]:
     roots = [str(REPO / "data"), env.get("ARKOR_NB_DATA_ROOTS", "")]
     env["ARKOR_NB_DATA_ROOTS"] = os.pathsep.join(r for r in roots if r)
     env["OMP_WAIT_POLICY"] = "PASSIVE"
+    # real-model.ipynb's parameters: a short run (its full run takes ~12 min on 2 cores).
+    env["ARKOR_NB_REAL_MODEL_STEPS"] = "4"
+    env["ARKOR_NB_REAL_MODEL_TICKETS"] = "4"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
 
