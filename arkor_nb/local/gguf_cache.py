@@ -59,6 +59,12 @@ class GGUFInfo:
     data_bytes: int  # where the last tensor ends, from the start of the file
 
 
+# Per process, keyed by (path, size, mtime): a server answering many chats with a
+# GGUF base model hashes and parses the file once, not per request.
+_HASHES: dict[tuple[str, int, int], str] = {}
+_CHECKED: dict[tuple[str, int, int], GGUFInfo] = {}
+
+
 class _Corrupt(Exception):
     """The header cannot be parsed (raised inside the reader, reported as ConfigError)."""
 
@@ -138,6 +144,12 @@ def check_gguf(path: Path | str, field: str = "model") -> GGUFInfo:
     """Parse the header of a GGUF file; one ConfigError naming the file and the fix if bad."""
     path = Path(path)
     gguf = _require_gguf(path, field)
+    try:
+        key = _stat_key(path)
+    except OSError:
+        key = None
+    if key in _CHECKED:
+        return _CHECKED[key]
     quant_sizes: dict[Any, tuple[int, int]] = gguf.GGML_QUANT_SIZES
     try:
         with open(path, "rb") as fh:
@@ -160,6 +172,8 @@ def check_gguf(path: Path | str, field: str = "model") -> GGUFInfo:
                           "architecture transformers cannot load from GGUF (it reads "
                           f"{', '.join(supported_architectures())}); use one of those, or the "
                           "model's original (non-GGUF) folder or Hugging Face id")
+    if key is not None:
+        _CHECKED[key] = info
     return info
 
 
@@ -222,7 +236,19 @@ def find_gguf(path: Path, field: str = "model") -> Path | None:
     return found[0] if found else None
 
 
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
 def content_hash(path: Path) -> str:
+    key = _stat_key(path)
+    if key not in _HASHES:
+        _HASHES[key] = _sha256(path)
+    return _HASHES[key]
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
