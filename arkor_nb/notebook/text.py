@@ -14,7 +14,7 @@ import sys
 from collections import deque
 from typing import Any, TextIO
 
-from ..errors import AbortedError, CloudApiError, ReconnectExhaustedError
+from ..errors import AbortedError, CloudApiError, JobNotFoundError, ReconnectExhaustedError
 from ..types import (
     CheckpointSaved,
     StreamNotice,
@@ -51,6 +51,8 @@ def fduration(seconds: float | None) -> str:
 
 def fix_for(error: BaseException) -> str:
     """What happened on the transport and what the user can do about it."""
+    if isinstance(error, JobNotFoundError):
+        return str(error)  # names the id and the backend; waiting will not help
     if isinstance(error, CloudApiError):
         if error.status in (401, 403):
             return (f"{error} — the backend refused the token: check ARKOR_TOKEN / "

@@ -41,3 +41,18 @@ def test_auth_failure_on_stream_open_says_how_to_fix() -> None:
     assert "arkor-transport" in status and "ARKOR_TOKEN" in status
     assert run.panel.cancel_button.disabled
     assert run.panel.cancel_button.description == "Stopped"
+
+
+def test_an_unknown_job_id_ends_the_panel_at_once_with_the_id() -> None:
+    """Issue 11: ak.live(job_id=...) for a job that does not exist used to retry a 404 forever."""
+    from arkor_nb.errors import JobNotFoundError
+
+    with FakeCloud() as cloud:
+        run = live(job_id="job_doesnotexist123", backend=cloud.backend(), display=False)
+        with pytest.raises(JobNotFoundError):
+            run.result(timeout=30)
+        opens = cloud.stream_opens()
+    status = run.panel.status_html.value
+    assert "job_doesnotexist123" in status and "does not exist" in status
+    assert "when the backend is back" not in status  # waiting would not help
+    assert opens == []
