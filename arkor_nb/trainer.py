@@ -393,11 +393,12 @@ class Trainer:
         calls: list[Call] = []
         result: TrainingResult | None = None
         for item in batch:
-            _tell(listeners, item)
             if isinstance(item, StreamNotice):
+                _tell(listeners, item)
                 continue
             chat = await self._chat_for() if isinstance(item, CheckpointSaved) else None
             callback, ctx, result = self._apply(item, job_id, saved, chat)
+            _tell(listeners, item)  # after _apply: listeners may read trainer.job
             if isinstance(ctx, CheckpointContext):
                 _tell(listeners, ctx)  # so a panel can sample with ctx.infer
             if callback is not None:

@@ -484,3 +484,14 @@ def test_listeners_get_a_checkpoint_context_that_can_sample(cloud: FakeCloud, fa
     assert response.json()["choices"][0]["message"]["content"] == "Hello"
     body = cloud.requests_to("POST", "/v1/inference/chat")[0].body
     assert body["adapter"] == {"kind": "checkpoint", "jobId": trainer.job_id, "step": 2}
+
+
+def test_listeners_see_the_job_already_updated_by_each_event(cloud: FakeCloud, fast) -> None:
+    cloud.default_events = [started(), log(1, 0.5), completed()]
+    trainer = make(cloud, fast)
+    seen: list[tuple[str, str]] = []
+    trainer.subscribe(lambda item: seen.append((item.type, trainer.job.status))
+                      if hasattr(item, "type") and hasattr(item, "event_id") else None)
+    trainer.wait()
+    assert seen == [("training.started", "running"), ("training.log", "running"),
+                    ("training.completed", "completed")]
