@@ -22,7 +22,6 @@ import inspect
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
@@ -35,6 +34,26 @@ from .snapshot import snapshot_html
 from .text import TextProgress, fix_for, status_line
 
 CANCEL_CONFIRM_S = 20.0  # how long the cancel thread polls the backend for the final status
+BEAT_S = 1.0  # the kernel's heartbeat to the panel's watchdog (see livechart)
+INTERRUPT_CONFIRM_S = 10.0  # how long an interrupted wait waits for that answer before its line
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """An interrupted ``run.result()`` / ``await run``: the message says what happened to the job.
+
+    IPython prints ``_render_traceback_`` instead of a traceback, so the cell
+    ends with that one line; ``except KeyboardInterrupt`` still catches it.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+def _is_cell_task() -> bool:
+    """True when the current task is IPython running a cell (ipykernel cancels it on interrupt)."""
+    task = asyncio.current_task()
+    coro = task.get_coro() if task is not None else None
+    return "run_cell_async" in getattr(coro, "__qualname__", "")
 
 
 def in_jupyter_kernel() -> bool:
@@ -65,8 +84,12 @@ class LiveRun:
         self.sample_prompts = list(sample_prompts or [])
         self.sample_max_tokens = sample_max_tokens
         config = dict(getattr(trainer, "config", None) or {})
-        self.state = RunState(name=getattr(trainer, "name", "") or "", job_id=trainer.job_id,
+        name = getattr(trainer, "name", "") or ""
+        if name == trainer.job_id:  # an attached trainer is named after its id until it loads the job
+            name = ""
+        self.state = RunState(name=name, job_id=trainer.job_id,
                               backend=getattr(trainer, "backend_kind", "") or "")
+        self._job_adopted = False
         self.state.apply_config(config)
         self.recorder = Recorder({"name": self.state.name, "jobId": trainer.job_id,
                                   "backend": self.state.backend, "config": config})
@@ -87,10 +110,11 @@ class LiveRun:
         self._sampler: ThreadPoolExecutor | None = None
         self._panel: Any = None
         self._text: TextProgress | None = None
-        self._snap_handle: Any = None
+        self._panel_closed = False
+        self._handle: Any = None  # the panel's cell output; the snapshot replaces it at the end
+        self._beat_at = 0.0
         self._display = display
         self.ticks = 0
-        self.tag = uuid.uuid4().hex[:12]  # links the panel to its snapshot output
         self._jupyter = display and in_jupyter_kernel()
         if display and not self._jupyter:
             self._text = TextProgress(text_stream)
@@ -116,28 +140,34 @@ class LiveRun:
         if self._panel is None:
             from .panel import LivePanel
 
-            panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote),
-                              hide_snapshot=self.tag)
+            panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
             panel.wake = self._wake.set
+            panel.set_reattach(self.state.job_id, self.state.backend)
             self._panel = panel
             if self._done.is_set():
                 panel.finish()
-            else:
-                threading.Thread(target=panel.attach_figure, name="arkor-nb-figure", daemon=True).start()
         return self._panel
 
     def _show(self) -> None:
         from IPython.display import display
 
-        panel = self.panel
-        display(panel)
-        self._snap_handle = display(
-            {"text/html": '<div class="arkor-snapshot-pending"></div>',
-             "text/plain": f"arkor_nb run {self.state.name}: the snapshot appears here when it ends"},
-            raw=True, display_id=True)
+        # one output: the live panel now, replaced by the static snapshot when the run ends,
+        # so a saved notebook keeps only the snapshot (no widget reference, no stale text)
+        self._handle = display(self.panel, display_id=True)
+
+    def _adopt_job(self) -> None:
+        """Take the job's name, status and creation time once the trainer has loaded it."""
+        job = getattr(self.trainer, "job", None)
+        if job is not None and not self._job_adopted:
+            self._job_adopted = True
+            self.state.set_job(job)
+            if self._panel is not None:
+                self._panel.set_reattach(job.id, self.state.backend)
 
     def _on_item(self, item: Any) -> None:
         """Trainer listener: runs on the streaming loop for every event. O(1), never raises."""
+        if not self._job_adopted:
+            self._adopt_job()
         if isinstance(item, CheckpointContext):
             return  # the CheckpointSaved event before it already updated the panel
         if self._text is not None and isinstance(item, StreamNotice):
@@ -154,8 +184,13 @@ class LiveRun:
             if trainer.job_id is None:
                 self.state.note("creating the job…")
                 trainer.start()
-            self.state.set_job(getattr(trainer, "job", None) or TrainingJob(id=trainer.job_id))
+            if getattr(trainer, "job", None) is not None:
+                self._adopt_job()
+            else:  # attached: the trainer loads the job when it starts streaming
+                self.state.set_job(TrainingJob(id=str(trainer.job_id)))
             self.recorder.header["jobId"] = trainer.job_id
+            if self._panel is not None:
+                self._panel.set_reattach(trainer.job_id, self.state.backend)
             self._wake.set()
             result = trainer.wait(abort_signal=self._abort.signal)
             self._result = result
@@ -212,8 +247,13 @@ class LiveRun:
         self._last_render = now
         self.ticks += 1
         try:
+            if not self._job_adopted:
+                self._adopt_job()
             if self._panel is not None:
                 self._panel.render(now)
+                if now - self._beat_at >= BEAT_S:
+                    self._beat_at = now
+                    self._panel.beat()
             if self._text is not None:
                 self._text.update(self.state, now)
             self.recorder.flush()
@@ -221,13 +261,18 @@ class LiveRun:
             self.state.note(f"panel redraw failed: {type(exc).__name__}: {exc}", "error")
 
     def _update_snapshot(self) -> None:
-        if self._snap_handle is None:
+        """Replace the panel's output with the static snapshot (again after a late change)."""
+        if self._handle is None:
             return
         try:
-            self._snap_handle.update({"text/html": self.snapshot_html(),
-                                      "text/plain": status_line(self.state.summary())}, raw=True)
+            self._handle.update({"text/html": self.snapshot_html(),
+                                 "text/plain": status_line(self.state.summary())}, raw=True)
         except Exception:  # the display went away (kernel shutting down)
-            pass
+            return
+        panel = self._panel
+        if panel is not None and not self._panel_closed:
+            self._panel_closed = True
+            panel.close_all()  # nothing shows it any more: keep it out of saved widget state
 
     # ------------------------------------------------------------ cancel
 
@@ -288,7 +333,7 @@ class LiveRun:
     def _after_late_change(self) -> None:
         """A change after the stream ended (cancel confirmed, sample reply): redraw the end state."""
         if self._done.is_set():
-            if self._panel is not None:
+            if self._panel is not None and not self._panel_closed:
                 self._panel.refresh_final()
             self._update_snapshot()
         else:
@@ -300,12 +345,14 @@ class LiveRun:
         return self._done.is_set()
 
     def result(self, timeout: float | None = None) -> TrainingResult:
-        """Block until the run ends; return its TrainingResult.
+        """Block until the run ends; return its TrainingResult (for scripts).
 
-        Interrupting (kernel stop button, Ctrl-C) acts as Cancel (the
-        backend too when the panel's toggle is on), then re-raises
-        KeyboardInterrupt. After a local-only cancel this raises AbortedError
-        (the job keeps running on the backend).
+        In a notebook prefer ``await run``: a blocking wait holds widget clicks
+        until the cell ends. Interrupting (kernel stop button, Ctrl-C) acts as
+        Cancel, following the panel's "also cancel on backend" toggle, and
+        raises :class:`RunInterrupted`, whose one line says what happened.
+        After a local-only cancel this raises AbortedError (the job keeps
+        running on the backend).
         """
         panel = self._panel
         if panel is not None:
@@ -321,14 +368,39 @@ class LiveRun:
             if thread is not None:
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except KeyboardInterrupt:
-            remote = bool(panel.remote_toggle.value) if panel is not None else True
-            self.cancel(remote=remote)
-            self._done.wait(5.0)
-            raise
+            self.cancel(remote=self._remote_default())
+            self._done.wait(INTERRUPT_CONFIRM_S)
+            thread = self._cancel_thread
+            if thread is not None:
+                thread.join(INTERRUPT_CONFIRM_S)
+            raise RunInterrupted(self.interrupt_line()) from None
         finally:
             if panel is not None:
                 panel.blocking = False
         return self._outcome()
+
+    def _remote_default(self) -> bool:
+        """The panel's "also cancel on backend" toggle (on without a panel)."""
+        panel = self._panel
+        return bool(panel.remote_toggle.value) if panel is not None else True
+
+    def interrupt_line(self) -> str:
+        """One true sentence about an interrupted wait: cancelled on the backend, or detached."""
+        s = self.state.summary()
+        job_id = s["job_id"]
+        if job_id is None:
+            return "interrupted before the job was created: nothing runs on the backend"
+        stop = (f'stop it with ak.Trainer.attach("{job_id}").cancel() or reattach with '
+                f'ak.live(job_id="{job_id}")')
+        status, cancel = s["status"], s["cancel_state"]
+        if cancel == "remote-ok" and status == "cancelled":
+            return f"interrupted: job {job_id} cancelled on the backend at step {s['step']}"
+        if status in TERMINAL and status != "detached":
+            return f"interrupted: job {job_id} had already ended ({status}) at step {s['step']}"
+        if self._cancel_remote:
+            why = s["cancel_detail"] or "no answer from the backend yet"
+            return f"interrupted: asked the backend to cancel job {job_id} ({why}); {stop}"
+        return f"interrupted: detached, job {job_id} still running on the backend; {stop}"
 
     def _outcome(self) -> TrainingResult:
         if self._result is not None:
@@ -344,6 +416,11 @@ class LiveRun:
         return self._wait_async().__await__()
 
     async def _wait_async(self) -> TrainingResult:
+        """Wait on the caller's loop (the kernel's in a notebook), so widget clicks still arrive.
+
+        An interrupt of the cell (ipykernel cancels the cell's task) acts as
+        Cancel, as in :meth:`result`, and ends the cell with one line.
+        """
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
 
@@ -358,9 +435,14 @@ class LiveRun:
             if thread is not None and thread.is_alive():
                 await asyncio.to_thread(thread.join)
         except asyncio.CancelledError:
-            panel = self._panel
-            self.cancel(remote=bool(panel.remote_toggle.value) if panel is not None else True)
-            raise
+            self.cancel(remote=self._remote_default())
+            if not _is_cell_task():
+                raise  # cancelled by the caller's own code (wait_for, gather): plain asyncio
+            await asyncio.to_thread(self._done.wait, INTERRUPT_CONFIRM_S)
+            thread = self._cancel_thread
+            if thread is not None:
+                await asyncio.to_thread(thread.join, INTERRUPT_CONFIRM_S)
+            raise RunInterrupted(self.interrupt_line()) from None
         finally:
             self._done_callbacks.remove(wake)
         return self._outcome()
@@ -425,7 +507,18 @@ class LiveRun:
         smoothing, log_y = 0.6, False
         if self._panel is not None:
             smoothing, log_y = float(self._panel.smoothing.value), bool(self._panel.log_toggle.value)
-        return snapshot_html(self.state, smoothing=smoothing, log_y=log_y, tag=self.tag)
+        return snapshot_html(self.state, smoothing=smoothing, log_y=log_y)
+
+    def figure(self) -> Any:
+        """The run's curves as an interactive plotly figure, on demand (needs plotly).
+
+        The live panel draws a light SVG chart; plotly's ~5 MB bundle is only
+        paid by those who ask for zoom and pan.
+        """
+        from .chart import figure
+
+        smoothing = float(self._panel.smoothing.value) if self._panel is not None else 0.6
+        return figure(self.state.curves(), smoothing=smoothing, title=self.state.name)
 
     def _repr_html_(self) -> str:
         return self.snapshot_html()

@@ -8,9 +8,10 @@ Rules that keep it responsive and cheap, however long the run:
 - button and control handlers only set flags / call ``on_cancel``;
 - no ``Output`` widget capture from threads, no ``clear_output``.
 
-When the run ends, ``finish`` swaps the plotly chart for the static SVG
-snapshot (a light ``HTML`` widget) and retires the plotly figure so its
-~5 MB bundle does not stay in saved widget state.
+The chart is the snapshot's own SVG in a small anywidget (``livechart``):
+the live panel and the saved snapshot look the same, a new panel costs a few
+kB instead of plotly's ~5 MB bundle, and its JavaScript shows hover values
+and marks the panel disconnected when the kernel stops beating.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from . import chart as chart_mod
+from .livechart import new_live_chart
 from .progress import TERMINAL, RunState
-from .series import Smoother
 from .snapshot import badge, run_lines, samples_html, svg_chart
-from .text import describe, esc, fduration, fnum
+from .text import describe, esc, fduration, fnum, fsci
 
 LOG_LINES = 120  # event-log lines sent to the browser (the ring keeps LOG_RING = 300)
 LOG_EVERY = 1.0  # seconds between event-log redraws while streaming
+EMPTY_CHART = "waiting for the first step"
 
 CSS_CLASSES = {
     "panel": "arkor-panel",
@@ -58,12 +59,8 @@ class LivePanel(widgets.VBox):
     """The run's panel. Build with a :class:`RunState`; ``render()`` from one thread."""
 
     def __init__(self, state: RunState, *, on_cancel: Callable[[bool], None] | None = None,
-                 use_plotly: bool = True, hide_snapshot: str = "", **kwargs: Any) -> None:
+                 **kwargs: Any) -> None:
         self.run_state = state
-        # Where this panel renders, its own static snapshot output is redundant: hide it.
-        # Viewers without widgets (GitHub, nbviewer without state) never see this style.
-        self._style = (f"<style>.arkor-snap-{esc(hide_snapshot)}{{display:none}}</style>"
-                       if hide_snapshot else "")
         self._on_cancel = on_cancel
         self.status_html = widgets.HTML(value="")
         self.cancel_button = widgets.Button(description="Cancel", button_style="danger",
@@ -75,7 +72,7 @@ class LivePanel(widgets.VBox):
         self.smoothing = widgets.FloatSlider(value=0.6, min=0.0, max=0.99, step=0.01,
                                              description="smoothing", readout_format=".2f",
                                              continuous_update=False)
-        self.svg_chart = widgets.HTML(value=svg_chart([]))
+        self.svg_chart = new_live_chart(svg_chart([], empty=EMPTY_CHART))
         self.chart_box = widgets.Box(children=[self.svg_chart])
         self.checkpoints_html = widgets.HTML(value="")
         self.log_html = widgets.HTML(value="")
@@ -88,8 +85,6 @@ class LivePanel(widgets.VBox):
                                 layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
         super().__init__(children=[self.status_html, controls, self.chart_box, self.checkpoints_html,
                                    self.log_html], **kwargs)
-        self.figure: Any = None
-        self._use_plotly = use_plotly
         self._render_lock = threading.Lock()
         self._seen: dict[str, int] = {}
         self._view = (self.smoothing.value, self.log_toggle.value)
@@ -97,7 +92,6 @@ class LivePanel(widgets.VBox):
         self._log_drawn = -1
         self._log_at = 0.0
         self._ckpt_drawn = -1
-        self._smoother = Smoother()
         self.finished = False
         self.blocking = False  # True while run.result() holds the kernel
         self.renders = 0  # redraws done (tests check the throttle bounds this)
@@ -107,9 +101,29 @@ class LivePanel(widgets.VBox):
         self.smoothing.observe(self._view_changed, names="value")
 
     def __repr__(self) -> str:
-        # also the text/plain of the panel's cell output: keep it short (saved notebooks)
         st = self.run_state
         return f"<arkor_nb live panel: {st.name or 'run'} {st.job_id or ''} {st.status} step {st.step}>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # No text/plain: a notebook saved mid-run must not keep a stale "step 0" line
+        # (the output is replaced by the snapshot when the run ends).
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = ""
+        return bundle
+
+    def beat(self) -> None:
+        """Tell the front end the kernel is alive (its watchdog shows "disconnected" otherwise)."""
+        if not self.finished and hasattr(self.svg_chart, "beat"):
+            self.svg_chart.beat = (self.svg_chart.beat + 1) % 1_000_000
+
+    def set_reattach(self, job_id: str | None, backend: str = "") -> None:
+        """The exact line that reattaches to this job, shown when the kernel is gone."""
+        if job_id and hasattr(self.svg_chart, "reattach"):
+            extra = ', backend="cloud"' if backend == "cloud" else ""
+            line = f'import arkor_nb as ak; run = ak.live(job_id="{job_id}"{extra})'
+            if self.svg_chart.reattach != line:
+                self.svg_chart.reattach = line
 
     # ------------------------------------------------------------ handlers
 
@@ -132,27 +146,6 @@ class LivePanel(widgets.VBox):
         else:
             self.wake()
 
-    # ----------------------------------------------------------- plotly chart
-
-    def attach_figure(self) -> bool:
-        """Build the plotly figure (slow the first time in a kernel); False if unavailable."""
-        if not self._use_plotly or self.figure is not None or self.finished:
-            return self.figure is not None
-        fig = chart_mod.new_figure()
-        if fig is None:
-            self._use_plotly = False
-            return False
-        fig.add_class(CSS_CLASSES["chart"] + "-plotly")
-        with self._render_lock:
-            if self.finished:
-                chart_mod.retire_figure(fig)
-                return False
-            self.figure = fig
-            self._seen = {}  # everything is new to the figure
-            self._drawn_view = None
-            self.chart_box.children = [fig]
-        return True
-
     # --------------------------------------------------------------- render
 
     def render(self, now: float | None = None) -> None:
@@ -170,14 +163,7 @@ class LivePanel(widgets.VBox):
             changed = {k for k, v in versions.items() if self._seen.get(k) != v}
             view_changed = self._drawn_view != self._view
             if changed or view_changed:
-                curves = st.curves()
-                smoothing, log_y = self._view
-                if self.figure is not None:
-                    chart_mod.update_figure(self.figure, curves, smoothing=smoothing, log_y=log_y,
-                                            changed=changed, view_changed=view_changed,
-                                            smoother=self._smoother)
-                else:
-                    self._draw_svg()
+                self._draw_svg(hover=True)
                 self._seen = versions
                 self._drawn_view = self._view
             if ckpt_version != self._ckpt_drawn:
@@ -194,23 +180,23 @@ class LivePanel(widgets.VBox):
         if widget.value != value:
             widget.value = value
 
-    def _draw_svg(self) -> None:
+    def _draw_svg(self, hover: bool = False) -> None:
         smoothing, log_y = self._view
-        self._set(self.svg_chart, svg_chart(run_lines(self.run_state, smoothing=smoothing),
-                                            log_y=log_y))
+        st = self.run_state
+        empty = EMPTY_CHART if not st.terminal and st.status != "detached" else "no steps were logged"
+        self._set(self.svg_chart, svg_chart(run_lines(st, smoothing=smoothing), log_y=log_y,
+                                            hover=hover, empty=empty))
 
     # --------------------------------------------------------------- finish
 
     def finish(self) -> None:
-        """Final state: static chart, final button label, full log; plotly retired."""
+        """Final state: final chart, button label and full log; the watchdog stands down."""
         with self._render_lock:
             st = self.run_state
             self.finished = True
-            self._draw_svg()
-            fig, self.figure = self.figure, None
-            self.chart_box.children = [self.svg_chart]
-            if fig is not None:
-                chart_mod.retire_figure(fig)
+            self._draw_svg(hover=True)
+            if hasattr(self.svg_chart, "live"):
+                self.svg_chart.live = False
             self._set(self.status_html, self.status_text())
             self._set(self.checkpoints_html, self.checkpoints_text())
             self._set(self.log_html, self.log_text())
@@ -226,11 +212,31 @@ class LivePanel(widgets.VBox):
         """Re-render texts after the run ended (a late cancel confirmation, a sample reply)."""
         with self._render_lock:
             st = self.run_state
-            self._draw_svg()
+            self._draw_svg(hover=True)
             self._set(self.status_html, self.status_text())
             self._set(self.checkpoints_html, self.checkpoints_text())
             self._set(self.log_html, self.log_text())
             self.cancel_button.description = FINAL_LABELS.get(st.status, st.status.capitalize())
+
+    def close_all(self) -> None:
+        """Close the panel and every widget in it (its output was replaced by the snapshot).
+
+        Texts are emptied first: a client that records widget state (nbclient
+        does, for closed widgets too) would otherwise keep a second copy of
+        the chart and the log in the saved notebook.
+        """
+        with self._render_lock:
+            self.finished = True
+            stack: list[Any] = [self]
+            while stack:
+                w = stack.pop()
+                stack.extend(getattr(w, "children", ()) or ())
+                with w.hold_sync():
+                    if hasattr(w, "svg"):
+                        w.svg, w.reattach, w._esm = "", "", "export default {};"
+                    elif isinstance(getattr(w, "value", None), str):
+                        w.value = ""
+                w.close()
 
     # ---------------------------------------------------------------- texts
 
@@ -253,14 +259,18 @@ class LivePanel(widgets.VBox):
             ("step", f'<span class="arkor-step">{esc(step_txt)}</span>'),
             ("loss", f'<span class="arkor-loss">{fnum(s["loss"])}</span>'),
             ("eval loss", f'<span class="arkor-eval-loss">{fnum(s["eval_loss"])}</span>'),
-            ("lr", fnum(s["learning_rate"], 3)),
+            ("learning rate", fsci(s["learning_rate"], 3) if s["learning_rate"] is not None else "–"),
             ("epoch", fnum(s["epoch"], 3)),
             ("best", best),
             ("throughput", rate),
-            ("ETA", f'<span class="arkor-eta">{fduration(s["eta"])}</span>'),
-            ("elapsed", f'<span class="arkor-elapsed">{fduration(s["elapsed"])}</span>'),
         ]
-        cells = "".join(f'<span style="margin-right:14px"><span style="color:#777">{k}</span> {v}</span>'
+        if s["eta"] is not None:  # only from training steps, and never frozen on a stopped run
+            metrics.append(("ETA", f'<span class="arkor-eta">{fduration(s["eta"])}</span>'))
+        metrics.append(("elapsed", f'<span class="arkor-elapsed">{fduration(s["elapsed"])}</span>'))
+        # one unbreakable cell per metric: a narrow notebook wraps between cells, never
+        # between a label and its value
+        cells = "".join(f'<span class="arkor-metric" style="display:inline-block;white-space:nowrap;'
+                        f'margin-right:14px"><span style="color:#777">{k}</span> {v}</span>'
                         for k, v in metrics)
         header = (f'<b class="arkor-name">{esc(s["name"] or "run")}</b> '
                   f'<code class="arkor-job-id">{esc(s["job_id"] or "not started")}</code> '
@@ -278,8 +288,8 @@ class LivePanel(widgets.VBox):
         if self.blocking and s["status"] not in TERMINAL:
             extra.append('<div class="arkor-blocking" style="color:#6d4c41">run.result() is waiting in '
                          "this cell, so the kernel cannot receive clicks until it returns: interrupt "
-                         "the kernel (■) to cancel.</div>")
-        return (f'{self._style}<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
+                         "the kernel (■) to cancel, or wait with await run to keep Cancel clickable.</div>")
+        return (f'<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
                 f'<div style="margin:2px 0">{cells}</div>{"".join(extra)}</div>')
 
     def checkpoints_text(self) -> str:
@@ -298,7 +308,7 @@ class LivePanel(widgets.VBox):
         with st.lock:
             entries = list(st.log)[-LOG_LINES:]
             total = st.log_total
-            t0 = st.created
+            t0 = st.origin
         lines = []
         for e in entries:
             line = e.html

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..types import (
@@ -85,7 +86,8 @@ class RunState:
         self.max_steps = max_steps
         self.num_epochs = num_epochs
         self.status = "connecting"
-        self.created = clock()
+        self.created = clock()  # when this view began; elapsed counts from the job's creation
+        self.job_created: float | None = None  # the job's createdAt, on this clock
         self.started: float | None = None
         self.ended: float | None = None
         self.step = 0
@@ -122,9 +124,27 @@ class RunState:
 
     # ------------------------------------------------------------------ fold
 
+    def when(self, iso: str | None, now: float | None = None) -> float | None:
+        """A backend timestamp (ISO 8601) on this state's clock; None if absent or unparseable.
+
+        Why: a reattached panel replays the history at once; its times must be
+        the events' own, not the moment they arrived. Never later than now.
+        """
+        if not iso:
+            return None
+        try:
+            wall = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+        except (TypeError, ValueError):
+            return None
+        now = self.clock() if now is None else now
+        return now - max(0.0, time.time() - wall)
+
     def fold(self, item: Any, now: float | None = None) -> None:
         """Apply one stream item (a typed event or a StreamNotice). Never raises on odd input."""
         t = self.clock() if now is None else now
+        stamped = self.when(getattr(item, "timestamp", None), t)
+        if stamped is not None:
+            t = stamped
         with self.lock:
             self.n_events += 1
             self.version += 1
@@ -251,6 +271,12 @@ class RunState:
         with self.lock:
             self.job_id = getattr(job, "id", None) or self.job_id
             self.name = self.name or getattr(job, "name", "") or ""
+            created = self.when(getattr(job, "created_at", None))
+            if created is not None and created != self.job_created:
+                self.job_created = created
+                for entry in self.log:  # their "+12.3s" were counted from another origin
+                    entry.html = None
+                self.log_version += 1
             status = getattr(job, "status", None)
             if status in TERMINAL and self.status not in TERMINAL:
                 self.status = status
@@ -306,8 +332,14 @@ class RunState:
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def origin(self) -> float:
+        """Time zero of elapsed and of event-log times: the job's creation when known."""
+        return self.job_created if self.job_created is not None else self.created
+
     def elapsed(self, now: float | None = None) -> float:
-        start = self.started if self.started is not None else self.created
+        """Seconds since the job was created (setup included), until it ended."""
+        start = self.origin
         end = self.ended if self.ended is not None else (self.clock() if now is None else now)
         return max(0.0, end - start)
 
@@ -321,8 +353,8 @@ class RunState:
         return ds / dt
 
     def eta(self) -> float | None:
-        """Seconds left, from the observed step rate; None when unknown."""
-        if self.terminal or not self.max_steps:
+        """Seconds left, from the observed training-step rate; None when unknown or stopped."""
+        if self.terminal or self.ended is not None or not self.max_steps:
             return None
         rate = self.steps_per_second()
         if not rate:

@@ -188,7 +188,7 @@ class Replay:
         if self._panel is None:
             from .panel import LivePanel
 
-            self._panel = LivePanel(self.state, use_plotly=False)
+            self._panel = LivePanel(self.state)
             self._panel.finish()
         return self._panel
 

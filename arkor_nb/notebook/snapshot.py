@@ -14,7 +14,7 @@ from typing import Any
 
 from .progress import RunState
 from .series import ema, thin
-from .text import describe, esc, fduration, fnum
+from .text import describe, esc, fduration, fnum, fsci
 
 SNAPSHOT_POINTS = 400
 W, H = 720, 260
@@ -42,6 +42,7 @@ class Line:
     opacity: float = 1.0
     dash: str = ""
     axis: str = "y"  # "y" (left) or "y2" (right, learning rate)
+    derived: bool = False  # computed from another line (smoothed): no hover values of its own
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -70,8 +71,14 @@ def _tick_digits(ticks: list[float], minimum: int) -> int:
     return max(minimum, math.floor(math.log10(biggest / step)) + 2)
 
 
-def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height: int = H) -> str:
-    """An SVG line chart; ``y2`` lines get their own right-hand axis."""
+def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height: int = H,
+              hover: bool = False, empty: str = "no points yet") -> str:
+    """An SVG line chart; ``y2`` lines get their own right-hand axis.
+
+    ``hover`` adds the exact values as ``data-`` attributes (the live chart's
+    JavaScript shows them under the pointer); ``empty`` is the text shown
+    instead of axes while there is no point.
+    """
     left = [ln for ln in lines if ln.axis == "y" and ln.xs]
     right = [ln for ln in lines if ln.axis == "y2" and ln.xs]
     all_x = [x for ln in left + right for x in (ln.xs[0], ln.xs[-1])]
@@ -82,12 +89,14 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
         f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>',
     ]
     if not all_x:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">'
-                     "no points yet</text></svg>")
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888" '
+                     f'class="arkor-empty-chart">{esc(empty)}</text></svg>')
         return "".join(parts)
     x0, x1 = min(all_x), max(all_x)
     if x1 == x0:
         x1 = x0 + 1
+    if hover:
+        parts[0] = parts[0][:-1] + f' data-x0="{x0:g}" data-x1="{x1:g}" data-pl="{PAD_L}" data-pw="{pw}">'
 
     def sx(x: float) -> float:
         return PAD_L + (x - x0) / (x1 - x0) * pw
@@ -114,11 +123,15 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
             return ""
         dash = f' stroke-dasharray="{ln.dash}"' if ln.dash else ""
         single = len(pts) == 1
+        data = ""
+        if hover and ln.name and not ln.derived:
+            data = (f' data-name="{esc(ln.name)}" data-xs="{",".join(f"{x:g}" for x in ln.xs)}" '
+                    f'data-ys="{",".join(fnum(y, 4) for y in ln.ys)}"')
         if single:
             cx, cy = pts[0].split(",")
-            return f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{ln.color}"/>'
+            return f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{ln.color}"{data}/>'
         return (f'<polyline fill="none" stroke="{ln.color}" stroke-width="{ln.width}" '
-                f'stroke-opacity="{ln.opacity}"{dash} points="{" ".join(pts)}"><title>{esc(ln.name)}'
+                f'stroke-opacity="{ln.opacity}"{dash}{data} points="{" ".join(pts)}"><title>{esc(ln.name)}'
                 "</title></polyline>")
 
     # grid + axes
@@ -146,7 +159,7 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
         for yt in lr_ticks:
             py = PAD_T + ph - (yt - lo2) / (hi2 - lo2) * ph
             parts.append(f'<text x="{PAD_L + pw + 4}" y="{py + 4:.1f}" fill="{LR_COLOR}">'
-                         f"{fnum(yt, digits)}</text>")
+                         f"{fsci(yt, digits)}</text>")
         parts.append(f'<text x="{width - 8}" y="{PAD_T + ph / 2}" transform="rotate(90 {width - 8} '
                      f'{PAD_T + ph / 2})" text-anchor="middle" fill="{LR_COLOR}">learning rate</text>')
         for ln in right:
@@ -173,7 +186,7 @@ def run_lines(state: RunState, *, smoothing: float = 0.6, color: str = COLORS[0]
         tx, ty = thin(xs, ys, limit)
         if smoothing > 0:
             lines.append(Line(tx, ty, color, f"{prefix}loss (raw)", 1.0, 0.25))
-            lines.append(Line(tx, ema(tx, ty, smoothing), color, f"{prefix}loss"))
+            lines.append(Line(tx, ema(tx, ty, smoothing), color, f"{prefix}loss", derived=True))
         else:
             lines.append(Line(tx, ty, color, f"{prefix}loss"))
     ex, ey = curves["eval_loss"]
@@ -183,7 +196,7 @@ def run_lines(state: RunState, *, smoothing: float = 0.6, color: str = COLORS[0]
     lx, ly = curves["learning_rate"]
     if lr and lx:
         tx, ty = thin(lx, ly, limit // 2)
-        lines.append(Line(tx, ty, LR_COLOR, f"{prefix}lr", 1.0, 0.6, "2,2", axis="y2"))
+        lines.append(Line(tx, ty, LR_COLOR, f"{prefix}learning rate", 1.0, 0.6, "2,2", axis="y2"))
     return lines
 
 
@@ -246,13 +259,11 @@ def samples_html(state: RunState, *, max_chars: int = 300) -> str:
             + "".join(rows) + "</table>")
 
 
-def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = False,
-                  tag: str = "") -> str:
+def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = False) -> str:
     """Chart + summary + samples: the static record a cell keeps after the run.
 
-    ``tag`` adds the class ``arkor-snap-<tag>``, which the live panel hides
-    while it is rendered (see ``LivePanel.hide_snapshot``), so a live view
-    shows one chart and a kernel-less view (GitHub, nbviewer) shows this.
+    The live panel's output is replaced by this when the run ends, so a saved
+    notebook shows it everywhere (GitHub, nbviewer, a reopened notebook).
     """
     chart = svg_chart(run_lines(state, smoothing=smoothing), log_y=log_y)
     title = esc(state.name or state.job_id or "run")
@@ -261,8 +272,7 @@ def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = Fals
         failures = [e for e in state.log if e.level == "error"]
     if failures and not state.error:
         last_error = f'<div style="color:#c62828">{esc(describe(failures[-1].item))}</div>'
-    extra = f" arkor-snap-{esc(tag)}" if tag else ""
-    return (f'<div class="arkor-snapshot{extra}" style="font-family:sans-serif">'
+    return (f'<div class="arkor-snapshot" style="font-family:sans-serif">'
             f'<div style="font-weight:600;margin:2px 0">{title} {badge(state.status)}</div>'
             f'<div style="display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start">'
             f"<div>{chart}</div><div>{summary_table(state)}</div></div>"

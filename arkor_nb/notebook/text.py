@@ -40,6 +40,18 @@ def fnum(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def fsci(value: float, digits: int = 2) -> str:
+    """A small number as compact scientific notation for axis ticks: 2.9e-3, 3e-4, 0.5."""
+    if value == 0 or value != value:
+        return fnum(value)
+    if 1e-2 <= abs(value) < 1e4:
+        return f"{value:.{max(digits, 1)}g}"
+    mantissa, exp = f"{value:.{max(digits - 1, 0)}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exp)}"
+
+
 def fduration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

@@ -275,3 +275,31 @@ def stop_local_server_started_since(before: Any, home: Path) -> None:
     except ProcessLookupError:
         return
     poll(lambda: live_server(home) is None, timeout=30, what=f"local server pid {info.pid} to stop")
+
+
+def panel_points(page: Page, selector: str = ".arkor-panel .arkor-chart") -> int:
+    """Points on the live chart's loss curve (the exact values its hover reads)."""
+    return int(
+        page.evaluate(
+            """sel => {
+                const box = document.querySelector(sel);
+                const line = box && box.querySelector('svg [data-xs]');
+                return line ? line.dataset.xs.split(',').length : 0;
+            }""",
+            selector,
+        )
+    )
+
+
+def lab_save(lab_page: LabPage) -> None:
+    """File > Save (Ctrl+S) in the notebook, as a user would."""
+    lab_page.page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    lab_page.page.keyboard.press("Control+s")
+
+
+def lab_restart_kernel(lab_page: LabPage) -> None:
+    """Kernel > Restart Kernel…, then confirm the dialog."""
+    page = lab_page.page
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel…").first.click()
+    page.locator(".jp-Dialog button", has_text="Restart").first.click()

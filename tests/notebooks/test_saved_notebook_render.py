@@ -2,8 +2,8 @@
 
 nbconvert's HTML is what a kernel-less viewer shows: widget outputs there are
 at best a script tag waiting for a widget manager (from a CDN) and at worst
-their text/plain placeholder. Every cell that displayed a live panel must
-also carry the panel's static snapshot: an inline SVG curve plus the summary.
+their text/plain placeholder. So a live panel replaces its own output with its
+static snapshot when the run ends: an inline SVG curve plus the summary.
 """
 
 from __future__ import annotations
@@ -35,17 +35,22 @@ def test_saved_quickstart_shows_the_run_without_a_kernel(
     rendered = soup.select(".jp-CodeCell")
     assert len(rendered) == len(code)
 
-    widget_cells = [
+    panel_cells = [
         (cell, html)
         for cell, html in zip(code, rendered, strict=True)
-        if any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs)
+        if "ak.live(" in cell.source
     ]
-    assert widget_cells, "the quickstart displays a live panel"
-    for cell, html in widget_cells:
-        # The snapshot is in the same cell, right under the code, as real inline SVG.
+    assert panel_cells, "the quickstart displays a live panel"
+    for cell, html in panel_cells:
+        # The panel's output was replaced by its snapshot when the run ended: one
+        # output, no widget reference (nothing to show "model not found" on reopening)
+        # and no stale text/plain stand-in ("<arkor_nb live panel ... step 0>").
+        assert len(cell.outputs) == 1, cell.outputs
+        assert WIDGET_VIEW not in cell.outputs[0].get("data", {})
+        assert "live panel" not in html.get_text()
         snapshots = html.select(".arkor-snapshot")
-        assert snapshots, f"no static snapshot beside the widget in:\n{cell.source}"
-        snapshot = snapshots[-1]
+        assert len(snapshots) == 1, f"one static snapshot under:\n{cell.source}"
+        snapshot = snapshots[0]
         svg = snapshot.find("svg")
         assert svg is not None and svg.find(["path", "polyline"]) is not None
         text = snapshot.get_text(" ", strip=True)
@@ -54,19 +59,7 @@ def test_saved_quickstart_shows_the_run_without_a_kernel(
         # Offline: no script and nothing fetched from anywhere.
         assert snapshot.find("script") is None
         assert not snapshot.find_all(src=True) and not snapshot.find_all(href=True)
-        # No widget-only placeholder stands alone: whatever a viewer makes of the
-        # widget output (a script tag or its text/plain stand-in), the snapshot
-        # output follows it in the same cell.
-        outputs = html.select(".jp-OutputArea-output")
-        widget_at = max(
-            i for i, out in enumerate(cell.outputs) if WIDGET_VIEW in out.get("data", {})
-        )
-        snapshot_at = max(
-            i
-            for i, out in enumerate(cell.outputs)
-            if "arkor-snapshot" in str(out.get("data", {}).get("text/html", ""))
-        )
-        assert snapshot_at > widget_at and len(outputs) == len(cell.outputs)
+    assert not any(WIDGET_VIEW in out.get("data", {}) for c in code for out in c.outputs)
 
 
 def test_saved_compare_and_replay_render_without_a_kernel(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from arkor_nb import AbortedError, LocalBackend
 from arkor_nb.notebook import LiveRun, compare, live, replay
-from arkor_nb.notebook.chart import load_figure_class
+from arkor_nb.notebook.live import RunInterrupted
 from arkor_nb.types import TrainingResult
 from tests.local.server_harness import ServerProcess, job_status, wait_for
 
@@ -22,16 +23,12 @@ def backend_status(server: ServerProcess, job_id: str) -> str:
 
 
 def test_completed_run_panel_snapshot_and_record(make_trainer: Any, tmp_path: Path) -> None:
-    assert load_figure_class() is not None  # a warm kernel: plotly already imported
     trainer = make_trainer("complete-me", max_steps=200, save_steps=100, eval_steps=50)
     run = live(trainer, display=False)
     panel = run.panel
-    # while it streams, the plotly chart receives the curve
-    def plotted() -> bool:
-        fig = panel.figure
-        return fig is not None and fig.data[0].x is not None and len(fig.data[0].x) > 0
-
-    wait_for(plotted, 30, what="a first plotted point")
+    # while it streams, the live chart receives the curve
+    wait_for(lambda: "<polyline" in panel.svg_chart.value or "<circle" in panel.svg_chart.value,
+             30, what="a first plotted point")
     assert not run.done()
     result = run.result(timeout=60)
     assert isinstance(result, TrainingResult) and result.job.status == "completed"
@@ -42,7 +39,7 @@ def test_completed_run_panel_snapshot_and_record(make_trainer: Any, tmp_path: Pa
     assert xs == list(range(1, 201)) and ys[-1] == st.loss
     assert len(st.curves()["eval_loss"][0]) == 4  # steps 50, 100, 150, 200
     # final widget state
-    assert panel.figure is None and "<svg" in panel.svg_chart.value
+    assert "<svg" in panel.svg_chart.value and not panel.svg_chart.live
     assert '<span class="arkor-step">200 / 200</span>' in panel.status_html.value
     assert "arkor-badge-completed" in panel.status_html.value
     assert panel.cancel_button.description == "Completed" and panel.cancel_button.disabled
@@ -50,10 +47,9 @@ def test_completed_run_panel_snapshot_and_record(make_trainer: Any, tmp_path: Pa
     html = run.snapshot_html()
     assert "<svg" in html and "<script" not in html.lower()
     assert f"{st.loss:.4g}" in html
-    # where the panel renders it hides its own snapshot output (one chart, not two);
-    # viewers without widgets never get that style and show the snapshot
-    assert f"arkor-snap-{run.tag}" in html
-    assert f".arkor-snap-{run.tag}{{display:none}}" in panel.status_html.value
+    # plotly on demand: the same curves, zoomable
+    fig = run.figure()
+    assert list(fig.data[0].x) == list(range(1, 201)) and fig.data[-1].name == "learning rate"
     # the redraw throttle: at most one redraw per interval (+ the final one)
     assert run.ticks <= st.elapsed() / run.interval + 3
     # record -> replay -> compare, without the backend
@@ -104,13 +100,24 @@ def test_local_only_cancel_keeps_the_job_and_attach_replays_it(make_trainer: Any
                  display=False)
     wait_for(lambda: again.state.step > seen, 30, what="the attached stream to pass the old step")
     assert again.state.curves()["loss"][0][:3] == [1, 2, 3]
+    # the reattached panel: the job's name (once), its max steps, time from the job's creation
+    assert again.state.name == "cancel-local" and again.state.max_steps == 100_000
+    assert again.panel.status_text().count("cancel-local") == 1
+    assert again.state.elapsed() >= run.state.elapsed()  # not restarted at the reattach
+    with again.state.lock:
+        first_log = next(e for e in again.state.log if getattr(e.item, "step", None) == 1)
+        origin = again.state.origin
+    with run.state.lock:
+        first_seen = next(e for e in run.state.log if getattr(e.item, "step", None) == 1)
+    # replayed history keeps its own times: step 1 sits where it sat for the first panel
+    assert abs((first_log.wall - origin) - (first_seen.wall - run.state.origin)) < 0.5
     again.cancel(remote=True)
     assert again.result(timeout=60).job.status == "cancelled"
     assert backend_status(server, run.job_id) == "cancelled"
 
 
-def test_interrupt_during_result_cancels_then_reraises(make_trainer: Any,
-                                                       server: ServerProcess) -> None:
+def test_interrupt_during_result_cancels_and_says_so_in_one_line(make_trainer: Any,
+                                                                 server: ServerProcess) -> None:
     run = live(make_trainer("interrupt-me", max_steps=100_000), display=False)
     panel = run.panel
     wait_for(lambda: run.state.step >= 5, 30, what="training to start")
@@ -122,10 +129,79 @@ def test_interrupt_during_result_cancels_then_reraises(make_trainer: Any,
         _thread.interrupt_main()  # what the kernel's stop button does
 
     threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as info:
         run.result(timeout=60)
     assert seen_blocking == [True]  # the panel said clicks wait while result() blocks
+    assert isinstance(info.value, RunInterrupted)
+    # IPython prints _render_traceback_ instead of a traceback: one true line
+    assert info.value._render_traceback_() == [
+        f"interrupted: job {run.job_id} cancelled on the backend at step {run.state.step}"]
+    assert backend_status(server, run.job_id) == "cancelled"
     assert run.result(timeout=60).job.status == "cancelled"
+
+
+def test_interrupt_with_the_toggle_off_detaches_and_says_the_job_still_runs(
+        make_trainer: Any, server: ServerProcess) -> None:
+    run = live(make_trainer("interrupt-detach", max_steps=100_000), display=False)
+    panel = run.panel
+    wait_for(lambda: run.state.step >= 5, 30, what="training to start")
+    panel.remote_toggle.value = False
+
+    def interrupt() -> None:
+        wait_for(lambda: panel.blocking, 10, what="result() to block")
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(RunInterrupted) as info:
+        run.result(timeout=60)
+    line = str(info.value)
+    assert line.startswith(f"interrupted: detached, job {run.job_id} still running on the backend")
+    assert f'ak.Trainer.attach("{run.job_id}").cancel()' in line
+    assert backend_status(server, run.job_id) == "running"
+    again = live(job_id=run.job_id, backend=LocalBackend(url=server.url, token=server.token),
+                 display=False)
+    again.cancel(remote=True)
+    assert again.result(timeout=60).job.status == "cancelled"
+
+
+async def test_a_click_while_a_cell_awaits_the_run_cancels_it(make_trainer: Any,
+                                                             server: ServerProcess) -> None:
+    """``await run`` yields to the loop: a click handled on that loop stops the run."""
+    run = live(make_trainer("await-click", max_steps=100_000), display=False)
+    panel = run.panel
+    loop = asyncio.get_running_loop()
+
+    def click_when_training() -> None:  # the kernel delivers a click as a callback on its loop
+        if run.state.step >= 5:
+            panel.cancel_button.click()
+        else:
+            loop.call_later(0.05, click_when_training)
+
+    loop.call_soon(click_when_training)
+    result = await run
+    assert result.job.status == "cancelled"
+    assert backend_status(server, run.job_id) == "cancelled"
+
+
+async def test_cancelling_the_cell_task_acts_as_cancel_with_one_line(make_trainer: Any,
+                                                                    server: ServerProcess) -> None:
+    """ipykernel cancels the cell's task on interrupt; ``await run`` then cancels the job."""
+    run = live(make_trainer("await-interrupt", max_steps=100_000), display=False)
+
+    async def run_cell_async() -> Any:  # named like IPython's cell runner, whose task is cancelled
+        try:
+            return await run
+        except BaseException as exc:  # IPython's run_code catches everything and shows it
+            return exc
+
+    task = asyncio.ensure_future(run_cell_async())
+    while run.state.step < 5:
+        await asyncio.sleep(0.05)  # polling our own run's progress from the test loop
+    task.cancel()
+    shown = await task
+    assert isinstance(shown, RunInterrupted)
+    assert shown._render_traceback_() == [
+        f"interrupted: job {run.job_id} cancelled on the backend at step {run.state.step}"]
     assert backend_status(server, run.job_id) == "cancelled"
 
 
@@ -195,20 +271,20 @@ def test_a_live_run_sends_few_small_messages(make_trainer: Any) -> None:
 
     from tests.panel.comms import recording
 
-    assert load_figure_class() is not None
     with recording() as wire:
         run = live(make_trainer("quiet", max_steps=400, eval_steps=50), display=False)
-        panel = run.panel
-        wait_for(lambda: panel.figure is not None, 30, what="the plotly figure")
+        assert run.panel is not None  # built (its widgets opened) as in a notebook
+        opened = sum(m.size for m in wire.sent if m.msg_type == "comm_open")
         mark = len(wire.sent)
         started = time.monotonic()
         run.result(timeout=60)
         elapsed = time.monotonic() - started
         sent = wire.updates(mark)
     assert run.state.step == 400
-    finish_messages = 12  # retire the figure, final texts, button and toggle states
+    finish_messages = 12  # final chart and texts, button and toggle states
     assert len(sent) <= 10 * elapsed + finish_messages, (len(sent), elapsed)
     assert max(m.size for m in sent) <= 50_000
+    assert opened <= 200_000, opened  # a new panel (all its widgets) is cheap to open
 
 
 def test_a_config_the_backend_rejects_is_shown_with_its_field(make_trainer: Any,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from arkor_nb.notebook.chart import ESM_STUB
 from arkor_nb.notebook.panel import LivePanel
-from arkor_nb.notebook.progress import MAX_POINTS, RunState
+from arkor_nb.notebook.progress import RunState
+from arkor_nb.notebook.snapshot import snapshot_html
 from arkor_nb.types import (
     CheckpointSaved,
     StreamNotice,
@@ -27,22 +28,29 @@ def fed(n: int, **kw: Any) -> RunState:
     return st
 
 
+def _hover(svg: str, name: str) -> tuple[list[str], list[str]]:
+    """The exact values a hoverable line carries (what the chart's JavaScript shows)."""
+    m = re.search(rf'data-name="{re.escape(name)}" data-xs="([^"]*)" data-ys="([^"]*)"', svg)
+    assert m, f"no hover data for {name!r}"
+    return m.group(1).split(","), m.group(2).split(",")
+
+
 def test_panel_traces_status_and_final_snapshot() -> None:
     st = RunState(name="demo", job_id="job_x", backend="local")
     panel = LivePanel(st)
-    assert panel.attach_figure()
+    assert panel.svg_chart.live and "waiting for the first step" in panel.svg_chart.value
     events = list(synthetic_events(300, eval_every=50, checkpoint_every=100))
     for ev in events[:-1]:  # all but the completion
         st.fold(ev)
     panel.render()
-    fig = panel.figure
-    assert panel.chart_box.children == (fig,)
-    raw, smooth, ev_trace, lr = fig.data
-    assert list(raw.x) == list(range(1, 301))
-    assert list(raw.y) == pytest.approx([2.0 / (1 + s / 100) for s in range(1, 301)], rel=1e-6)
-    assert list(ev_trace.x) == [50, 100, 150, 200, 250, 300]
-    assert len(lr.x) == 300 and lr.yaxis == "y2"
-    assert smooth.y[-1] > raw.y[-1]  # the EMA lags a falling loss
+    svg = panel.svg_chart.value
+    assert panel.chart_box.children == (panel.svg_chart,)
+    xs, ys = _hover(svg, "loss (raw)")
+    assert xs == [str(i) for i in range(1, 301)]
+    assert [float(y) for y in ys] == pytest.approx([2.0 / (1 + s / 100) for s in range(1, 301)], rel=1e-3)
+    assert _hover(svg, "eval loss")[0] == ["50", "100", "150", "200", "250", "300"]
+    assert 100 <= len(_hover(svg, "learning rate")[0]) <= 200  # thinned like the snapshot's
+    assert 'data-name="loss"' not in svg  # the smoothed line is derived: no values of its own
     status = panel.status_html.value
     assert '<span class="arkor-step">300 / 300</span>' in status
     assert "arkor-badge-running" in status
@@ -52,33 +60,31 @@ def test_panel_traces_status_and_final_snapshot() -> None:
 
     st.fold(events[-1])
     panel.finish()
-    assert panel.figure is None
-    assert fig.comm is None or fig._esm == ESM_STUB  # retired: closed, bundle dropped
-    assert fig._esm == ESM_STUB
-    assert panel.chart_box.children == (panel.svg_chart,)
-    assert "<svg" in panel.svg_chart.value and "polyline" in panel.svg_chart.value
+    assert not panel.svg_chart.live  # the watchdog stands down
+    # one look: the live chart is the saved snapshot's chart, plus hover values
+    live_svg = re.sub(r' data-[a-z0-9]+="[^"]*"', "", panel.svg_chart.value)
+    assert live_svg in snapshot_html(st)
     assert "arkor-badge-completed" in panel.status_html.value
     assert panel.cancel_button.description == "Completed" and panel.cancel_button.disabled
     assert panel.remote_toggle.disabled
+    assert "ETA" not in panel.status_html.value  # no frozen ETA on a stopped run
 
 
 def test_controls_only_set_flags_and_the_next_redraw_applies_them() -> None:
     st = fed(500, complete=False)
     panel = LivePanel(st)
-    assert panel.attach_figure()
     woken: list[int] = []
     panel.wake = lambda: woken.append(1)
     panel.render()
-    assert panel.figure.layout.yaxis.type == "linear"
+    assert "loss (log)" not in panel.svg_chart.value and "loss (raw)" in panel.svg_chart.value
     panel.log_toggle.value = True
     panel.smoothing.value = 0.0
     assert woken  # the handler only asked for a redraw...
-    assert panel.figure.layout.yaxis.type == "linear"  # ...it did not draw
+    assert "loss (log)" not in panel.svg_chart.value  # ...it did not draw
     panel.render()
-    assert panel.figure.layout.yaxis.type == "log"
-    raw, smooth = panel.figure.data[0], panel.figure.data[1]
-    assert raw.visible is False  # no smoothing: the raw line is the line
-    assert list(smooth.y) == pytest.approx(list(raw.y), rel=1e-6)
+    assert "loss (log)" in panel.svg_chart.value
+    assert "loss (raw)" not in panel.svg_chart.value  # no smoothing: the raw line is the line
+    assert 200 <= len(_hover(panel.svg_chart.value, "loss")[0]) <= 400  # thinned like the snapshot
 
 
 def test_cancel_click_calls_back_and_shows_cancelling() -> None:
@@ -92,7 +98,7 @@ def test_cancel_click_calls_back_and_shows_cancelling() -> None:
 
 def test_failure_is_shown_prominently_in_red() -> None:
     st = RunState(name="f")
-    panel = LivePanel(st, use_plotly=False)
+    panel = LivePanel(st)
     st.fold(TrainingStarted())
     st.fold(TrainingLog(step=1, loss=1.0))
     st.fold(TrainingFailed(error="dataset row 7: missing 'messages' column", step=1))
@@ -105,20 +111,38 @@ def test_failure_is_shown_prominently_in_red() -> None:
 
 def test_transport_problem_is_explained() -> None:
     st = RunState()
-    panel = LivePanel(st, use_plotly=False)
+    panel = LivePanel(st)
     st.fold(StreamNotice("reconnecting", attempt=3, delay=4.0, error=OSError("connection refused")))
     panel.render()
     assert "arkor-transport" in panel.status_html.value
     assert "reconnecting in 4.0 s" in panel.status_html.value
 
 
-def test_svg_chart_before_plotly_and_without_it() -> None:
-    st = fed(50, complete=False)
-    panel = LivePanel(st, use_plotly=False)
+def test_an_empty_chart_says_what_it_waits_for_and_the_panel_shows_little_text() -> None:
+    st = RunState(name="q", job_id="job_q", backend="local")
+    panel = LivePanel(st)
     panel.render()
-    assert panel.figure is None
-    assert panel.chart_box.children == (panel.svg_chart,)
-    assert panel.svg_chart.value.count("<polyline") >= 2
+    svg = panel.svg_chart.value
+    assert "waiting for the first step" in svg and "<polyline" not in svg and ">step<" not in svg
+    # saved mid-run, the panel's output carries no stale text line
+    assert panel._repr_mimebundle_()["text/plain"] == ""
+    panel.set_reattach("job_q", "local")
+    assert panel.svg_chart.reattach == 'import arkor_nb as ak; run = ak.live(job_id="job_q")'
+    beat = panel.svg_chart.beat
+    panel.beat()
+    assert panel.svg_chart.beat == beat + 1
+    st.fold(StreamNotice("aborted"))
+    panel.finish()
+    assert "no steps were logged" in panel.svg_chart.value
+
+
+def test_metrics_never_split_a_label_from_its_value() -> None:
+    panel = LivePanel(fed(50, complete=False))
+    panel.render()
+    cells = re.findall(r'<span class="arkor-metric" style="([^"]*)"><span style="color:#777">([^<]*)</span>',
+                       panel.status_html.value)
+    assert {label for _, label in cells} >= {"step", "loss", "learning rate", "ETA", "elapsed"}
+    assert all("white-space:nowrap" in style and "inline-block" in style for style, _ in cells)
 
 
 def test_redraw_messages_stay_small_and_few_however_long_the_run() -> None:
@@ -126,8 +150,8 @@ def test_redraw_messages_stay_small_and_few_however_long_the_run() -> None:
     with recording() as wire:
         st = RunState(name="long", job_id="job_l", backend="local")
         panel = LivePanel(st)
-        assert panel.attach_figure()
-        per_redraw: dict[int, tuple[int, int]] = {}
+        chart_id = panel.svg_chart.comm.comm_id
+        per_redraw: dict[int, tuple[int, int, int]] = {}
         ev = TrainingLog(step=0, loss=1.0, learning_rate=1e-4)
         for step in range(1, 200_001):
             ev.step = step
@@ -140,40 +164,23 @@ def test_redraw_messages_stay_small_and_few_however_long_the_run() -> None:
                 panel._log_at = 0.0  # include the event log in every redraw (worst case)
                 panel.render()
                 msgs = wire.updates(mark)
-                per_redraw[step] = (len(msgs), sum(m.size for m in msgs))
-        fig = panel.figure
-        assert len(fig.data[0].x) <= MAX_POINTS
-        assert fig.data[0].x[-1] == 200_000
+                chart = [m for m in msgs if m.comm_id == chart_id]
+                per_redraw[step] = (len(msgs), sum(m.size for m in msgs), len(chart))
+        assert _hover(panel.svg_chart.value, "loss (raw)")[0][-1] == "200000"
     for step in (1000, 100_000, 200_000):
-        count, size = per_redraw[step]
-        assert 1 <= count <= 4, per_redraw[step]  # status, chart (one message), log
+        count, size, chart_msgs = per_redraw[step]
+        assert 1 <= count <= 4, per_redraw[step]  # status, chart, log
+        assert chart_msgs == 1, per_redraw[step]  # the chart redraw is one message
         assert size <= 50_000, per_redraw[step]
     # flat: a redraw late in the run costs no more than one early on (plus slack for digits)
     assert per_redraw[200_000][1] <= per_redraw[2000][1] * 1.3
-
-
-def test_chart_update_is_one_comm_message() -> None:
-    with recording() as wire:
-        st = fed(100, complete=False)
-        panel = LivePanel(st)
-        assert panel.attach_figure()
-        fig_id = panel.figure.comm.comm_id
-        panel.render()
-        st.fold(TrainingLog(step=101, loss=0.5))
-        mark = len(wire.sent)
-        panel.render()
-        chart_msgs = [m for m in wire.updates(mark) if m.comm_id == fig_id]
-    assert len(chart_msgs) == 1
-    state = chart_msgs[0].data["state"]
-    assert state["_py2js_update"]["style_traces"] == [0, 1]
-    assert state["_last_trace_edit_id"] == state["_py2js_update"]["trace_edit_id"]
 
 
 def test_checkpoint_samples_appear_beside_the_step() -> None:
     st = fed(20, complete=False)
     st.fold(CheckpointSaved(step=20))
     st.set_sample(20, "What is 2+2?", None)
-    panel = LivePanel(st, use_plotly=False)
+    panel = LivePanel(st)
     panel.render()
     assert "sampling…" in panel.checkpoints_html.value
     st.set_sample(20, "What is 2+2?", "4")
@@ -194,5 +201,6 @@ def test_snapshot_learning_rate_ticks_are_distinct() -> None:
         Line(xs=list(range(1, 46)), ys=lrs, color="#999", axis="y2"),
     ])
     labels = re.findall(r'fill="[^"]+">([^<]+)</text>', svg.split("learning rate")[0])
-    lr_labels = [t for t in labels if t.startswith("0.00")]
+    lr_labels = [t for t in labels if "e-3" in t]
     assert len(lr_labels) >= 2 and len(set(lr_labels)) == len(lr_labels), lr_labels
+    assert all(re.fullmatch(r"\d\.\d+e-3", t) for t in lr_labels), lr_labels  # 2.98e-3, not 0.0029799

@@ -102,7 +102,7 @@ LONG_RUN_CLIENT = textwrap.dedent(
     """
     import json, os, sys, time
     import arkor_nb as ak
-    from arkor_nb.notebook import chart
+    from arkor_nb.notebook.livechart import live_chart_class
     from tests.reliability.harness import rss_kb, wait_for
 
     url, token, n, record = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -116,12 +116,11 @@ LONG_RUN_CLIENT = textwrap.dedent(
             count[0] += 1
 
     trainer.subscribe(on_event)
-    # Import plotly & co. up front (as a kernel that already showed a panel has),
-    # so the one-off import cost is not mistaken for per-event growth.
-    chart.retire_figure(chart.new_figure())
+    # Import the chart widget's modules up front (as a kernel that already showed a
+    # panel has), so the one-off import cost is not mistaken for per-event growth.
+    live_chart_class()
     run = ak.live(trainer, display=False)
     panel = run.panel  # the widget is built and fed like in a notebook
-    wait_for(lambda: panel.figure is not None, 120, "the panel's plotly figure")
     wait_for(lambda: count[0] >= n // 5, 600, "20% of the events", every=0.05)
     seen_20, rss_20, t20 = count[0], rss_kb(os.getpid()), time.monotonic()
     result = run.result(timeout=900)
