@@ -269,7 +269,7 @@ class LivePanel(widgets.VBox):
         metrics.append(("elapsed", f'<span class="arkor-elapsed">{fduration(s["elapsed"])}</span>'))
         # one unbreakable cell per metric: a narrow notebook wraps between cells, never
         # between a label and its value
-        cells = "".join(f'<span class="arkor-metric" style="display:inline-block;white-space:nowrap;'
+        cells = " ".join(f'<span class="arkor-metric" style="display:inline-block;white-space:nowrap;'
                         f'margin-right:14px"><span style="color:#777">{k}</span> {v}</span>'
                         for k, v in metrics)
         header = (f'<b class="arkor-name">{esc(s["name"] or "run")}</b> '

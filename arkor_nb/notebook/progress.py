@@ -334,8 +334,11 @@ class RunState:
 
     @property
     def origin(self) -> float:
-        """Time zero of elapsed and of event-log times: the job's creation when known."""
-        return self.job_created if self.job_created is not None else self.created
+        """Time zero of elapsed and of event-log times: the job's creation when known.
+
+        (Or this view's start, when that came first: our own "creating the job" note.)
+        """
+        return self.created if self.job_created is None else min(self.job_created, self.created)
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the job was created (setup included), until it ended."""

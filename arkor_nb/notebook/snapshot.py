@@ -107,8 +107,9 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
             return 0.0, 1.0, lambda y: y
         f = (lambda y: math.log10(y)) if use_log else (lambda y: y)
         lo, hi = f(min(vals)), f(max(vals))
-        if hi == lo:
-            lo, hi = lo - 0.5, hi + 0.5
+        if hi == lo:  # one value: a small band around it, on its own scale (2e-3, not -0.5..0.5)
+            pad = abs(lo) * 0.05 or 0.5
+            lo, hi = lo - pad, hi + pad
         margin = (hi - lo) * 0.05
         return lo - margin, hi + margin, f
 
@@ -135,7 +136,8 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
                 "</title></polyline>")
 
     # grid + axes
-    for xt in _ticks(x0, x1, 6):
+    whole = all(float(x).is_integer() for x in all_x)
+    for xt in [t for t in _ticks(x0, x1, 6) if not whole or float(t).is_integer()]:
         px = sx(xt)
         parts.append(f'<line x1="{px:.1f}" y1="{PAD_T}" x2="{px:.1f}" y2="{PAD_T + ph}" stroke="#eee"/>'
                      f'<text x="{px:.1f}" y="{height - PAD_B + 14}" text-anchor="middle" fill="#555">'

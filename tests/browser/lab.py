@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import nbformat
-from playwright.sync_api import Browser, Page, Playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -277,18 +277,18 @@ def stop_local_server_started_since(before: Any, home: Path) -> None:
     poll(lambda: live_server(home) is None, timeout=30, what=f"local server pid {info.pid} to stop")
 
 
-def panel_points(page: Page, selector: str = ".arkor-panel .arkor-chart") -> int:
-    """Points on the live chart's loss curve (the exact values its hover reads)."""
-    return int(
-        page.evaluate(
-            """sel => {
-                const box = document.querySelector(sel);
-                const line = box && box.querySelector('svg [data-xs]');
-                return line ? line.dataset.xs.split(',').length : 0;
-            }""",
-            selector,
-        )
-    )
+def panel_points(where: Page | Locator) -> int:
+    """Points on a live chart's loss curve (the exact values its hover reads).
+
+    ``where``: the page (its first panel) or a locator of one panel.
+    """
+    js = """root => {
+        const line = root && root.querySelector('.arkor-chart svg [data-xs]');
+        return line ? line.dataset.xs.split(',').length : 0;
+    }"""
+    if isinstance(where, Locator):
+        return int(where.evaluate(js)) if where.count() else 0
+    return int(where.evaluate(f"({js})(document.querySelector('.arkor-panel'))"))
 
 
 def lab_save(lab_page: LabPage) -> None:
