@@ -3,27 +3,32 @@
 ``live(trainer)`` displays the panel, starts the job if needed, streams on a
 background thread and returns a :class:`LiveRun` at once (``result()``,
 ``cancel(remote=True)``, ``await run``, ``save(path)``, ``snapshot_html()``,
-``panel``). ``replay(path)`` redraws a saved run; ``compare([...])`` overlays
+``figure()``, ``panel``). ``replay(path)`` redraws a saved run; ``compare([...])`` overlays
 several runs. Outside Jupyter, ``live`` prints compact text progress.
 
 Modules: ``progress`` (pure run model, RunState), ``series`` (bounded decimated curves),
-``panel`` (ipywidgets), ``chart`` (plotly FigureWidget, one message per
-redraw), ``snapshot`` (static SVG + HTML), ``record`` (JSONL, replay,
-compare), ``text`` (formatting, terminal progress), ``live`` (threads).
+``panel`` (ipywidgets), ``livechart`` (the snapshot's SVG in a small
+anywidget: hover values, kernel watchdog), ``chart`` (plotly figure on demand,
+``run.figure()``), ``snapshot`` (static SVG + HTML), ``record`` (JSONL,
+replay, compare), ``text`` (formatting, terminal progress), ``live`` (threads).
 
-Verified: JupyterLab 4.6 (ipywidgets 8.1, plotly 7.1 FigureWidget on
-anywidget 0.11) in headless Chromium, and nbclient-executed notebooks
-(the saved file keeps the snapshot; ~60-75 kB added per run). Not
+Verified: JupyterLab 4.6 (ipywidgets 8.1, anywidget 0.11) in headless
+Chromium, and nbclient-executed notebooks (the saved file keeps only the
+snapshot; ~43 kB added per run). Not
 verified here: Notebook 7 (same widget manager as Lab), VS Code and Colab
 (Colab renders anywidget only after
 ``google.colab.output.enable_custom_widget_manager()``; the SVG snapshot
 needs no widget support anywhere).
 
-Saved notebooks: while the panel is rendered it hides its own snapshot
-output (a ``<style>`` in the status widget), so a live view shows one chart;
-GitHub and nbviewer (no widgets) show the snapshot. At the end the plotly
-figure is closed after its ``_esm`` bundle and data are replaced by stubs,
-so widget state recorded by nbclient does not carry ~5 MB of plotly.
+Saved notebooks: the panel is displayed with an empty text/plain and, when
+the run ends, its output is replaced by the static snapshot and its widgets
+are emptied and closed: a saved notebook shows only the snapshot (no "model
+not found", no stale text line), on GitHub and nbviewer too.
+
+Kernel restart: the kernel beats about once a second; when the beats stop
+the chart's JavaScript adds ``arkor-disconnected`` to the panel, disables its
+controls and shows ``arkor-disconnected-note`` with the reattach line
+(``arkor-reattach``: ``import arkor_nb as ak; run = ak.live(job_id="...")``).
 
 Stable DOM hooks for browser tests (CSS classes set with ``add_class`` on
 the widget's element, or on elements inside an HTML widget's value):
@@ -40,18 +45,14 @@ the widget's element, or on elements inside an HTML widget's value):
   final status: "Completed", "Failed", "Cancelled", "Stopped");
 - ``arkor-remote-toggle``: the "also cancel the job on the backend" checkbox;
 - ``arkor-logscale``, ``arkor-smoothing``: chart controls;
-- ``arkor-chart``: the chart box. While streaming it holds the plotly
-  FigureWidget, whose own element is ``.js-plotly-plot.arkor-chart-plotly``
-  (select it with ``.arkor-chart .js-plotly-plot``, NOT
-  ``.arkor-chart-plotly .js-plotly-plot``: the class sits on the plot
-  element itself; count points with ``gd.data[0].x.length``; traces are
-  0 raw loss, 1 smoothed loss, 2 eval loss, 3 learning rate). Before plotly
-  has loaded and after the run ends it holds an HTML widget with an
-  ``svg.arkor-svg`` instead;
+- ``arkor-chart``: the chart box: ``.arkor-live-chart`` holds an
+  ``svg.arkor-svg`` (redrawn a few times a second); each hoverable line
+  carries its exact values (``[data-name][data-xs][data-ys]``: count points
+  with ``data-xs``); ``.arkor-tip`` is the hover tooltip; with no point yet
+  it reads "waiting for the first step" (``.arkor-empty-chart``);
 - ``arkor-checkpoints``: checkpoint list and samples (``arkor-samples``);
 - ``arkor-log``: the event log (newest at the bottom);
-- ``arkor-snapshot``: the static snapshot (its own cell output after the
-  run; a pending placeholder is ``arkor-snapshot-pending``).
+- ``arkor-snapshot``: the static snapshot (the panel's cell output after the run).
 """
 
 from __future__ import annotations

@@ -390,8 +390,9 @@ class LiveRun:
         job_id = s["job_id"]
         if job_id is None:
             return "interrupted before the job was created: nothing runs on the backend"
-        stop = (f'stop it with ak.Trainer.attach("{job_id}").cancel() or reattach with '
-                f'ak.live(job_id="{job_id}")')
+        flag = " --backend cloud" if s["backend"] == "cloud" else ""
+        stop = (f"stop it with: arkor-nb cancel {job_id}{flag} (or reattach: "
+                f'ak.live(job_id="{job_id}"), then Cancel)')
         status, cancel = s["status"], s["cancel_state"]
         if cancel == "remote-ok" and status == "cancelled":
             return f"interrupted: job {job_id} cancelled on the backend at step {s['step']}"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.backend import Backend
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.lab import LabPage, poll, write_notebook
-from tests.browser.test_panel_cancel import Backend
 
 pytestmark = pytest.mark.slow
 

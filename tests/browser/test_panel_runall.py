@@ -125,7 +125,7 @@ def test_run_all_then_cancel_then_save_reload_and_convert(
     # The next cells ran: the comparison cell said the run was cancelled, the replay drew it.
     poll(lambda: "(the run was cancelled)" in cells.nth(3).inner_text(), timeout=120,
          what="the cell after `await run` to run")
-    cells.nth(4).locator(".arkor-snapshot").first.wait_for(timeout=60_000)
+    cells.nth(6).locator(".arkor-snapshot").first.wait_for(timeout=60_000)  # ak.replay(record)
     lab_page.wait_kernel_idle(timeout=60)
     # The panel's output is now its snapshot, which says what happened.
     panel_cell = cells.nth(1)

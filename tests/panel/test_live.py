@@ -156,7 +156,7 @@ def test_interrupt_with_the_toggle_off_detaches_and_says_the_job_still_runs(
         run.result(timeout=60)
     line = str(info.value)
     assert line.startswith(f"interrupted: detached, job {run.job_id} still running on the backend")
-    assert f'ak.Trainer.attach("{run.job_id}").cancel()' in line
+    assert f"stop it with: arkor-nb cancel {run.job_id}" in line
     assert backend_status(server, run.job_id) == "running"
     again = live(job_id=run.job_id, backend=LocalBackend(url=server.url, token=server.token),
                  display=False)
