@@ -141,8 +141,22 @@ class TrainingCancelled(_EventBase):
     artifacts: list[Any] | None = None  # what was saved before the cancel, when the backend says
 
 
+class TrainingPhase(_EventBase):
+    """What a job does before and after its training steps (local backend).
+
+    ``phase``: ``"preparing"`` (building or loading the model, loading data) or
+    ``"saving"``; ``detail`` says what exactly, e.g. "building arkor-nb/tiny
+    (first run only, ~20 s)". Other clients skip the unknown type.
+    """
+
+    type: Literal["training.phase"] = "training.phase"
+    phase: str
+    detail: str | None = None
+
+
 TrainingEvent = Annotated[
-    TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled,
+    TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled
+    | TrainingPhase,
     Field(discriminator="type"),
 ]
 TerminalEvent = TrainingCompleted | TrainingFailed | TrainingCancelled

@@ -124,6 +124,13 @@ def resolve_model(model_id: str, home: Path) -> str:
     return model_id
 
 
+def preparing_detail(model_id: str, home: Path) -> str | None:
+    """Says so when ``resolve_model`` is about to build the model (the panel's "preparing" line)."""
+    if model_id == TINY_MODEL_ID and not (tiny_model_dir(Path(home)) / _MARKER).is_file():
+        return f"building {TINY_MODEL_ID} (first run only, ~20 s)"
+    return None
+
+
 def ensure_tiny_model(home: Path) -> Path:
     """Build the tiny model once; safe when several processes ask at once."""
     from filelock import FileLock

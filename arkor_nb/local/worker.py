@@ -32,6 +32,7 @@ from arkor_nb.types import (
     TrainingCompleted,
     TrainingFailed,
     TrainingLog,
+    TrainingPhase,
     TrainingStarted,
     wire_config,
 )
@@ -316,7 +317,12 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     import torch
 
     from arkor_nb.local import datasets as ds
-    from arkor_nb.local.models import load_model_and_tokenizer, pick_device, resolve_model
+    from arkor_nb.local.models import (
+        load_model_and_tokenizer,
+        pick_device,
+        preparing_detail,
+        resolve_model,
+    )
 
     device = pick_device()
     threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
@@ -325,13 +331,18 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
+    proto.emit(TrainingPhase(phase="preparing", detail="loading data"))
     train_rows, eval_rows = load_rows(config, home)
     if config.get("dryRun"):
         train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
     checkpoint_cancel()
+    building = preparing_detail(config["model"], home)
+    if building is not None:
+        proto.emit(TrainingPhase(phase="preparing", detail=building))
     model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
+    proto.emit(TrainingPhase(phase="preparing", detail=f"loading {config['model']} on {device}"))
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )
@@ -400,6 +411,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     train_seconds = time.perf_counter() - started
     if has_eval and callback.eval_step != step:
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
+    proto.emit(TrainingPhase(phase="saving", detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)

@@ -7,29 +7,31 @@ Threads (all daemons, all owned by one :class:`LiveRun`):
 - *ticker*: redraws the panel (or the text progress) a few times a second
   in one batch, flushes the recorder, and does the final redraw;
 - *cancel*: asks the backend to cancel and polls until it confirms;
-- *sampler*: samples ``sample_prompts`` at each checkpoint via ``ctx.infer``.
+- *sampler* (``sampler.py``): samples ``sample_prompts`` at each checkpoint
+  with the ``infer`` of the CheckpointContext the listener hears;
+- *queue* (``queue.py``, local backend): while the job is queued, asks which
+  job holds the training slot, and cancels it when the panel's button asks.
 
 The Cancel button aborts only our own stream signal (at once) and, when its
 toggle is on, calls ``trainer.cancel()``; the trainer's own abort signal and
-callbacks are left as the user set them.
+callbacks are left as the user set them (the panel only listens).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import inspect
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
 from ..types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
 from .progress import TERMINAL, RunState
+from .queue import QueueWatch
 from .record import Recorder
+from .sampler import Sampler
 from .snapshot import snapshot_html
 from .text import TextProgress, fix_for, status_line
 
@@ -107,7 +109,8 @@ class LiveRun:
         self._cancel_thread: threading.Thread | None = None
         self._final_job: TrainingJob | None = None
         self._done_callbacks: list[Any] = []
-        self._sampler: ThreadPoolExecutor | None = None
+        self._sampler: Sampler | None = None
+        self._queue: QueueWatch | None = None
         self._panel: Any = None
         self._text: TextProgress | None = None
         self._panel_closed = False
@@ -127,7 +130,12 @@ class LiveRun:
         if self._jupyter:
             self._show()
         if self.sample_prompts:
-            self._install_sampler()
+            self._sampler = Sampler(self.state, self.sample_prompts, max_tokens=self.sample_max_tokens,
+                                    on_change=self._after_late_change)
+        if getattr(self.trainer, "backend_kind", "") == "local":  # one training slot: say who holds it
+            self._queue = QueueWatch(self.state, self.trainer.backend, on_change=self._wake.set).start()
+            if self._panel is not None:
+                self._panel.on_cancel_ahead = self._queue.request_cancel
         self._ticker = threading.Thread(target=self._tick_loop, name="arkor-nb-ticker", daemon=True)
         self._stream = threading.Thread(target=self._stream_main, name="arkor-nb-stream", daemon=True)
         self._ticker.start()
@@ -142,6 +150,8 @@ class LiveRun:
 
             panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
             panel.wake = self._wake.set
+            if self._queue is not None:
+                panel.on_cancel_ahead = self._queue.request_cancel
             panel.set_reattach(self.state.job_id, self.state.backend)
             self._panel = panel
             if self._done.is_set():
@@ -169,7 +179,11 @@ class LiveRun:
         if not self._job_adopted:
             self._adopt_job()
         if isinstance(item, CheckpointContext):
-            return  # the CheckpointSaved event before it already updated the panel
+            # the CheckpointSaved event before it already updated the panel; this
+            # context carries ``infer``, bound to that checkpoint
+            if self._sampler is not None:
+                self._sampler.queue(item)
+            return
         if self._text is not None and isinstance(item, StreamNotice):
             self._text.notice(item)
         self.state.fold(item)
@@ -208,10 +222,12 @@ class LiveRun:
                 # finish the samples of the last checkpoint so the snapshot shows them,
                 # unless the user cancelled (then stop at once)
                 cancelled = self._cancel_remote is not None
-                self._sampler.shutdown(wait=not cancelled, cancel_futures=cancelled)
+                self._sampler.shutdown(cancelled=cancelled)
             self._finish()
 
     def _finish(self) -> None:
+        if self._queue is not None:
+            self._queue.stop()
         self._stopping = True
         self._stop.set()
         self._wake.set()
@@ -447,55 +463,6 @@ class LiveRun:
         finally:
             self._done_callbacks.remove(wake)
         return self._outcome()
-
-    # ------------------------------------------------------------ samples
-
-    def _install_sampler(self) -> None:
-        trainer = self.trainer
-        original = trainer.callbacks
-        user = original.on_checkpoint
-        self._sampler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arkor-nb-sampler")
-        if user is not None and (inspect.iscoroutinefunction(user)
-                                 or inspect.iscoroutinefunction(getattr(user, "__call__", None))):  # noqa: B004
-            async def on_checkpoint(ctx: Any) -> None:
-                await user(ctx)
-                self._queue_samples(ctx)
-        else:
-            def on_checkpoint(ctx: Any) -> None:  # type: ignore[misc]
-                if user is not None:
-                    outcome = user(ctx)
-                    if inspect.isawaitable(outcome):
-                        raise ConfigError("callbacks.on_checkpoint",
-                                          "returned an awaitable from a sync function; make it async def")
-                self._queue_samples(ctx)
-        trainer.callbacks = dataclasses.replace(original, on_checkpoint=on_checkpoint)
-
-        def restore() -> None:
-            if trainer.callbacks.on_checkpoint is on_checkpoint:
-                trainer.callbacks = original
-
-        self._done_callbacks.append(restore)
-
-    def _queue_samples(self, ctx: Any) -> None:
-        for prompt in self.sample_prompts:
-            self.state.set_sample(ctx.step, prompt, None)
-        if self._sampler is not None:
-            self._sampler.submit(self._sample, ctx)
-
-    def _sample(self, ctx: Any) -> None:
-        for prompt in self.sample_prompts:
-            try:
-                response = ctx.infer(messages=[{"role": "user", "content": prompt}],
-                                     max_tokens=self.sample_max_tokens, stream=False)
-                if response.status_code >= 400:
-                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-                reply = response.json()["choices"][0]["message"]["content"] or ""
-                self.state.set_sample(ctx.step, prompt, str(reply))
-            except Exception as exc:
-                self.state.set_sample(ctx.step, prompt, None, error=f"{type(exc).__name__}: {exc}")
-                self.state.note(f"sampling step {ctx.step} failed: {exc}", "warn")
-                break
-        self._after_late_change()
 
     # ------------------------------------------------------------ records
 

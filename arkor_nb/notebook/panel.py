@@ -67,6 +67,10 @@ class LivePanel(widgets.VBox):
                                             icon="stop", tooltip="Stop watching; see the toggle")
         self.remote_toggle = widgets.Checkbox(value=True, description="also cancel the job on the backend",
                                               indent=False, layout=widgets.Layout(width="auto"))
+        self.cancel_ahead_button = widgets.Button(description="Cancel the job ahead", icon="stop",
+                                                  layout=widgets.Layout(display="none", width="auto"))
+        self.on_cancel_ahead: Callable[[str], None] = lambda job_id: None  # set by the owner
+        self._ahead_id: str | None = None
         self.log_toggle = widgets.Checkbox(value=False, description="log scale", indent=False,
                                            layout=widgets.Layout(width="auto"))
         self.smoothing = widgets.FloatSlider(value=0.6, min=0.0, max=0.99, step=0.01,
@@ -83,7 +87,8 @@ class LivePanel(widgets.VBox):
             w.add_class(CSS_CLASSES[key])
         controls = widgets.HBox([self.cancel_button, self.remote_toggle, self.log_toggle, self.smoothing],
                                 layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
-        super().__init__(children=[self.status_html, controls, self.chart_box, self.checkpoints_html,
+        self.cancel_ahead_button.add_class("arkor-cancel-ahead")
+        super().__init__(children=[self.status_html, self.cancel_ahead_button, controls, self.chart_box, self.checkpoints_html,
                                    self.log_html], **kwargs)
         self._render_lock = threading.Lock()
         self._seen: dict[str, int] = {}
@@ -97,6 +102,7 @@ class LivePanel(widgets.VBox):
         self.renders = 0  # redraws done (tests check the throttle bounds this)
         self.wake: Callable[[], None] = lambda: None  # set by the owner's ticker
         self.cancel_button.on_click(self._clicked_cancel)
+        self.cancel_ahead_button.on_click(self._clicked_cancel_ahead)
         self.log_toggle.observe(self._view_changed, names="value")
         self.smoothing.observe(self._view_changed, names="value")
 
@@ -133,6 +139,25 @@ class LivePanel(widgets.VBox):
         if self._on_cancel is not None:
             self._on_cancel(remote)
 
+    def _clicked_cancel_ahead(self, _button: Any) -> None:
+        if self._ahead_id is not None:
+            self.cancel_ahead_button.disabled = True
+            self.cancel_ahead_button.description = "Cancelling…"
+            self.on_cancel_ahead(self._ahead_id)
+
+    def _show_ahead(self, ahead: list[dict[str, Any]]) -> None:
+        """The button that cancels the job holding the slot: shown only while we wait for it."""
+        first = ahead[0] if ahead and not self.finished else None
+        job_id = first["id"] if first else None
+        if job_id != self._ahead_id:
+            self._ahead_id = job_id
+            self.cancel_ahead_button.disabled = False
+            self.cancel_ahead_button.description = (
+                f"Cancel {first['name'] or first['id']} (it holds the training slot)" if first else "")
+        display = "" if first else "none"
+        if self.cancel_ahead_button.layout.display != display:
+            self.cancel_ahead_button.layout.display = display
+
     def show_cancelling(self) -> None:
         if not self.finished:
             self.cancel_button.description = "Cancelling…"
@@ -160,6 +185,7 @@ class LivePanel(widgets.VBox):
                             "learning_rate": st.lr_series.version}
                 log_version, ckpt_version = st.log_version, st.ckpt_version
             self._set(self.status_html, self.status_text())
+            self._show_ahead(st.summary()["ahead"])
             changed = {k for k, v in versions.items() if self._seen.get(k) != v}
             view_changed = self._drawn_view != self._view
             if changed or view_changed:
@@ -205,6 +231,7 @@ class LivePanel(widgets.VBox):
             self.cancel_button.description = FINAL_LABELS.get(st.status, st.status.capitalize())
             self.cancel_button.button_style = ""
             self.cancel_button.disabled = True
+            self._show_ahead([])
             self.remote_toggle.disabled = True
             self.renders += 1
 
@@ -272,10 +299,20 @@ class LivePanel(widgets.VBox):
         cells = " ".join(f'<span class="arkor-metric" style="display:inline-block;white-space:nowrap;'
                         f'margin-right:14px"><span style="color:#777">{k}</span> {v}</span>'
                         for k, v in metrics)
+        shown = s["phase"] if s["phase"] in ("preparing", "saving") else s["status"]
         header = (f'<b class="arkor-name">{esc(s["name"] or "run")}</b> '
                   f'<code class="arkor-job-id">{esc(s["job_id"] or "not started")}</code> '
-                  f'<span style="color:#777">{esc(s["backend"])}</span> {badge(s["status"])}')
+                  f'<span style="color:#777">{esc(s["backend"])}</span> {badge(shown)}')
         extra = []
+        for job in s["ahead"][:1]:
+            at = (f" at step {job['step']} / {job['max_steps']}" if job["max_steps"]
+                  else f" at step {job['step']}") if job["step"] is not None else ""
+            extra.append(f'<div class="arkor-queue" style="color:#6d4c41">waiting for the local backend\'s '
+                         f'training slot, held by <b>{esc(job["name"] or "a job")}</b> '
+                         f'<code>{esc(job["id"])}</code>{esc(at)}</div>')
+        if s["phase"] in ("preparing", "saving") and s["phase_detail"]:
+            extra.append(f'<div class="arkor-phase" style="color:#5e35b1">{esc(s["phase"])}: '
+                         f'{esc(s["phase_detail"])}</div>')
         if s["error"]:
             extra.append(f'<div class="arkor-error" style="color:#c62828;font-weight:600;'
                          f'white-space:pre-wrap">Training failed: {esc(s["error"])}</div>')

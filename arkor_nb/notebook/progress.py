@@ -25,6 +25,7 @@ from ..types import (
     TrainingCompleted,
     TrainingFailed,
     TrainingLog,
+    TrainingPhase,
     TrainingStarted,
 )
 from .series import DecimatedSeries
@@ -37,6 +38,8 @@ STATUS_LABELS = {
     "connecting": "connecting",
     "queued": "queued",
     "running": "running",
+    "preparing": "preparing",
+    "saving": "saving",
     "completed": "completed",
     "failed": "failed",
     "cancelled": "cancelled",
@@ -91,6 +94,9 @@ class RunState:
         self.started: float | None = None
         self.ended: float | None = None
         self.step = 0
+        self.ahead: list[dict[str, Any]] = []  # queued: the jobs holding the backend's slot
+        self.phase: str | None = None  # preparing | training | saving (local backend)
+        self.phase_detail: str | None = None
         self.epoch: float | None = None
         self.loss: float | None = None
         self.eval_loss: float | None = None
@@ -158,7 +164,12 @@ class RunState:
                 self._fold_notice(item)
                 return
             level = "info"
-            if isinstance(item, TrainingStarted):
+            if isinstance(item, TrainingPhase):
+                if self.status in ("connecting", "queued"):
+                    self.status = "running"
+                self.phase, self.phase_detail = item.phase, item.detail
+            elif isinstance(item, TrainingStarted):
+                self.phase, self.phase_detail = "training", None
                 if self.status not in TERMINAL:
                     self.status = "running"
                 self.started = self.started or t
@@ -196,6 +207,8 @@ class RunState:
 
     def _fold_log(self, ev: TrainingLog, t: float) -> None:
         step = ev.step
+        if self.phase != "training" and self.phase != "saving":
+            self.phase, self.phase_detail = "training", None
         if self.status in ("connecting", "queued"):
             self.status = "running"
         if self.started is None:
@@ -296,6 +309,13 @@ class RunState:
             if self.num_epochs is None and isinstance(config.get("numTrainEpochs"), (int, float)):
                 self.num_epochs = float(config["numTrainEpochs"])
 
+    def set_ahead(self, jobs: list[dict[str, Any]]) -> None:
+        """The jobs our queued job waits behind (id, name, step, max_steps)."""
+        with self.lock:
+            if jobs != self.ahead:
+                self.ahead = jobs
+                self.version += 1
+
     def set_cancel(self, state: str, detail: str | None = None) -> None:
         with self.lock:
             self.cancel_state = state
@@ -389,6 +409,9 @@ class RunState:
                 "job_id": self.job_id,
                 "backend": self.backend,
                 "status": self.status,
+                "ahead": list(self.ahead) if self.status == "queued" else [],
+                "phase": self.phase if self.status == "running" else None,
+                "phase_detail": self.phase_detail if self.status == "running" else None,
                 "step": self.step,
                 "max_steps": self.max_steps,
                 "epoch": self.epoch,

@@ -26,6 +26,8 @@ STATUS_COLORS = {
     "failed": "#c62828",
     "cancelled": "#ef6c00",
     "running": "#1565c0",
+    "preparing": "#5e35b1",
+    "saving": "#5e35b1",
     "queued": "#6d4c41",
     "connecting": "#6d4c41",
     "detached": "#6d4c41",

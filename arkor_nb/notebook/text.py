@@ -22,6 +22,7 @@ from ..types import (
     TrainingCompleted,
     TrainingFailed,
     TrainingLog,
+    TrainingPhase,
     TrainingStarted,
 )
 
@@ -112,6 +113,8 @@ def describe(item: Any) -> str:
         return " · ".join(parts)
     if isinstance(item, TrainingStarted):
         return "started"
+    if isinstance(item, TrainingPhase):
+        return item.phase + (f": {item.detail}" if item.detail else "")
     if isinstance(item, CheckpointSaved):
         return f"checkpoint saved at step {item.step}"
     if isinstance(item, TrainingCompleted):

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 import arkor_nb as ak
+from arkor_nb.types import TrainingPhase
 from tests.local.server_harness import ServerProcess, all_events, wait_for
 from tests.local.training_helpers import (
     EVAL,
@@ -70,9 +71,15 @@ def test_real_run_completes_and_checkpoint_infer_returns_text(
         callbacks={"on_log": seen_logs.append, "on_checkpoint": on_checkpoint},
         backend=backend(server),
     )
+    phases: list[Any] = []
+    trainer.subscribe(lambda item: phases.append(item) if isinstance(item, TrainingPhase) else None)
     trainer.start()
     result = trainer.wait()
     assert result.job.status == "completed", result
+    # the worker says what it does before the first step and after the last (the panel shows it)
+    assert [(p.phase, p.detail) for p in phases] == [
+        ("preparing", "loading data"), ("preparing", "loading arkor-nb/tiny on cpu"),
+        ("saving", "saving the adapter")]
     losses = [c.loss for c in seen_logs if c.loss is not None]
     assert [c.step for c in seen_logs if c.loss is not None] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
     assert losses[-1] < 0.7 * losses[0], losses
@@ -107,6 +114,14 @@ def test_real_run_completes_and_checkpoint_infer_returns_text(
         served = ak.chat(result.job.id, TICKET, step=step, temperature=0, max_tokens=12,
                          backend=backend(server))
         assert served.strip() and peft_greedy_reply(tiny_model_dir, folder, TICKET, 12) == served
+
+
+def test_the_first_run_says_it_builds_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from arkor_nb.local.models import TINY_MODEL_ID, preparing_detail
+
+    assert preparing_detail(TINY_MODEL_ID, tmp_path) == "building arkor-nb/tiny (first run only, ~20 s)"
+    assert preparing_detail(TINY_MODEL_ID, tiny_model_dir.parent.parent) is None  # built: nothing to say
+    assert preparing_detail("some/hub-model", tmp_path) is None
 
 
 def peft_greedy_reply(base_dir: Path, folder: Path, messages: list[dict[str, str]],

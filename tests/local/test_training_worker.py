@@ -14,6 +14,7 @@ from tests.local.training_helpers import (
     logs,
     run_worker,
     start_worker,
+    started,
     terminal,
     tiny_model_dir,  # noqa: F401 - fixture
     trained_job,  # noqa: F401 - fixture
@@ -22,7 +23,7 @@ from tests.local.training_helpers import (
 
 def test_lora_run_completes_with_falling_loss(trained_job: TrainedJob) -> None:  # noqa: F811
     events = trained_job.events
-    assert events[0]["type"] == "training.started"
+    assert started(events)["type"] == "training.started"
     end = terminal(events)
     assert end["type"] == "training.completed", end
     losses = logs(events)
@@ -110,7 +111,7 @@ def test_every_config_key_reaches_the_trainer(tmp_path: Path, tiny_model_dir: Pa
     }
     events = run_worker(config, tmp_path / "job")
     assert terminal(events)["type"] == "training.completed", events[-1]
-    meta = events[0]["metadata"]
+    meta = started(events)["metadata"]
     args = meta["trainingArguments"]
     assert args["max_steps"] == 4 and args["num_train_epochs"] == 3
     assert args["learning_rate"] == 1e-3 and args["per_device_train_batch_size"] == 4
@@ -139,7 +140,7 @@ def test_dry_run_is_short_but_exercises_every_stage(tmp_path: Path, tiny_model_d
     events = run_worker(config, tmp_path / "job")
     end = terminal(events)
     assert end["type"] == "training.completed", end
-    meta = events[0]["metadata"]
+    meta = started(events)["metadata"]
     assert meta["dryRun"] is True and meta["trainingArguments"]["max_steps"] == 3
     assert meta["trainRows"] == 16 and meta["evalRows"] == 8
     assert [e["step"] for e in logs(events)] == [1, 2, 3]
@@ -162,7 +163,8 @@ def test_bad_config_fails_with_the_field_named(tmp_path: Path) -> None:
 def test_stdout_carries_only_protocol_lines(trained_job: TrainedJob) -> None:  # noqa: F811
     # every line parsed as JSON (the runner would have raised otherwise) and has a known type
     types = {e["type"] for e in trained_job.events}
-    assert types <= {"training.started", "training.log", "checkpoint.saved", "training.completed"}
+    assert types <= {"training.phase", "training.started", "training.log", "checkpoint.saved",
+                     "training.completed"}
 
 
 def test_a_diverged_loss_fails_the_job_with_the_step_and_the_fix(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811

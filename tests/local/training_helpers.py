@@ -121,6 +121,13 @@ def logs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == "training.log" and e.get("loss") is not None]
 
 
+def started(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The training.started event; only training.phase events (setup) may come before it."""
+    at = next(i for i, e in enumerate(events) if e["type"] == "training.started")
+    assert all(e["type"] == "training.phase" for e in events[:at]), [e["type"] for e in events[:at]]
+    return events[at]
+
+
 def terminal(events: list[dict[str, Any]]) -> dict[str, Any]:
     ends = [e for e in events if e["type"] in ("training.completed", "training.failed", "training.cancelled")]
     assert len(ends) == 1, [e["type"] for e in events]

@@ -215,7 +215,9 @@ def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any) -
     calls: list[int] = []
     trainer = make_trainer("sampled", max_steps=60, save_steps=20,
                            callbacks={"on_checkpoint": lambda ctx: calls.append(ctx.step)})
+    before = trainer.callbacks
     run = live(trainer, display=False, sample_prompts=["Say hi", "2+2?"])
+    assert trainer.callbacks is before  # sampling listens; the user's callbacks are untouched
     run.result(timeout=60)
     assert calls == [20, 40, 60]  # the user's own callback still ran, in order
     ckpts = run.state.checkpoints
@@ -227,7 +229,7 @@ def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any) -
     html = run.panel.checkpoints_html.value
     reply = ckpts[-1].samples["Say hi"]
     assert reply is not None and reply[:20] in html
-    assert trainer.callbacks.on_checkpoint is not None  # restored to the user's
+    assert trainer.callbacks is before
 
 
 def test_text_progress_outside_jupyter_does_not_flood(make_trainer: Any, tmp_path: Path) -> None:
@@ -303,3 +305,30 @@ def test_a_config_the_backend_rejects_is_shown_with_its_field(make_trainer: Any,
     assert "could not start the job" in status
     assert str(info.value).split(": ", 1)[-1][:40] in status.replace("&#x27;", "'").replace("&quot;", '"')
     assert run.panel.cancel_button.description == "Stopped"
+
+
+def test_a_queued_run_names_the_job_ahead_and_can_cancel_it(make_trainer: Any,
+                                                             server: ServerProcess) -> None:
+    ahead = live(make_trainer("slot-holder", max_steps=100_000), display=False)
+    wait_for(lambda: ahead.state.step >= 3, 30, what="the first run to train")
+    ahead.cancel(remote=False)  # stop watching: the job keeps the backend's one slot
+    waiting = live(make_trainer("behind", max_steps=100_000), display=False)
+    panel = waiting.panel
+    wait_for(lambda: waiting.state.ahead, 30, what="the queued panel to learn who is ahead")
+    assert waiting.state.status == "queued"
+    (job,) = waiting.state.ahead
+    assert job["id"] == ahead.job_id and job["name"] == "slot-holder" and job["max_steps"] == 100_000
+    assert job["step"] >= 3
+    panel.render()
+    assert f"held by <b>slot-holder</b> <code>{ahead.job_id}</code> at step" in panel.status_html.value
+    assert "waiting for the first step" in panel.svg_chart.value
+    assert panel.cancel_ahead_button.layout.display == ""
+    panel.cancel_ahead_button.click()  # only a flag: the queue thread does the HTTP
+    wait_for(lambda: backend_status(server, ahead.job_id) == "cancelled", 30,
+             what="the job ahead to be cancelled")
+    wait_for(lambda: waiting.state.status == "running", 30, what="the queued run to start")
+    panel.render()
+    assert panel.cancel_ahead_button.layout.display == "none"
+    assert "arkor-queue" not in panel.status_html.value
+    waiting.cancel(remote=True)
+    assert waiting.result(timeout=60).job.status == "cancelled"

@@ -204,3 +204,25 @@ def test_snapshot_learning_rate_ticks_are_distinct() -> None:
     lr_labels = [t for t in labels if "e-3" in t]
     assert len(lr_labels) >= 2 and len(set(lr_labels)) == len(lr_labels), lr_labels
     assert all(re.fullmatch(r"\d\.\d+e-3", t) for t in lr_labels), lr_labels  # 2.98e-3, not 0.0029799
+
+
+def test_phases_show_what_the_job_does_before_its_first_step() -> None:
+    from arkor_nb.types import TrainingPhase
+
+    st = RunState(name="p", job_id="job_p", backend="local")
+    panel = LivePanel(st)
+    st.fold(TrainingPhase(phase="preparing", detail="building arkor-nb/tiny (first run only, ~20 s)"))
+    panel.render()
+    status = panel.status_html.value
+    assert "arkor-badge-preparing" in status
+    assert "preparing: building arkor-nb/tiny (first run only, ~20 s)" in status
+    assert "ETA" not in status  # no step yet: no ETA
+    st.fold(TrainingStarted())
+    for ev in synthetic_events(20, complete=False):
+        st.fold(ev)
+    panel.render()
+    status = panel.status_html.value
+    assert "arkor-badge-running" in status and "arkor-phase" not in status
+    st.fold(TrainingPhase(phase="saving", detail="saving the adapter"))
+    panel.render()
+    assert "saving: saving the adapter" in panel.status_html.value
