@@ -1,7 +1,8 @@
 """A real local server in a subprocess, plus a raw SSE frame reader, for server tests.
 
-The server runs as ``python -m arkor_nb.local.serve`` on 127.0.0.1 port 0 so
-tests can SIGKILL it and restart it on the same home. Frames are parsed by
+The server runs as ``python -m arkor_nb.local.serve`` on 127.0.0.1 so tests
+can SIGKILL it and restart it on the same home (``tests/reliability/harness.py``
+builds its fault-injection helpers on the same class). Frames are parsed by
 hand (not by the SDK client) so tests see exactly what is on the wire.
 """
 
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from arkor_nb.local.jobs import child_env
 from arkor_nb.local.launch import read_runtime
@@ -27,47 +27,65 @@ from arkor_nb.local.launch import read_runtime
 SYNTHETIC = "arkor-nb/synthetic"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
-             what: str = "condition") -> Any:
-    """Poll ``predicate`` until truthy (returned) or fail after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
+             every: float = 0.02) -> Any:
+    """Poll ``predicate`` until truthy (returned) or fail after ``timeout`` seconds naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
 
 
 class ServerProcess:
-    """``arkor_nb.local.serve`` for one home, with its URL and token."""
+    """``python -m arkor_nb.local.serve`` for one home: start, SIGKILL, restart, stop.
 
-    def __init__(self, home: Path, *, step_s: float = 0.01, ping_s: float = 0.3,
-                 extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    The one local-server harness of the test suite. ``port=0`` lets the server
+    pick a port (read back from its runtime file); a fixed ``port`` brings a
+    restarted server back where its clients expect it. ``step_s`` paces the
+    synthetic worker and ``ping_s`` the SSE keepalive (None: the server's
+    defaults). The server's output goes to ``log_path`` (inside the home unless
+    given: a test that fills the home's disk keeps its log elsewhere).
+    """
+
+    def __init__(self, home: Path, *, step_s: float | None = 0.01, ping_s: float | None = 0.3,
+                 extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 port: int = 0, preexec: Callable[[], None] | None = None,
+                 cwd: Path | None = None, log_path: Path | None = None) -> None:
         self.home = home
         self.env = child_env()
-        self.env["ARKOR_NB_SYNTHETIC_STEP_S"] = str(step_s)
+        self.env["ARKOR_NB_HOME"] = str(home)
+        if step_s is not None:
+            self.env["ARKOR_NB_SYNTHETIC_STEP_S"] = str(step_s)
         self.env.update(extra_env or {})
-        self.args = ["--port", "0", "--home", str(home), "--ping-interval", str(ping_s), *args]
+        ping = ["--ping-interval", str(ping_s)] if ping_s is not None else []
+        self.args = ["--port", str(port), "--home", str(home), *ping, *args]
+        self.preexec = preexec
+        self.cwd = cwd
+        self.log_path = log_path or home / "test-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
+        self.url = f"http://127.0.0.1:{port}" if port else ""
         self.token = ""
+        self.starts = 0
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "test-server.log", "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "arkor_nb.local.serve", *self.args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            preexec_fn=self.preexec, cwd=self.cwd,
         )
         log.close()
+        self.starts += 1
         proc = self.proc
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}: "
-                                     f"{(self.home / 'test-server.log').read_text()[-2000:]}")
+                raise AssertionError(f"server exited with {proc.returncode}: {self.log_text()[-3000:]}")
             runtime = read_runtime(self.home)
             if not runtime or runtime.get("pid") != proc.pid:
                 return False
@@ -78,11 +96,19 @@ class ServerProcess:
             if ok.status_code != 200:
                 return False
             self.url = runtime["url"]
-            self.token = (self.home / "token").read_text().strip()
+            token_file = runtime.get("tokenFile")  # None when started with --token
+            if token_file:
+                self.token = Path(token_file).read_text().strip()
             return True
 
-        wait_for(ready, timeout, what="the server to answer /healthz")
+        wait_for(ready, timeout, what=f"the server to answer /healthz (log: {self.log_path})")
         return self
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     @property
     def pid(self) -> int:
@@ -93,12 +119,19 @@ class ServerProcess:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    def client(self, **kw: Any) -> httpx.Client:
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def client(self, url: str | None = None, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
-        return httpx.Client(base_url=self.url, headers=headers, trust_env=False,
+        return httpx.Client(base_url=url or self.url, headers=headers, trust_env=False,
                             timeout=kw.pop("timeout", 30.0), **kw)
 
     def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush, exactly like a crash or the OOM killer."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
@@ -110,7 +143,7 @@ class ServerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=10)
 
 
 # ----------------------------------------------------------------- SSE frames
@@ -213,17 +246,3 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
-
-
-@pytest.fixture(scope="module", name="server")
-def server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server per test module (synthetic steps of 10 ms, pings every 0.3 s)."""
-    srv = ServerProcess(tmp_path_factory.mktemp("home")).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(name="client")
-def client_fixture(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c

@@ -19,12 +19,9 @@ from typing import IO
 
 import httpx
 
-from tests.local.server_harness import (  # noqa: F401 - fixtures
+from tests.local.server_harness import (
     ServerProcess,
-    client_fixture,
     create_job,
-    server_fixture,
-    wait_for,
     wait_status,
 )
 

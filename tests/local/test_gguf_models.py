@@ -24,7 +24,6 @@ from arkor_nb.local.config import check_model
 from arkor_nb.local.models import SMOLLM2_MODEL_ID, ensure_tiny_model, resolve_model, smollm2_gguf
 from tests.local.gguf_files import write_foreign_gguf, write_llama_gguf
 from tests.local.training_helpers import REPO, home, worker_env
-from tests.local.training_helpers import tiny_model_dir as built_tiny  # noqa: F401 - fixture
 
 PROMPT = "<|im_start|>user\nWhat does json.dumps do? café<|im_end|>\n<|im_start|>assistant\n"
 
@@ -35,7 +34,7 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_gguf_file_becomes_a_cached_plain_copy_equal_to_its_source(
-        built_tiny: Path, tiny_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+        built_tiny: Path, tiny_gguf: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert check_model(str(tiny_gguf), tmp_path) == str(tiny_gguf)

@@ -14,7 +14,6 @@ from tests.local.training_helpers import (
     EVAL,
     TrainedJob,
     home,
-    trained_job,  # noqa: F401 - fixture
 )
 
 TICKET = [json.loads(line)["messages"][:2] for line in EVAL.read_text().splitlines()[:3]]
@@ -33,14 +32,14 @@ def jobs(job: TrainedJob):  # noqa: ANN201 - the job_dir callable the server pas
     return job_dir
 
 
-def test_checkpoint_streams_text(engine: InferenceEngine, trained_job: TrainedJob) -> None:  # noqa: F811
+def test_checkpoint_streams_text(engine: InferenceEngine, trained_job: TrainedJob) -> None:
     pieces = list(engine.stream_chat(target={"kind": "checkpoint", "jobId": "job_test", "step": 30},
                                      messages=TICKET[0], max_tokens=24, job_dir=jobs(trained_job)))
     assert len(pieces) > 1 and all(isinstance(p, str) and p for p in pieces)
     assert "".join(pieces).strip()
 
 
-def test_final_adapter_learned_the_format_the_base_did_not(engine: InferenceEngine, trained_job: TrainedJob) -> None:  # noqa: F811
+def test_final_adapter_learned_the_format_the_base_did_not(engine: InferenceEngine, trained_job: TrainedJob) -> None:
     final = engine.chat(target={"kind": "final", "jobId": "job_test"}, messages=TICKET[1],
                         max_tokens=32, job_dir=jobs(trained_job))
     base = engine.chat(target={"kind": "base", "model": "arkor-nb/tiny"}, messages=TICKET[1],
@@ -51,7 +50,7 @@ def test_final_adapter_learned_the_format_the_base_did_not(engine: InferenceEngi
 
 
 def test_greedy_is_deterministic_and_concurrent_streams_do_not_mix(
-        engine: InferenceEngine, trained_job: TrainedJob) -> None:  # noqa: F811
+        engine: InferenceEngine, trained_job: TrainedJob) -> None:
     targets = [{"kind": "checkpoint", "jobId": "job_test", "step": 30},
                {"kind": "final", "jobId": "job_test"},
                {"kind": "base", "model": "arkor-nb/tiny"}]
@@ -72,13 +71,13 @@ def test_greedy_is_deterministic_and_concurrent_streams_do_not_mix(
     assert alone[0] != alone[2]  # the adapter really was applied
 
 
-def test_sampling_with_temperature_returns_text(engine: InferenceEngine, trained_job: TrainedJob) -> None:  # noqa: F811
+def test_sampling_with_temperature_returns_text(engine: InferenceEngine, trained_job: TrainedJob) -> None:
     text = engine.chat(target={"kind": "final", "jobId": "job_test"}, messages=TICKET[0],
                        temperature=1.0, max_tokens=8, job_dir=jobs(trained_job))
     assert isinstance(text, str) and text
 
 
-def test_closing_the_stream_early_is_fine(engine: InferenceEngine, trained_job: TrainedJob) -> None:  # noqa: F811
+def test_closing_the_stream_early_is_fine(engine: InferenceEngine, trained_job: TrainedJob) -> None:
     stream = engine.stream_chat(target={"kind": "final", "jobId": "job_test"}, messages=TICKET[0],
                                 max_tokens=64, job_dir=jobs(trained_job))
     first = next(iter(stream))
@@ -101,7 +100,7 @@ def test_closing_the_stream_early_is_fine(engine: InferenceEngine, trained_job: 
         ({"kind": "final", "jobId": "job_test"}, {"max_tokens": 0}, "maxTokens", "between"),
     ],
 )
-def test_bad_requests_raise_config_error(engine: InferenceEngine, trained_job: TrainedJob,  # noqa: F811
+def test_bad_requests_raise_config_error(engine: InferenceEngine, trained_job: TrainedJob,
                                          target: dict, kwargs: dict, field: str, text: str) -> None:
     args = {"target": target, "messages": TICKET[0], "job_dir": jobs(trained_job), **kwargs}
     with pytest.raises(ConfigError) as info:

@@ -16,12 +16,10 @@ import arkor_nb as ak
 from arkor_nb.errors import JobNotFoundError
 from arkor_nb.jobs_api import cancel_job
 from arkor_nb.types import CheckpointSaved, TrainingCompleted, TrainingLog, TrainingStarted
-from tests.local.server_harness import (  # noqa: F401 - fixtures
+from tests.local.server_harness import (
     ServerProcess,
     all_events,
-    client_fixture,
     create_job,
-    server_fixture,
     wait_status,
 )
 

@@ -14,11 +14,9 @@ import httpx
 import arkor_nb as ak
 from arkor_nb.jobs_table import JobsWidget
 from arkor_nb.notebook.panel import LivePanel
-from tests.local.server_harness import (  # noqa: F401 - fixtures
+from tests.local.server_harness import (
     ServerProcess,
-    client_fixture,
     create_job,
-    server_fixture,
     wait_status,
 )
 

@@ -8,13 +8,11 @@ import stat
 import httpx
 import openai
 
-from tests.local.server_harness import (  # noqa: F401  (fixtures by name)
+from tests.local.server_harness import (
     SYNTHETIC,
     ServerProcess,
     all_events,
-    client_fixture,
     create_job,
-    server_fixture,
     wait_status,
 )
 

@@ -6,16 +6,13 @@ import threading
 
 import httpx
 
-from tests.local.server_harness import (  # noqa: F401  (fixtures by name)
+from tests.local.server_harness import (
     ServerProcess,
     all_events,
-    client_fixture,
     create_job,
     data_frames,
     iter_frames,
     read_stream,
-    server_fixture,
-    wait_status,
 )
 
 

@@ -10,11 +10,10 @@ import pytest
 
 from arkor_nb.local import datasets as ds
 from tests.local.training_helpers import TRAIN
-from tests.local.training_helpers import tiny_model_dir as built_tiny  # noqa: F401 - fixture
 
 
 @pytest.fixture()
-def tokenizer(built_tiny: Path) -> Any:  # noqa: F811
+def tokenizer(built_tiny: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(built_tiny)

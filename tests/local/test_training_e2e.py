@@ -26,7 +26,6 @@ from tests.local.training_helpers import (
     home,
     logs,
     terminal,
-    tiny_model_dir,  # noqa: F401 - fixture
 )
 
 TICKET = json.loads(EVAL.read_text().splitlines()[0])["messages"][:2]
@@ -52,7 +51,7 @@ def backend(srv: ServerProcess) -> ak.LocalBackend:
 
 
 def test_real_run_completes_and_checkpoint_infer_returns_text(
-        server: ServerProcess, tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+        server: ServerProcess, built_tiny: Path, tmp_path: Path) -> None:
     seen_logs: list[Any] = []
     samples: dict[int, str] = {}
 
@@ -113,7 +112,7 @@ def test_real_run_completes_and_checkpoint_infer_returns_text(
                              backend=backend(server))
         served = ak.chat(result.job.id, TICKET, step=step, temperature=0, max_tokens=12,
                          backend=backend(server))
-        assert served.strip() and peft_greedy_reply(tiny_model_dir, folder, TICKET, 12) == served
+        assert served.strip() and peft_greedy_reply(built_tiny, folder, TICKET, 12) == served
 
 
 def test_the_first_run_says_it_builds_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -18,10 +18,9 @@ from arkor_nb.local.models import (
     tiny_model_dir,
 )
 from tests.local.training_helpers import REPO, home, worker_env
-from tests.local.training_helpers import tiny_model_dir as built_tiny  # noqa: F401 - fixture
 
 
-def test_tiny_model_reloads_through_from_pretrained(built_tiny: Path) -> None:  # noqa: F811
+def test_tiny_model_reloads_through_from_pretrained(built_tiny: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert resolve_model(TINY_MODEL_ID, home()) == str(built_tiny) == str(tiny_model_dir(home()))

@@ -16,12 +16,10 @@ from tests.local.training_helpers import (
     start_worker,
     started,
     terminal,
-    tiny_model_dir,  # noqa: F401 - fixture
-    trained_job,  # noqa: F401 - fixture
 )
 
 
-def test_lora_run_completes_with_falling_loss(trained_job: TrainedJob) -> None:  # noqa: F811
+def test_lora_run_completes_with_falling_loss(trained_job: TrainedJob) -> None:
     events = trained_job.events
     assert started(events)["type"] == "training.started"
     end = terminal(events)
@@ -47,12 +45,12 @@ def test_lora_run_completes_with_falling_loss(trained_job: TrainedJob) -> None: 
     assert not (trained_job.job_dir / "hf").exists()  # trainer scratch space is cleaned up
 
 
-def test_adapter_loads_with_peft_and_changes_the_model(trained_job: TrainedJob, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_adapter_loads_with_peft_and_changes_the_model(trained_job: TrainedJob, built_tiny: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(trained_job.job_dir / "adapter")
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(built_tiny)
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": "My card was declined."}], add_generation_prompt=True, return_dict=True
     )["input_ids"]
@@ -65,7 +63,7 @@ def test_adapter_loads_with_peft_and_changes_the_model(trained_job: TrainedJob, 
     assert not torch.allclose(before, after)
 
 
-def test_cancel_stops_within_one_step(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_cancel_stops_within_one_step(tmp_path: Path, built_tiny: Path) -> None:
     config = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
               "maxSteps": 5000, "loggingSteps": 1}
     run = start_worker(config, tmp_path / "job")
@@ -82,7 +80,7 @@ def test_cancel_stops_within_one_step(tmp_path: Path, tiny_model_dir: Path) -> N
     assert not (tmp_path / "job" / "adapter").exists()
 
 
-def test_stdin_eof_means_cancel(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_stdin_eof_means_cancel(tmp_path: Path, built_tiny: Path) -> None:
     config = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
               "maxSteps": 5000}
     run = start_worker(config, tmp_path / "job")
@@ -93,7 +91,7 @@ def test_stdin_eof_means_cancel(tmp_path: Path, tiny_model_dir: Path) -> None:  
     assert end["step"] < 5000
 
 
-def test_every_config_key_reaches_the_trainer(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_every_config_key_reaches_the_trainer(tmp_path: Path, built_tiny: Path) -> None:
     # Renamed columns exercise datasetFormat; datasetSplit holds out eval rows.
     data = tmp_path / "qa.jsonl"
     rows = [json.loads(line)["messages"] for line in TRAIN.read_text().splitlines()[:60]]
@@ -134,7 +132,7 @@ def test_every_config_key_reaches_the_trainer(tmp_path: Path, tiny_model_dir: Pa
     assert [e["step"] for e in events if e["type"] == "checkpoint.saved"] == [4]
 
 
-def test_dry_run_is_short_but_exercises_every_stage(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_dry_run_is_short_but_exercises_every_stage(tmp_path: Path, built_tiny: Path) -> None:
     config = {"model": "arkor-nb/tiny", "dryRun": True, "maxSteps": 500,
               "datasetSource": {"type": "file", "path": str(TRAIN), "evalPath": str(EVAL)}}
     events = run_worker(config, tmp_path / "job")
@@ -160,14 +158,14 @@ def test_bad_config_fails_with_the_field_named(tmp_path: Path) -> None:
     assert run.proc.returncode == 1
 
 
-def test_stdout_carries_only_protocol_lines(trained_job: TrainedJob) -> None:  # noqa: F811
+def test_stdout_carries_only_protocol_lines(trained_job: TrainedJob) -> None:
     # every line parsed as JSON (the runner would have raised otherwise) and has a known type
     types = {e["type"] for e in trained_job.events}
     assert types <= {"training.phase", "training.started", "training.log", "checkpoint.saved",
                      "training.completed"}
 
 
-def test_a_diverged_loss_fails_the_job_with_the_step_and_the_fix(tmp_path: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_a_diverged_loss_fails_the_job_with_the_step_and_the_fix(tmp_path: Path, built_tiny: Path) -> None:
     # A learning rate this absurd sends the tiny model's loss to inf/NaN within a
     # few steps; the run must end failed, not keep logging a filtered 0.0.
     config = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},

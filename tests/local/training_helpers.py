@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from arkor_nb.local.models import ensure_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,19 +153,8 @@ DEMO_CONFIG: dict[str, Any] = {
 @functools.cache
 def shared_trained_job() -> TrainedJob:
     """One real 60-step LoRA run of the tiny model on the demo data, once per test process
-    (memoised here rather than by fixture scope, because several modules import the fixture)."""
+    (memoised here, so every module that asks for the fixture shares it)."""
     ensure_tiny_model(home())
     job_dir = Path(tempfile.mkdtemp(prefix="trained-", dir=home())) / "job"
     events = run_worker(DEMO_CONFIG, job_dir)
     return TrainedJob(job_dir=job_dir, events=events, config=DEMO_CONFIG)
-
-
-@pytest.fixture()
-def tiny_model_dir() -> Path:
-    """The built-in base (built on first use in the session, a cache hit afterwards)."""
-    return ensure_tiny_model(home())
-
-
-@pytest.fixture()
-def trained_job() -> TrainedJob:
-    return shared_trained_job()

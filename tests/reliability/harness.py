@@ -1,44 +1,29 @@
-"""Run the real local server as a child process the tests can kill, restart and measure.
+"""Fault-injection helpers on the suite's one server harness (``tests/local/server_harness``).
 
-Each server gets its own ``ARKOR_NB_HOME`` (token, SQLite store, job dirs) and
-a fixed loopback port, so a restart after ``SIGKILL`` comes back where the
-client expects it. Readiness is polled on ``/healthz`` with a deadline.
+``LocalServer`` is that ``ServerProcess`` on a fixed loopback port, so a
+restart after ``SIGKILL`` comes back where the client expects it; plus RSS
+from ``/proc``, the figures report and a listener that counts trouble.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 import arkor_nb as ak
+from tests.local.server_harness import ServerProcess, wait_for
+
+__all__ = ["LocalServer", "ServerProcess", "wait_for"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def rss_kb(pid: int) -> int:
@@ -62,8 +47,14 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-class LocalServer:
-    """``with LocalServer(tmp_path / "home", env={...}) as srv: srv.url, srv.token``."""
+class LocalServer(ServerProcess):
+    """``with LocalServer(tmp_path / "home", env={...}) as srv: srv.url, srv.token``.
+
+    The suite's one server harness (``ServerProcess``) on a fixed free port, so a
+    restart after ``SIGKILL`` comes back where the client expects it, with the
+    server's own pacing and keepalive defaults, its log next to the home, and
+    API helpers that go through the public routes.
+    """
 
     def __init__(
         self,
@@ -75,106 +66,9 @@ class LocalServer:
         preexec: Callable[[], None] | None = None,
         cwd: Path | None = None,
     ) -> None:
-        self.home = home
-        self.cwd = cwd
-        self.preexec = preexec
-        self.port = port or free_port()
-        self.args = args
-        self.extra_env = dict(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = home.parent / f"{home.name}-server.log"
-        self.starts = 0
-
-    # ----------------------------------------------------------- lifecycle
-
-    def start(self, timeout: float = 60.0) -> LocalServer:
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "ARKOR_NB_HOME": str(self.home), **self.extra_env}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "arkor_nb.local.serve",
-                "--port",
-                str(self.port),
-                "--home",
-                str(self.home),
-                *self.args,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=self.preexec,
-            cwd=self.cwd,
-        )
-        log.close()
-        self.starts += 1
-        wait_for(
-            self._healthy, timeout, f"server on port {self.port} (log: {self.log_text()[-2000:]})"
-        )
-        return self
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"server exited with {self.proc.returncode}: {self.log_text()[-3000:]}"
-            )
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no flush, exactly like a crash or the OOM killer."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ------------------------------------------------------------ accessors
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def token(self) -> str:
-        return (self.home / "token").read_text().strip()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def client(self, url: str | None = None) -> httpx.Client:
-        return httpx.Client(
-            base_url=url or self.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=30.0,
-        )
+        super().__init__(home, step_s=None, ping_s=None, extra_env=dict(env or {}), args=args,
+                         port=port or free_port(), preexec=preexec, cwd=cwd,
+                         log_path=home.parent / f"{home.name}-server.log")
 
     def backend(self, url: str | None = None) -> ak.LocalBackend:
         return ak.LocalBackend(url=url or self.url, token=self.token)
