@@ -8,10 +8,7 @@ from __future__ import annotations
 import threading
 
 import arkor_nb as ak
-from tests.local.server_harness import (  # noqa: F401 - fixtures
-    ServerProcess,
-    server_fixture,
-)
+from tests.local.server_harness import ServerProcess
 
 
 def test_cancelled_run_lists_its_checkpoints_and_fires_on_cancelled_once(server: ServerProcess) -> None:
