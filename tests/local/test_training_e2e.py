@@ -115,11 +115,11 @@ def test_real_run_completes_and_checkpoint_infer_returns_text(
         assert served.strip() and peft_greedy_reply(built_tiny, folder, TICKET, 12) == served
 
 
-def test_the_first_run_says_it_builds_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_the_first_run_says_it_builds_the_tiny_model(built_tiny: Path, tmp_path: Path) -> None:
     from arkor_nb.local.models import TINY_MODEL_ID, preparing_detail
 
     assert preparing_detail(TINY_MODEL_ID, tmp_path) == "building arkor-nb/tiny (first run only, ~20 s)"
-    assert preparing_detail(TINY_MODEL_ID, tiny_model_dir.parent.parent) is None  # built: nothing to say
+    assert preparing_detail(TINY_MODEL_ID, built_tiny.parent.parent) is None  # built: nothing to say
     assert preparing_detail("some/hub-model", tmp_path) is None
 
 
