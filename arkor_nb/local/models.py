@@ -126,8 +126,19 @@ def resolve_model(model_id: str, home: Path) -> str:
 
 def preparing_detail(model_id: str, home: Path) -> str | None:
     """Says so when ``resolve_model`` is about to build the model (the panel's "preparing" line)."""
+    from arkor_nb.local import gguf_cache
+
     if model_id == TINY_MODEL_ID and not (tiny_model_dir(Path(home)) / _MARKER).is_file():
         return f"building {TINY_MODEL_ID} (first run only, ~20 s)"
+    if model_id == SMOLLM2_MODEL_ID:
+        gguf_file: Path | None = smollm2_gguf()
+    elif model_id in BUILTIN_MODELS:
+        return None
+    else:
+        gguf_file = gguf_cache.find_gguf(Path(model_id).expanduser())
+    if gguf_file is not None and not gguf_cache.is_complete(
+            gguf_cache.cache_dir(Path(home), gguf_cache.content_hash(gguf_file))):
+        return f"dequantizing {gguf_file.name} into a plain copy (first run only, 30-90 s)"
     return None
 
 

@@ -21,7 +21,13 @@ import torch
 from arkor_nb.errors import ConfigError
 from arkor_nb.local import gguf_cache
 from arkor_nb.local.config import check_model
-from arkor_nb.local.models import SMOLLM2_MODEL_ID, ensure_tiny_model, resolve_model, smollm2_gguf
+from arkor_nb.local.models import (
+    SMOLLM2_MODEL_ID,
+    ensure_tiny_model,
+    preparing_detail,
+    resolve_model,
+    smollm2_gguf,
+)
 from tests.local.gguf_files import write_foreign_gguf, write_llama_gguf
 from tests.local.training_helpers import REPO, home, worker_env
 
@@ -38,7 +44,11 @@ def test_gguf_file_becomes_a_cached_plain_copy_equal_to_its_source(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert check_model(str(tiny_gguf), tmp_path) == str(tiny_gguf)
+    # The panel's "preparing" line says a first load dequantizes; later ones do not.
+    detail = preparing_detail(str(tiny_gguf), tmp_path)
+    assert detail is not None and "dequantizing tiny.gguf" in detail and "first run only" in detail
     out = Path(resolve_model(str(tiny_gguf), tmp_path))
+    assert preparing_detail(str(tiny_gguf), tmp_path) is None
     assert out == gguf_cache.cache_dir(tmp_path, gguf_cache.content_hash(tiny_gguf))
     assert gguf_cache.is_complete(out) and (out / "model.safetensors").is_file()
     assert not (out / "config.json").read_text().count("quantization_config")
