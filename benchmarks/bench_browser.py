@@ -3,11 +3,14 @@
 Reuses the browser-test harness (``tests/browser/lab.py``): a throwaway
 JupyterLab, Debian's Chromium through Playwright. A notebook runs
 ``ak.live(trainer)`` against a real local server (paced synthetic worker)
-once in a fresh kernel (cold: imports, first plotly figure, its JS bundle)
-and then ``WARM_RUNS`` times in the same kernel (warm). In the page, a 5 ms
-poller records when the k-th ``.arkor-panel`` appears and when its chart
-first shows a point (plotly ``gd.data[0].x.length``, or the SVG chart once it
-has a line). Kernel and browser share the host clock, so:
+once in a fresh kernel (cold: imports) and then ``WARM_RUNS`` times in the
+same kernel (warm); side by side, the same kernel then shows plotly
+``FigureWidget``s holding two points (cold: plotly's imports and ~5 MB
+bundle; warm), which is what the panel's live chart was before it became
+the snapshot's SVG. In the page, a 5 ms poller records when the k-th
+``.arkor-panel`` appears and when its chart first shows a point (a line in
+its ``svg.arkor-svg``), and when each plotly figure has drawn its data.
+Kernel and browser share the host clock, so:
 
 * to panel = panel in the DOM - the kernel's clock just before ``ak.live``;
 * first point = point drawn - the first ``training.log`` event's recorded
@@ -33,35 +36,35 @@ STEP_S = "0.05"
 
 OBSERVER = """
 () => {
-  window.__arkor = {panel: {}, point: {}, kind: {}, plotEl: {}, plotDiv: {}, xinfo: {}};
+  window.__arkor = {panel: {}, point: {}, kind: {}, plotly: {}};
   const rec = window.__arkor;
+  let seq = 0, pseq = 0;
   setInterval(() => {
     const now = Date.now();
-    const panels = document.querySelectorAll('.arkor-panel');
-    panels.forEach((p, i) => {
+    // a panel's output is replaced by its snapshot when its run ends: number each
+    // panel element when first seen, not by its position in the page
+    document.querySelectorAll('.arkor-panel').forEach((p) => {
+      if (!p.dataset.benchSeq) p.dataset.benchSeq = String(seq++);
+      const i = p.dataset.benchSeq;
       if (!(i in rec.panel)) rec.panel[i] = now;
       if (i in rec.point) return;
-      if (!(i in rec.plotEl) && p.querySelector('.arkor-chart-plotly')) rec.plotEl[i] = now;
-      const gd = p.querySelector('.js-plotly-plot.arkor-chart-plotly');
-      if (gd && !(i in rec.plotDiv)) rec.plotDiv[i] = now;
-      if (gd && gd.data && gd.data[0]) {
-        const x = gd.data[0].x;
-        rec.xinfo[i] = (x === undefined) ? 'undefined' : (Array.isArray(x) || ArrayBuffer.isView(x))
-          ? 'array ' + x.length : 'object ' + Object.keys(x).join(',');
-      }
-      let drawn = null;
-      if (gd && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length > 0) drawn = 'plotly';
       const svg = p.querySelector('svg.arkor-svg');
-      if (!drawn && svg && (svg.querySelector('path, polyline'))) drawn = 'svg';
-      if (drawn) { rec.point[i] = now; rec.kind[i] = drawn; }
+      if (svg && svg.querySelector('path, polyline, circle')) { rec.point[i] = now; rec.kind[i] = 'svg'; }
+    });
+    // the peer: a bare plotly FigureWidget holding one point (what the old panel opened)
+    document.querySelectorAll('.bench-plotly-peer .js-plotly-plot, .js-plotly-plot').forEach((gd) => {
+      if (gd.closest('.arkor-panel')) return;
+      if (!gd.dataset.benchSeq) gd.dataset.benchSeq = String(pseq++);
+      const i = gd.dataset.benchSeq;
+      if (!(i in rec.plotly) && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length > 0)
+        rec.plotly[i] = now;
     });
   }, 5);
 }
 """
 
-
 def _cells(url: str, token: str, out: str, runs: int) -> list[str]:
-    cells = ["import time, json\n_T = []\n_J = []"]
+    cells = ["import time, json\n_T = []\n_J = []\n_P = []"]
     for k in range(runs):
         cells.append(
             "_T.append(time.time())\n"
@@ -70,8 +73,16 @@ def _cells(url: str, token: str, out: str, runs: int) -> list[str]:
             f"    backend=ak.LocalBackend(url={url!r}, token={token!r}))\n"
             "run = ak.live(_tr)"
         )
-        cells.append("run.result(timeout=300)\n_J.append(run.job_id)")
-    cells.append(f"open({out!r}, 'w').write(json.dumps({{'t0': _T, 'jobs': _J}}))")
+        cells.append("await run\n_J.append(run.job_id)")
+    for _ in range(runs):  # side by side: a plotly FigureWidget with one point, cold then warm
+        cells.append(
+            "_P.append(time.time())\n"
+            "import plotly.graph_objects as go\n"
+            "_f = go.FigureWidget(data=[{'type': 'scatter', 'x': [1, 2], 'y': [1.0, 0.5]}])\n"
+            "_f"
+        )
+    cells.append("time.sleep(20)  # let the last figure draw before the timestamps are written")
+    cells.append(f"open({out!r}, 'w').write(json.dumps({{'t0': _T, 'jobs': _J, 'plotly_t0': _P}}))")
     return cells
 
 
@@ -127,15 +138,20 @@ def _run_with_stamps(mode: str) -> dict[str, Any]:
             rows.append({
                 "run": "cold" if k == 0 else f"warm {k}",
                 "first_point_chart": rec.get("kind", {}).get(str(k)),
-                "plotly_element_s": (rec["plotEl"][str(k)] / 1e3 - t0) if str(k) in rec.get("plotEl", {}) else None,
-                "plotly_div_s": (rec["plotDiv"][str(k)] / 1e3 - t0) if str(k) in rec.get("plotDiv", {}) else None,
-                "plotly_x": rec.get("xinfo", {}).get(str(k)),
                 "to_panel_s": (panel_ms / 1e3 - t0) if panel_ms else None,
                 "to_first_point_s": (point_ms / 1e3 - t0) if point_ms else None,
                 "first_event_after_live_s": (first_event - t0) if first_event else None,
                 "point_after_first_event_s": (point_ms / 1e3 - first_event)
                 if point_ms and first_event else None,
             })
+        plotly_rows = []
+        for k, t0 in enumerate(kernel["plotly_t0"]):
+            drawn = rec["plotly"].get(str(k))
+            plotly_rows.append({"run": "cold" if k == 0 else f"warm {k}",
+                                "figure_to_point_s": (drawn / 1e3 - t0) if drawn else None})
+        out["plotly_peer"] = plotly_rows
+        out["plotly_warm_figure_to_point_s"] = median(
+            r["figure_to_point_s"] for r in plotly_rows[1:] if r["figure_to_point_s"] is not None)
         out["rows"] = rows
         warm = [r for r in rows if r["run"] != "cold"]
         out["warm_to_panel_s"] = median(r["to_panel_s"] for r in warm)

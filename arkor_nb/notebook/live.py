@@ -1,12 +1,14 @@
 """``ak.live()``: show a run in the notebook while it trains, without blocking the cell.
 
-Threads (all daemons, all owned by one :class:`LiveRun`):
-- *stream*: starts the job if needed and runs ``trainer.wait(abort_signal=own)``;
-  the trainer calls our listener for each event, which only folds it into
+Parts (threads, all daemons, all owned by one :class:`LiveRun`):
+- *stream* (here): starts the job if needed and runs ``trainer.wait(abort_signal=own)``;
+  the trainer calls our listener for each item, which only folds it into
   the :class:`RunState` and appends it to the recorder (O(1));
-- *ticker*: redraws the panel (or the text progress) a few times a second
-  in one batch, flushes the recorder, and does the final redraw;
-- *cancel*: asks the backend to cancel and polls until it confirms;
+- *ticker* (``ticker.py``): redraws the panel (or the text progress) a few
+  times a second in one batch, beats for the panel's watchdog, flushes the
+  recorder;
+- *cancel confirmation* (``confirm.py``): asks the backend to cancel and
+  polls until it confirms;
 - *sampler* (``sampler.py``): samples ``sample_prompts`` at each checkpoint
   with the ``infer`` of the CheckpointContext the listener hears;
 - *queue* (``queue.py``, local backend): while the job is queued, asks which
@@ -28,14 +30,15 @@ from typing import Any, TextIO
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
 from ..types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
+from .confirm import CancelConfirmation
 from .progress import TERMINAL, RunState
 from .queue import QueueWatch
 from .record import Recorder
 from .sampler import Sampler
 from .snapshot import snapshot_html
 from .text import TextProgress, fix_for, status_line
+from .ticker import Ticker
 
-CANCEL_CONFIRM_S = 20.0  # how long the cancel thread polls the backend for the final status
 BEAT_S = 1.0  # the kernel's heartbeat to the panel's watchdog (see livechart)
 INTERRUPT_CONFIRM_S = 10.0  # how long an interrupted wait waits for that answer before its line
 
@@ -99,15 +102,12 @@ class LiveRun:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._wake = threading.Event()
-        self._dirty = False
-        self._stopping = False
-        self._stop = threading.Event()  # wakes the ticker out of its throttle wait
-        self._last_render = 0.0
+        self._ticker = Ticker(interval, self._tick, self._wake)
         self._result: TrainingResult | None = None
         self._error: BaseException | None = None
         self._cancel_remote: bool | None = None
         self._cancel_thread: threading.Thread | None = None
-        self._final_job: TrainingJob | None = None
+        self._confirm: CancelConfirmation | None = None
         self._done_callbacks: list[Any] = []
         self._sampler: Sampler | None = None
         self._queue: QueueWatch | None = None
@@ -117,7 +117,6 @@ class LiveRun:
         self._handle: Any = None  # the panel's cell output; the snapshot replaces it at the end
         self._beat_at = 0.0
         self._display = display
-        self.ticks = 0
         self._jupyter = display and in_jupyter_kernel()
         if display and not self._jupyter:
             self._text = TextProgress(text_stream)
@@ -136,7 +135,7 @@ class LiveRun:
             self._queue = QueueWatch(self.state, self.trainer.backend, on_change=self._wake.set).start()
             if self._panel is not None:
                 self._panel.on_cancel_ahead = self._queue.request_cancel
-        self._ticker = threading.Thread(target=self._tick_loop, name="arkor-nb-ticker", daemon=True)
+
         self._stream = threading.Thread(target=self._stream_main, name="arkor-nb-stream", daemon=True)
         self._ticker.start()
         self._stream.start()
@@ -188,8 +187,9 @@ class LiveRun:
             self._text.notice(item)
         self.state.fold(item)
         self.recorder.add(item)
-        if not self._dirty:
-            self._dirty = True
+        ticker = self._ticker
+        if not ticker.dirty:
+            ticker.dirty = True
             self._wake.set()
 
     def _stream_main(self) -> None:
@@ -228,12 +228,7 @@ class LiveRun:
     def _finish(self) -> None:
         if self._queue is not None:
             self._queue.stop()
-        self._stopping = True
-        self._stop.set()
-        self._wake.set()
-        ticker = getattr(self, "_ticker", None)
-        if ticker is not None and ticker is not threading.current_thread():
-            ticker.join(timeout=30)
+        self._ticker.stop()
         self.recorder.flush()
         if self._panel is not None:
             self._panel.finish()
@@ -244,24 +239,8 @@ class LiveRun:
         for cb in list(self._done_callbacks):
             cb()
 
-    def _tick_loop(self) -> None:
-        while True:
-            self._wake.wait(timeout=1.0)  # 1 Hz even when idle: the elapsed clock moves
-            if self._stopping:
-                return
-            wait = self.interval - (time.monotonic() - self._last_render)
-            if wait > 0:
-                # throttle: at most one redraw per interval, but a stop ends the wait
-                if self._stop.wait(wait) or self._stopping:
-                    return
-            self._wake.clear()
-            self._dirty = False
-            self._tick()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self._last_render = now
-        self.ticks += 1
+    def _tick(self, now: float) -> None:
+        """One redraw (on the ticker's thread): panel or text progress, heartbeat, recorder."""
         try:
             if not self._job_adopted:
                 self._adopt_job()
@@ -309,42 +288,9 @@ class LiveRun:
                   "(reattach with ak.live(job_id=...))")
         self.state.set_cancel("requested", detail)
         if remote:
-            self._cancel_thread = threading.Thread(target=self._cancel_backend, name="arkor-nb-cancel",
-                                                   daemon=True)
-            self._cancel_thread.start()
+            self._confirm = CancelConfirmation(self.trainer, self.state, self._after_late_change).start()
+            self._cancel_thread = self._confirm.thread
         self._abort.abort("cancelled from the notebook panel")
-
-    def _cancel_backend(self) -> None:
-        trainer = self.trainer
-        try:
-            if trainer.job_id is None:
-                self.state.set_cancel("remote-none", "nothing to cancel on the backend: the job was "
-                                      "not created")
-                return
-            job = trainer.cancel()
-            deadline = time.monotonic() + CANCEL_CONFIRM_S
-            delay = 0.1
-            stop = threading.Event()
-            while job is not None and not job.is_terminal and time.monotonic() < deadline:
-                stop.wait(delay)  # paced polling of the backend, not test synchronisation
-                delay = min(1.0, delay * 2)
-                job = trainer.cancel()  # idempotent: returns the job, terminal once confirmed
-            if job is None:
-                self.state.set_cancel("remote-none", "nothing to cancel on the backend")
-                return
-            self._final_job = job
-            self.state.set_job(job)
-            if job.is_terminal:
-                self.state.set_cancel("remote-ok", f"backend accepted the cancel; job {job.id} is "
-                                      f"{job.status}")
-            else:
-                self.state.set_cancel("remote-pending", f"backend accepted the cancel; job {job.id} "
-                                      f"still {job.status} after {CANCEL_CONFIRM_S:.0f} s")
-        except Exception as exc:
-            self.state.set_cancel("remote-failed", f"the backend did not accept the cancel: "
-                                  f"{fix_for(exc)}")
-        finally:
-            self._after_late_change()
 
     def _after_late_change(self) -> None:
         """A change after the stream ended (cancel confirmed, sample reply): redraw the end state."""
@@ -422,7 +368,7 @@ class LiveRun:
     def _outcome(self) -> TrainingResult:
         if self._result is not None:
             return self._result
-        job = self._final_job
+        job = self._confirm.final_job if self._confirm is not None else None
         if job is not None and job.is_terminal:
             return TrainingResult(job=job, artifacts=[])
         if self._error is not None:
@@ -494,6 +440,11 @@ class LiveRun:
     def __repr__(self) -> str:
         s = self.state
         return f"<LiveRun {s.name!r} job={s.job_id} {s.status} step={s.step}>"
+
+    @property
+    def ticks(self) -> int:
+        """Redraws done so far (the throttle bounds it)."""
+        return self._ticker.ticks
 
     @property
     def job_id(self) -> str | None:

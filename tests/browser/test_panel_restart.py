@@ -73,8 +73,9 @@ def test_restart_shows_disconnected_and_the_reattach_line_works(
         timeout=120,
         what="one job running, one queued",
     )
-    holder_panel = page.locator(".arkor-panel", has_text=holder["id"])
-    waiting_panel = page.locator(".arkor-panel", has_text=waiting["id"])
+    # (by the id in the panel's header: a queued panel also names the job ahead of it)
+    holder_panel = page.locator(".arkor-panel", has=page.locator(".arkor-job-id", has_text=holder["id"]))
+    waiting_panel = page.locator(".arkor-panel", has=page.locator(".arkor-job-id", has_text=waiting["id"]))
     poll(lambda: panel_points(holder_panel) >= 3,
          timeout=240, interval=0.5, what="the running job's points")
 
@@ -87,6 +88,12 @@ def test_restart_shows_disconnected_and_the_reattach_line_works(
     second = waiting_panel
     assert "queued" in second.locator(".arkor-status").inner_text()
     assert "waiting for the first step" in second.locator(".arkor-chart").inner_text()
+    # it names the job it waits behind (name, id, step / max) and offers to cancel it
+    queue = second.locator(".arkor-queue")
+    ahead = rf"held by {holder['name']} {holder['id']} at step \d+ / {MAX_STEPS}"
+    poll(lambda: queue.count() and re.search(ahead, queue.inner_text()), timeout=60,
+         what="the queued panel to name the job holding the slot, its step and max steps")
+    assert holder["name"] in second.locator(".arkor-cancel-ahead").inner_text()
     lab_page.screenshot(ARTIFACTS / "restart-queued.png", ".arkor-panel")
 
     # Kernel restart: the old panel says it is disconnected and how to reattach.
