@@ -38,7 +38,7 @@ def kernel_env() -> dict[str, str]:
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     # real-model.ipynb's parameters: a short run (its full run takes ~12 min on 2 cores).
     env["ARKOR_NB_REAL_MODEL_STEPS"] = "4"
-    env["ARKOR_NB_REAL_MODEL_TICKETS"] = "4"
+    env["ARKOR_NB_REAL_MODEL_TICKETS"] = "2"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
 
