@@ -109,7 +109,7 @@ def describe(item: Any) -> str:
         if item.eval_loss is not None:
             parts.append(f"eval {fnum(item.eval_loss)}")
         if item.learning_rate is not None:
-            parts.append(f"lr {fnum(item.learning_rate, 3)}")
+            parts.append(f"lr {fsci(item.learning_rate, 3)}")  # as the chart's axis: 2.96e-3
         return " · ".join(parts)
     if isinstance(item, TrainingStarted):
         return "started"

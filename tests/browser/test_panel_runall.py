@@ -102,6 +102,15 @@ def test_run_all_then_cancel_then_save_reload_and_convert(
     if os.environ.get("ARKOR_NB_UPDATE_DOCS_SCREENSHOT") == "1":
         shutil.copyfile(shot, DOCS_SCREENSHOT)  # on request only: a test never dirties the checkout
 
+    # At 1280 px with the file browser open the metrics row wraps between metrics,
+    # never between a label and its value: every metric stays on one line.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.locator(".jp-FileBrowser").first.is_visible()
+    heights = page.locator(".arkor-status .arkor-metric").evaluate_all(
+        "els => els.map(e => [e.innerText, e.getBoundingClientRect().height])")
+    assert len(heights) >= 8 and all(h < 30 for _, h in heights), heights
+    lab_page.screenshot(ARTIFACTS / "runall-1280.png", ".arkor-panel")
+
     toggle = page.locator(".arkor-remote-toggle input[type=checkbox]").first
     assert toggle.is_checked(), "the 'also cancel on the backend' toggle defaults to on"
     button = page.locator(".arkor-cancel").first
