@@ -167,11 +167,17 @@ class LiveRun:
     def _adopt_job(self) -> None:
         """Take the job's name, status and creation time once the trainer has loaded it."""
         job = getattr(self.trainer, "job", None)
-        if job is not None and not self._job_adopted:
-            self._job_adopted = True
-            self.state.set_job(job)
-            if self._panel is not None:
-                self._panel.set_reattach(job.id, self.state.backend)
+        if job is None or self._job_adopted:
+            return
+        if getattr(job, "created_at", None) is None:
+            # the trainer's stand-in (the job lookup failed): its status is the model's
+            # default and its name the id, not the job's: keep "connecting" until events
+            # or the final result say more
+            return
+        self._job_adopted = True
+        self.state.set_job(job)
+        if self._panel is not None:
+            self._panel.set_reattach(job.id, self.state.backend)
 
     def _on_item(self, item: Any) -> None:
         """Trainer listener: runs on the streaming loop for every event. O(1), never raises."""
@@ -201,7 +207,7 @@ class LiveRun:
             if getattr(trainer, "job", None) is not None:
                 self._adopt_job()
             else:  # attached: the trainer loads the job when it starts streaming
-                self.state.set_job(TrainingJob(id=str(trainer.job_id)))
+                self.state.set_job(TrainingJob(id=str(trainer.job_id)), status_known=False)
             self.recorder.header["jobId"] = trainer.job_id
             if self._panel is not None:
                 self._panel.set_reattach(trainer.job_id, self.state.backend)

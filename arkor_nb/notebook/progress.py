@@ -277,8 +277,13 @@ class RunState:
             self.log_version += 1
             self.version += 1
 
-    def set_job(self, job: Any) -> None:
-        """Adopt what a TrainingJob says (id, name, status, config)."""
+    def set_job(self, job: Any, *, status_known: bool = True) -> None:
+        """Adopt what a TrainingJob says (id, name, status, config).
+
+        ``status_known=False`` for a stand-in the trainer made before (or without)
+        loading the job: its status is only the model's default ("queued"), and
+        a panel must not claim a running job is queued, so it stays "connecting".
+        """
         if job is None:
             return
         with self.lock:
@@ -290,7 +295,7 @@ class RunState:
                 for entry in self.log:  # their "+12.3s" were counted from another origin
                     entry.html = None
                 self.log_version += 1
-            status = getattr(job, "status", None)
+            status = getattr(job, "status", None) if status_known else None
             if status in TERMINAL and self.status not in TERMINAL:
                 self.status = status
                 self.ended = self.ended or self.clock()

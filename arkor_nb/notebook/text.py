@@ -85,12 +85,27 @@ def fix_for(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _error_text(error: BaseException) -> str:
+    """``Type: message`` (just the type when the message is empty), one line, not a page."""
+    text = " ".join(str(error).split())
+    if len(text) > 200:
+        text = text[:199] + "…"
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
 def describe_notice(n: StreamNotice) -> tuple[str, str]:
     """(text, level) for a client-side stream notice."""
     if n.kind == "reconnecting":
-        delay = f" in {n.delay:.1f} s" if n.delay is not None else ""
-        cause = f" ({n.error})" if n.error is not None else ""
-        return f"stream interrupted{cause}; reconnecting{delay} (attempt {n.attempt})", "warn"
+        # never silent (issue 11): which attempt, when the next try comes, what went wrong
+        facts = [f"attempt {n.attempt}"] if n.attempt else []
+        if n.delay is not None:
+            facts.append(f"next in {n.delay:.1f} s")
+        if n.error is not None:
+            facts.append(f"last error: {_error_text(n.error)}")
+            return f"stream interrupted; reconnecting ({', '.join(facts)})", "warn"
+        # a clean close after data: not a failure, the stream just resumes
+        return f"stream closed by the backend; reconnecting ({', '.join(facts)})", "warn"
     if n.kind == "aborted":
         return "stopped watching (local stream aborted)", "warn"
     if n.kind == "error":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from arkor_nb import CloudApiError, ReconnectPolicy, create_trainer
@@ -56,3 +58,52 @@ def test_an_unknown_job_id_ends_the_panel_at_once_with_the_id() -> None:
     assert "job_doesnotexist123" in status and "does not exist" in status
     assert "when the backend is back" not in status  # waiting would not help
     assert opens == []
+
+
+def test_an_attached_panel_says_connecting_until_the_job_is_loaded() -> None:
+    """Never a false "queued": the trainer's stand-in job carries the model's default status."""
+    import threading
+
+    with FakeCloud() as cloud:
+        cloud.add_job("job_running1", [started(), log(1, 2.0)], status="running", name="attached")
+        cloud.get_job_gate = threading.Event()
+        run = live(job_id="job_running1", backend=cloud.backend(), display=False)
+        cloud.wait_for(lambda: cloud.requests_to("GET", "/v1/jobs/job_running1"))
+        # the lookup is in flight: the panel cannot know the status yet
+        assert run.state.status == "connecting"
+        assert "queued" not in run.panel.status_text()
+        cloud.get_job_gate.set()
+        result = run.result(timeout=30)  # replay, then event: end
+    assert result.job.status == "running"
+    assert run.state.status == "running" and run.state.name == "attached"
+
+
+def test_a_failed_job_lookup_never_shows_queued_and_reconnects_say_why() -> None:
+    """The lookup fails (503): the stand-in job is not adopted as "queued"; the reconnect
+    line names the attempt, the next delay and the last error (issue 11: never silent)."""
+    import threading
+
+    from tests.sdk.fake_cloud import Drop, Gate
+
+    with FakeCloud() as cloud:
+        cloud.add_job("job_running2", [], status="running", name="attached")
+        cloud.get_job_statuses.append(503)
+        gate = threading.Event()
+        cloud.script(Drop(), job_id="job_running2")
+        cloud.script(Gate(gate), job_id="job_running2")
+        from arkor_nb import Trainer
+
+        trainer = Trainer.attach("job_running2", backend=cloud.backend(),
+                                 reconnect=ReconnectPolicy(initial_delay=1.0, max_delay=1.0))
+        run = live(trainer, display=False)
+        # the first open drops; while the client waits to reconnect the panel says so
+        cloud.wait_for(lambda: run.state.transport is not None)
+        assert run.state.status == "connecting"
+        run.panel.render()
+        text = run.panel.status_text()
+        assert "queued" not in text and "job_running2</b>" not in text  # the id is not a name
+        # the policy's 1.0 s with its +/-25 % jitter, capped at max_delay
+        assert re.search(r"reconnecting \(attempt 1, next in (0\.[789]|1\.0) s, "
+                         r"last error: RemoteProtocolError: \w", text), text
+        gate.set()
+        run.result(timeout=30)

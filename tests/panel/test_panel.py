@@ -115,7 +115,9 @@ def test_transport_problem_is_explained() -> None:
     st.fold(StreamNotice("reconnecting", attempt=3, delay=4.0, error=OSError("connection refused")))
     panel.render()
     assert "arkor-transport" in panel.status_html.value
-    assert "reconnecting in 4.0 s" in panel.status_html.value
+    # never silent (issue 11): the attempt, the next delay and the last error
+    assert ("reconnecting (attempt 3, next in 4.0 s, last error: OSError: connection refused)"
+            in panel.status_html.value)
 
 
 def test_an_empty_chart_says_what_it_waits_for_and_the_panel_shows_little_text() -> None:

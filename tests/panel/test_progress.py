@@ -111,7 +111,7 @@ def test_failure_and_transport_errors_are_kept_with_their_text() -> None:
     assert st.log[-1].level == "error"
     st2 = RunState()
     st2.fold(StreamNotice("reconnecting", attempt=2, delay=1.5))
-    assert st2.transport is not None and "reconnecting in 1.5 s" in st2.transport
+    assert st2.transport == "stream closed by the backend; reconnecting (attempt 2, next in 1.5 s)"
     st2.fold(StreamNotice("error", error=ReconnectExhaustedError(3, OSError("refused"))))
     assert st2.transport_level == "error"
     assert "ak.live(job_id=...)" in st2.transport  # says how to recover

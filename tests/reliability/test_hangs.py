@@ -233,5 +233,5 @@ def test_reconnect_notices_reach_the_text_progress(tmp_path: Path) -> None:
     printed = text.getvalue()
     assert result.job.status == "completed"
     line = next(x for x in printed.splitlines() if "reconnecting" in x)
-    assert "attempt 1" in line and "reconnecting in" in line, printed  # attempt, next delay
-    assert "(" in line  # ...and the last error
+    assert "reconnecting (attempt 1, next in " in line, printed  # the attempt, the next delay
+    assert " s, last error: " in line, printed  # ...and the last error, named

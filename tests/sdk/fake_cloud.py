@@ -157,6 +157,8 @@ class FakeCloud:
         self.create_job_status: int | None = None
         self.create_job_body: dict[str, Any] = {"error": "scripted failure"}
         self.create_job_gate: threading.Event | None = None
+        self.get_job_gate: threading.Event | None = None  # GET /v1/jobs/{id} waits for it
+        self.get_job_statuses: deque[int] = deque()  # the next job lookups answer these
         self._scripts: deque[list[Action]] = deque()
         self._job_scripts: dict[str, deque[list[Action]]] = {}
         self._open_statuses: deque[int] = deque()
@@ -380,6 +382,11 @@ class FakeCloud:
 
     async def _get_job(self, request: Recorded, job_id: str, writer: asyncio.StreamWriter) -> None:
         """The job and its log (``?after=<eventId>&limit=`` pages it), each event with eventId."""
+        if self.get_job_gate is not None:
+            await _wait_gate(self.get_job_gate)
+        if self.get_job_statuses:
+            status = self.get_job_statuses.popleft()
+            return await self._json(writer, status, {"error": f"scripted HTTP {status}"})
         log = self.job_logs.get(job_id, [])
         after = request.query.get("after")
         if after is not None:
