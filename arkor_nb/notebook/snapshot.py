@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..types import StreamNotice
 from .progress import RunState
 from .series import ema, thin
-from .text import describe, esc, fduration, fnum, fsci
+from .text import describe, describe_notice, esc, fduration, fnum, fsci
 
 SNAPSHOT_POINTS = 400
 W, H = 720, 260
@@ -213,6 +214,18 @@ def badge(status: str) -> str:
             f'border-radius:3px;padding:1px 6px;font-size:90%">{esc(label)}</span>')
 
 
+def stream_row(state: RunState, s: dict[str, Any]) -> bool:
+    """Whether the snapshot needs a "stream" row: only for a real transport problem.
+
+    After a Cancel (or any local abort) the stream's "stopped watching" note is
+    noise: the status row and the cancel row already say truthfully whether the
+    job was cancelled on the backend or keeps running there.
+    """
+    if not s["transport"] or s["error"] or s["cancel_state"] or state.transport_level == "info":
+        return False
+    return s["transport"] != describe_notice(StreamNotice("aborted"))[0]
+
+
 def summary_table(state: RunState) -> str:
     s = state.summary()
     max_steps = s["max_steps"]
@@ -232,7 +245,7 @@ def summary_table(state: RunState) -> str:
     ]
     if s["error"]:
         rows.append(("error", f'<span style="color:#c62828">{esc(s["error"])}</span>'))
-    if s["transport"] and not s["error"]:
+    if stream_row(state, s):
         rows.append(("stream", esc(s["transport"])))
     if s["cancel_detail"]:
         rows.append(("cancel", esc(s["cancel_detail"])))

@@ -80,6 +80,11 @@ def test_cancel_button_with_backend_toggle_cancels_the_job(make_trainer: Any,
     assert "backend accepted the cancel" in panel.status_html.value
     assert panel.cancel_button.description == "Cancelled"
     assert run.state.step < 100_000
+    # the snapshot left in the notebook: the truth (cancelled on the backend), no stream noise
+    snap = run.snapshot_html()
+    assert "arkor-badge-cancelled" in snap
+    assert f"backend accepted the cancel; job {run.job_id} is cancelled" in snap
+    assert "<th" in snap and ">stream</th>" not in snap and "local stream aborted" not in snap
 
 
 def test_local_only_cancel_keeps_the_job_and_attach_replays_it(make_trainer: Any,
@@ -94,6 +99,11 @@ def test_local_only_cancel_keeps_the_job_and_attach_replays_it(make_trainer: Any
     assert "keeps running on the backend" in run.panel.status_html.value
     assert backend_status(server, run.job_id) == "running"
     seen = run.state.step
+    # the snapshot says the job was detached and still runs, without a "stream" row
+    snap = run.snapshot_html()
+    assert "arkor-badge-detached" in snap and "the job keeps running on the backend" in snap
+    assert "cancelled" not in snap
+    assert ">stream</th>" not in snap and "local stream aborted" not in snap
 
     # reattach from "another notebook": history replays from the start, then goes on live
     again = live(job_id=run.job_id, backend=LocalBackend(url=server.url, token=server.token),
