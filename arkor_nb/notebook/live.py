@@ -169,7 +169,7 @@ class LiveRun:
         job = getattr(self.trainer, "job", None)
         if job is None or self._job_adopted:
             return
-        if getattr(job, "created_at", None) is None:
+        if not _loaded(job):
             # the trainer's stand-in (the job lookup failed): its status is the model's
             # default and its name the id, not the job's: keep "connecting" until events
             # or the final result say more
@@ -214,7 +214,7 @@ class LiveRun:
             self._wake.set()
             result = trainer.wait(abort_signal=self._abort.signal)
             self._result = result
-            self.state.set_job(result.job)
+            self.state.set_job(result.job, status_known=_loaded(result.job))
         except AbortedError as exc:
             self._error = exc
         except BaseException as exc:  # shown in the panel; result() re-raises it
@@ -459,6 +459,12 @@ class LiveRun:
     @property
     def status(self) -> str:
         return self.state.status
+
+
+def _loaded(job: Any) -> bool:
+    """Whether a trainer's job came from the backend (a record always has its creation
+    time), not the trainer's stand-in after a failed lookup (id, name, default status)."""
+    return getattr(job, "created_at", None) is not None
 
 
 def live(trainer: Any = None, *, job_id: str | None = None, backend: Any = "local",

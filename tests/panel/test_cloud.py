@@ -87,7 +87,7 @@ def test_a_failed_job_lookup_never_shows_queued_and_reconnects_say_why() -> None
 
     with FakeCloud() as cloud:
         cloud.add_job("job_running2", [], status="running", name="attached")
-        cloud.get_job_statuses.append(503)
+        cloud.get_job_statuses.extend([503, 503])  # the first lookup and the one at the end
         gate = threading.Event()
         cloud.script(Drop(), job_id="job_running2")
         cloud.script(Gate(gate), job_id="job_running2")
@@ -106,4 +106,6 @@ def test_a_failed_job_lookup_never_shows_queued_and_reconnects_say_why() -> None
         assert re.search(r"reconnecting \(attempt 1, next in (0\.[789]|1\.0) s, "
                          r"last error: RemoteProtocolError: \w", text), text
         gate.set()
-        run.result(timeout=30)
+        run.result(timeout=30)  # a silent open, then the default replay and event: end
+    assert len(cloud.requests_to("GET", "/v1/jobs/job_running2")) == 2  # both lookups failed
+    assert run.state.status == "connecting"  # still unknown, never the stand-in's "queued"
