@@ -73,6 +73,11 @@ CONFIG_KEYS: dict[str, str] = {
     **{f"lora.{key}": wire for key, wire in LORA_OPTIONS.items()},
 }
 WIRE_CONFIG_KEYS: tuple[str, ...] = tuple(CONFIG_KEYS.values())
+# Local-backend extensions (docs/protocol.md): keyword -> wire key. Only
+# ``ak.live`` adds them, and only to a job it starts on the local backend, so
+# the cloud never receives them.
+LOCAL_CONFIG_KEYS: dict[str, str] = {"sample_prompts": "samplePrompts",
+                                     "sample_max_tokens": "sampleMaxTokens"}
 KEYWORD_OF: dict[str, str] = {wire: keyword for keyword, wire in CONFIG_KEYS.items()}
 # dataset type -> its wire keys (the required one first)
 DATASET_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
@@ -154,9 +159,23 @@ class TrainingPhase(_EventBase):
     detail: str | None = None
 
 
+class CheckpointSample(_EventBase):
+    """The reply of the checkpoint just saved to one ``samplePrompts`` prompt (local backend).
+
+    Generated greedily by the worker with the model still in memory, right
+    after ``checkpoint.saved``, so samples need no model reload. Other clients
+    skip the unknown type.
+    """
+
+    type: Literal["checkpoint.sample"] = "checkpoint.sample"
+    step: int
+    prompt: str
+    reply: str
+
+
 TrainingEvent = Annotated[
     TrainingStarted | TrainingLog | CheckpointSaved | TrainingCompleted | TrainingFailed | TrainingCancelled
-    | TrainingPhase,
+    | TrainingPhase | CheckpointSample,
     Field(discriminator="type"),
 ]
 TerminalEvent = TrainingCompleted | TrainingFailed | TrainingCancelled

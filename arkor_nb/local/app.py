@@ -180,6 +180,7 @@ class LocalApi:
         self.manager = manager
         self.ping_s = ping_s
         self.instance_id = instance_id
+        self.chat_requests = 0  # chat replies asked for (/healthz), e.g. to see samples need none
         self.responder = chat.Responder(store, home, manager.job_dir)
 
     def _job(self, job_id: str) -> dict[str, Any]:
@@ -191,7 +192,7 @@ class LocalApi:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__,
-                             "instanceId": self.instance_id})
+                             "instanceId": self.instance_id, "chatRequests": self.chat_requests})
 
     async def create_job(self, request: Request) -> Response:
         body = await _json_body(request, MAX_JOB_BODY)
@@ -287,6 +288,7 @@ class LocalApi:
     async def _respond(self, target: dict[str, Any], options: dict[str, Any],
                        model: str, *, openai_style: bool = False) -> Response:
         """Unknown job, step or model -> 404; other bad values -> 400."""
+        self.chat_requests += 1
         try:
             return await chat.respond(self.responder, target, options, model)
         except chat.EngineUnavailable as err:

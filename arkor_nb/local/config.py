@@ -22,10 +22,11 @@ from typing import Any
 from arkor_nb.errors import ConfigError
 from arkor_nb.local import datasets as ds
 from arkor_nb.local.models import BUILTIN_MODELS, SYNTHETIC_MODEL_ID
-from arkor_nb.types import DATASET_SOURCE_KEYS, KEYWORD_OF, WIRE_CONFIG_KEYS
+from arkor_nb.types import DATASET_SOURCE_KEYS, KEYWORD_OF, LOCAL_CONFIG_KEYS, WIRE_CONFIG_KEYS
 
 MAX_STEPS = 1_000_000
-KNOWN_KEYS = WIRE_CONFIG_KEYS
+KNOWN_KEYS = WIRE_CONFIG_KEYS + tuple(LOCAL_CONFIG_KEYS.values())
+MAX_SAMPLE_PROMPTS = 16
 # Optimizers that work with plain torch (checked against transformers' OptimizerNames in tests).
 OPTIMIZERS = frozenset({
     "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
@@ -139,6 +140,7 @@ def _validate(config: dict[str, Any], home: Path) -> dict[str, Any]:
             raise ConfigError(key, f"must be true or false, got {out[key]!r}")
     if out.get("loadIn4bit") and not synthetic:
         _check_4bit()
+    _sample_prompts(out)
 
     try:
         fmt = ds.parse_format(out.get("datasetFormat"))
@@ -166,6 +168,17 @@ def _validate(config: dict[str, Any], home: Path) -> dict[str, Any]:
         raise ConfigError("evalSteps", "needs evaluation data: set datasetSplit to a fraction like 0.1, "
                           "or datasetSource.evalPath (file) / evalSplit (huggingface)")
     return out
+
+
+def _sample_prompts(cfg: dict[str, Any]) -> None:
+    """samplePrompts / sampleMaxTokens: the local extension ak.live(sample_prompts=...) sets."""
+    prompts = cfg.get("samplePrompts")
+    if prompts is not None and (not isinstance(prompts, list) or not prompts
+                                or len(prompts) > MAX_SAMPLE_PROMPTS
+                                or not all(isinstance(p, str) and p.strip() for p in prompts)):
+        raise ConfigError("samplePrompts", f"must be a list of 1 to {MAX_SAMPLE_PROMPTS} non-empty "
+                          'strings, e.g. ["Hello!"] (set with sample_prompts= in ak.live)')
+    _int(cfg, "sampleMaxTokens", 1, 4096)
 
 
 # ----------------------------------------------------------------- scalars

@@ -12,6 +12,7 @@ work at once (nothing keeps generating in a background thread).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -126,7 +127,6 @@ class InferenceEngine:
                 torch.set_num_threads(max(1, int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))))
             model, tokenizer = load_model_and_tokenizer(base, device)
             model.eval()
-            import inspect
 
             params = inspect.signature(model.forward).parameters
             cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -196,7 +196,7 @@ class InferenceEngine:
         limit = getattr(loaded.model.config, "max_position_embeddings", None) or 1_000_000
         max_tokens = max(1, min(max_tokens, limit - 1))
         prompt_ids = prompt_ids[-(limit - max_tokens):]
-        stops = _stop_ids(loaded)
+        stops = stop_ids(loaded.tokenizer, loaded.model)
         generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
         def run() -> Iterator[str]:
@@ -258,12 +258,49 @@ def _prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _stop_ids(loaded: _Loaded) -> set[int]:
+def stop_ids(tokenizer: Any, model: Any) -> set[int]:
+    """Token ids that end a reply (the tokenizer's and the model's end-of-sequence)."""
     stops: set[int] = set()
-    for value in (loaded.tokenizer.eos_token_id,
-                  getattr(getattr(loaded.model, "generation_config", None), "eos_token_id", None)):
+    for value in (tokenizer.eos_token_id,
+                  getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
         if isinstance(value, int):
             stops.add(value)
         elif isinstance(value, list):
             stops.update(v for v in value if isinstance(v, int))
     return stops
+
+
+def greedy_reply(model: Any, tokenizer: Any, prompt: str, *, max_tokens: int, device: Any) -> str:
+    """One greedy chat reply from a model already in memory (the worker's checkpoint samples).
+
+    Same chat template and stop tokens as the server's chat. The model is put
+    in eval mode for the reply and back in its previous mode after, and greedy
+    decoding draws no random numbers, so training goes on exactly as without it.
+    """
+    import torch
+
+    prompt_ids = _prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
+    limit = getattr(model.config, "max_position_embeddings", None) or 1_000_000
+    max_tokens = max(1, min(max_tokens, limit - 1))
+    ids = torch.tensor([prompt_ids[-(limit - max_tokens):]], device=device)
+    stops = stop_ids(tokenizer, model)
+    params = inspect.signature(model.get_base_model().forward if hasattr(model, "get_base_model")
+                               else model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    was_training = model.training
+    model.eval()
+    out: list[int] = []
+    past: Any = None
+    try:
+        with torch.no_grad():
+            for _ in range(max_tokens):
+                result = model(input_ids=ids, use_cache=True, **{cache_kw: past})
+                past = getattr(result, cache_kw)
+                nxt = int(torch.argmax(result.logits[0, -1]))
+                if nxt in stops:
+                    break
+                out.append(nxt)
+                ids = torch.tensor([[nxt]], device=device)
+    finally:
+        model.train(was_training)
+    return tokenizer.decode(out, skip_special_tokens=True)

@@ -28,6 +28,7 @@ from typing import Any
 
 from arkor_nb.local.worker_protocol import JobSpec, WorkerChannel
 from arkor_nb.types import (
+    CheckpointSample,
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -110,6 +111,10 @@ def run(spec: JobSpec, emit: Callable[[TrainingEvent], None], cancel: threading.
             _save(job_dir, rel, step, config)
             emit(CheckpointSaved(step=step,
                                  artifacts=[{"kind": "checkpoint", "step": step, "path": rel}]))
+            for prompt in config.get("samplePrompts") or []:  # like the real worker's samples
+                reply = synthetic_reply([{"role": "user", "content": prompt}], label=f"step {step}",
+                                        max_tokens=_int(config, "sampleMaxTokens", 64))
+                emit(CheckpointSample(step=step, prompt=prompt, reply="".join(reply)))
     _save(job_dir, "adapter", step, config)
     runtime = time.monotonic() - started
     emit(TrainingCompleted(

@@ -27,6 +27,7 @@ from typing import Any
 from arkor_nb.errors import ConfigError
 from arkor_nb.local.worker_protocol import JobSpec, WorkerChannel
 from arkor_nb.types import (
+    CheckpointSample,
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -61,6 +62,7 @@ DRY_RUN_ROWS = 16
 # Last finished optimizer step, so a crash mid-training can say where it happened.
 PROGRESS: dict[str, int] = {}
 DRY_RUN_STEPS = 3
+SAMPLE_MAX_TOKENS = 64  # like ak.live's sampler
 
 
 class Cancelled(Exception):
@@ -204,7 +206,9 @@ def describe_lora(model: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ callback
 
 
-def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, batch: int) -> Any:
+def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, batch: int,
+                  sample: Any = None) -> Any:
+    """``sample(model, step)``, when given, runs right after each ``checkpoint.saved``."""
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -294,8 +298,31 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
             artifact = {"kind": "checkpoint", "step": step, "path": rel}
             self.checkpoints.append(artifact)
             proto.emit(CheckpointSaved(step=step, artifacts=[artifact]))
+            if sample is not None and not cancel.is_set():
+                sample(kw["model"], step)
 
     return EventCallback()
+
+
+def make_sampler(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any, device: str) -> Any:
+    """The checkpoint sampler for ``samplePrompts`` (None without them).
+
+    Replies come from the model in memory (no reload, no server round trip),
+    one ``checkpoint.sample`` event per prompt.
+    """
+    prompts = config.get("samplePrompts")
+    if not prompts:
+        return None
+    from arkor_nb.local.inference import greedy_reply
+
+    max_tokens = int(config.get("sampleMaxTokens", SAMPLE_MAX_TOKENS))
+
+    def sample(model: Any, step: int) -> None:
+        for prompt in prompts:
+            reply = greedy_reply(model, tokenizer, prompt, max_tokens=max_tokens, device=device)
+            proto.emit(CheckpointSample(step=step, prompt=prompt, reply=reply))
+
+    return sample
 
 
 # ------------------------------------------------------------------ the run
@@ -365,14 +392,18 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     checkpoint_cancel()
 
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer
+    from transformers import Trainer, set_seed
 
+    has_eval = bool(eval_set)
+    args = training_arguments(config, job_dir, device, has_eval)
+    # Seed before the LoRA weights are drawn (Trainer seeds only later), so one
+    # config gives one run: the same losses every time.
+    set_seed(args.seed)
     if config.get("loadIn4bit"):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(model, lora_config(config))
-    has_eval = bool(eval_set)
-    args = training_arguments(config, job_dir, device, has_eval)
-    callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size)
+    callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size,
+                             make_sampler(proto, config, tokenizer, device))
     pad_id = tokenizer.pad_token_id
     trainer = Trainer(
         model=model,

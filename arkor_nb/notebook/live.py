@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
-from ..types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
+from ..types import CheckpointContext, CheckpointSample, StreamNotice, TrainingJob, TrainingResult
 from .confirm import CancelConfirmation
 from .progress import TERMINAL, RunState
 from .queue import QueueWatch
@@ -88,6 +88,7 @@ class LiveRun:
         self.interval = interval
         self.sample_prompts = list(sample_prompts or [])
         self.sample_max_tokens = sample_max_tokens
+        self._worker_samples = self._ask_worker_for_samples()
         config = dict(getattr(trainer, "config", None) or {})
         name = getattr(trainer, "name", "") or ""
         if name == trainer.job_id:  # an attached trainer is named after its id until it loads the job
@@ -121,6 +122,30 @@ class LiveRun:
         if display and not self._jupyter:
             self._text = TextProgress(text_stream)
         self._unsubscribe = trainer.subscribe(self._on_item)
+
+    def _ask_worker_for_samples(self) -> bool:
+        """On the local backend, a job we start samples its checkpoints in the worker.
+
+        The worker has the model in memory, so a reply arrives as a
+        ``checkpoint.sample`` event right after the checkpoint, instead of a
+        server round trip that reloads the model while training holds the CPU.
+        The cloud, and jobs already started, keep the ``ctx.infer`` sampler.
+        """
+        trainer = self.trainer
+        if (not self.sample_prompts or trainer.job_id is not None
+                or getattr(trainer, "backend_kind", "") != "local"
+                or not isinstance(getattr(trainer, "config", None), dict)):
+            return False
+        trainer.config = {**trainer.config, "samplePrompts": list(self.sample_prompts),
+                          "sampleMaxTokens": self.sample_max_tokens}
+        return True
+
+    def _worker_sampling(self) -> bool:
+        """True when this job's worker answers the sample prompts itself (started with them)."""
+        if self._worker_samples:
+            return True
+        job = getattr(self.trainer, "job", None)
+        return bool(job is not None and (job.config or {}).get("samplePrompts"))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -187,8 +212,13 @@ class LiveRun:
             # the CheckpointSaved event before it already updated the panel; this
             # context carries ``infer``, bound to that checkpoint
             if self._sampler is not None:
-                self._sampler.queue(item)
+                if self._worker_sampling():  # the replies follow as checkpoint.sample events
+                    self._sampler.mark_pending(item.step)
+                else:
+                    self._sampler.queue(item)
             return
+        if isinstance(item, CheckpointSample):
+            self.state.set_sample(item.step, item.prompt, item.reply)
         if self._text is not None and isinstance(item, StreamNotice):
             self._text.notice(item)
         self.state.fold(item)

@@ -1,5 +1,9 @@
 """Checkpoint samples for the panel: ask each new checkpoint the ``sample_prompts``.
 
+A job ``ak.live`` starts on the local backend gets its replies from the
+worker instead (``checkpoint.sample`` events, no model reload); this sampler
+then only marks the checkpoint "sampling…" until they arrive.
+
 Fed by the trainer's listener with the :class:`~arkor_nb.types.CheckpointContext`
 items it hears (their ``infer`` posts to the backend), so the user's own
 ``callbacks`` are never touched. One worker thread: samples are answered in
@@ -25,10 +29,14 @@ class Sampler:
         self.on_change = on_change  # a reply arrived: redraw (also after the run ended)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arkor-nb-sampler")
 
+    def mark_pending(self, step: int) -> None:
+        """Show "sampling…" for a checkpoint whose replies are still to come."""
+        for prompt in self.prompts:
+            self.state.set_sample(step, prompt, None)
+
     def queue(self, ctx: Any) -> None:
         """Listener side (streaming loop): mark the step "sampling…" and hand it to the thread."""
-        for prompt in self.prompts:
-            self.state.set_sample(ctx.step, prompt, None)
+        self.mark_pending(ctx.step)
         self._pool.submit(self._sample, ctx)
 
     def shutdown(self, *, cancelled: bool) -> None:

@@ -115,6 +115,45 @@ def test_real_run_completes_and_checkpoint_infer_returns_text(
         assert served.strip() and peft_greedy_reply(built_tiny, folder, TICKET, 12) == served
 
 
+def test_live_samples_come_from_the_worker_without_a_chat_request(
+        server: ServerProcess, built_tiny: Path) -> None:
+    """Issue 12.5: ak.live on the local backend gets each checkpoint's samples as
+    checkpoint.sample events (the model in memory), never through /v1/inference/chat."""
+    import time
+
+    from arkor_nb.types import CheckpointSample, CheckpointSaved
+
+    def chat_requests() -> int:
+        return int(httpx.get(server.url + "/healthz").json()["chatRequests"])
+
+    prompt = TICKET[-1]["content"]
+    trainer = ak.create_trainer(name="e2e-samples", model="arkor-nb/tiny",
+                                dataset={"type": "file", "path": str(TRAIN)}, max_steps=6,
+                                logging_steps=1, save_steps=3, backend=backend(server))
+    heard: list[tuple[float, Any]] = []
+    trainer.subscribe(lambda item: heard.append((time.monotonic(), item))
+                      if isinstance(item, (CheckpointSaved, CheckpointSample)) else None)
+    chats_before = chat_requests()
+    run = ak.live(trainer, display=False, sample_prompts=[prompt])
+    result = run.result(timeout=300)
+    assert result.job.status == "completed", result
+    assert result.job.config["samplePrompts"] == [prompt]  # the local extension reached the job
+    assert chat_requests() == chats_before  # no model reload on the server
+    kinds = [(type(item).__name__, item.step) for _, item in heard]
+    assert kinds == [("CheckpointSaved", 3), ("CheckpointSample", 3),
+                     ("CheckpointSaved", 6), ("CheckpointSample", 6)], kinds
+    ckpts = run.state.checkpoints
+    assert [c.step for c in ckpts] == [3, 6]
+    for ck in ckpts:
+        assert ck.sample_error is None and ck.samples[prompt], ck.samples
+    html = run.panel.checkpoints_html.value
+    assert (ckpts[-1].samples[prompt] or "")[:20] in html
+    # the same greedy reply the server gives from the saved checkpoint (chat template, stops)
+    served = ak.chat(result.job.id, [{"role": "user", "content": prompt}], step=3, temperature=0,
+                     max_tokens=64, backend=backend(server))
+    assert served == ckpts[0].samples[prompt]
+
+
 def test_the_first_run_says_it_builds_the_tiny_model(built_tiny: Path, tmp_path: Path) -> None:
     from arkor_nb.local.models import TINY_MODEL_ID, preparing_detail
 
