@@ -304,7 +304,8 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
     return EventCallback()
 
 
-def make_sampler(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any, device: str) -> Any:
+def make_sampler(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any, device: str,
+                 cancel: threading.Event) -> Any:
     """The checkpoint sampler for ``samplePrompts`` (None without them).
 
     Replies come from the model in memory (no reload, no server round trip),
@@ -319,6 +320,8 @@ def make_sampler(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any, d
 
     def sample(model: Any, step: int) -> None:
         for prompt in prompts:
+            if cancel.is_set():
+                return  # a cancel waits for one reply at most
             reply = greedy_reply(model, tokenizer, prompt, max_tokens=max_tokens, device=device)
             proto.emit(CheckpointSample(step=step, prompt=prompt, reply=reply))
 
@@ -403,7 +406,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(model, lora_config(config))
     callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size,
-                             make_sampler(proto, config, tokenizer, device))
+                             make_sampler(proto, config, tokenizer, device, cancel))
     pad_id = tokenizer.pad_token_id
     trainer = Trainer(
         model=model,

@@ -49,3 +49,14 @@ def test_wire_config_keys_match_the_documented_list() -> None:
     for key in WIRE_CONFIG_KEYS:
         assert key in documented
     assert CONFIG_KEYS["learning_rate"] == "learningRate"
+
+
+def test_local_config_extensions_are_documented_and_never_cloud_keys() -> None:
+    from arkor_nb.types import LOCAL_CONFIG_KEYS
+
+    documented = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert set(LOCAL_CONFIG_KEYS.values()) == {"samplePrompts", "sampleMaxTokens"}
+    assert not set(LOCAL_CONFIG_KEYS.values()) & set(WIRE_CONFIG_KEYS)
+    for key in LOCAL_CONFIG_KEYS.values():
+        assert key in documented
+    assert "checkpoint.sample" in EVENT_TYPES and "`checkpoint.sample`" in documented

@@ -221,14 +221,23 @@ async def test_await_run_in_an_async_cell(make_trainer: Any) -> None:
     assert result.job.status == "completed" and run.state.step == 30
 
 
-def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any) -> None:
+def chat_requests(server: ServerProcess) -> int:
+    with server.client() as client:
+        return int(client.get("/healthz").json()["chatRequests"])
+
+
+def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any, server: ServerProcess) -> None:
     calls: list[int] = []
     trainer = make_trainer("sampled", max_steps=60, save_steps=20,
                            callbacks={"on_checkpoint": lambda ctx: calls.append(ctx.step)})
     before = trainer.callbacks
+    chats = chat_requests(server)
     run = live(trainer, display=False, sample_prompts=["Say hi", "2+2?"])
     assert trainer.callbacks is before  # sampling listens; the user's callbacks are untouched
     run.result(timeout=60)
+    # a job live() starts on the local backend: the worker samples, no chat request
+    assert chat_requests(server) == chats
+    assert trainer.config["samplePrompts"] == ["Say hi", "2+2?"]
     assert calls == [20, 40, 60]  # the user's own callback still ran, in order
     ckpts = run.state.checkpoints
     assert [c.step for c in ckpts] == [20, 40, 60]
@@ -240,6 +249,21 @@ def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any) -
     reply = ckpts[-1].samples["Say hi"]
     assert reply is not None and reply[:20] in html
     assert trainer.callbacks is before
+
+
+def test_attached_job_samples_through_ctx_infer(make_trainer: Any, server: ServerProcess) -> None:
+    """A job started without samples (here: attached after it ran) keeps the ctx.infer path."""
+    trainer = make_trainer("sampled-later", max_steps=20, save_steps=10)
+    trainer.start()
+    trainer.wait()
+    assert "samplePrompts" not in trainer.config
+    chats = chat_requests(server)
+    run = live(job_id=trainer.job_id, backend=LocalBackend(url=server.url, token=server.token),
+               display=False, sample_prompts=["Say hi"])
+    run.result(timeout=60)
+    assert chat_requests(server) == chats + 2  # one ctx.infer per checkpoint
+    assert [c.samples for c in run.state.checkpoints] == [
+        {"Say hi": f"[synthetic step {s}] reply to: Say hi"} for s in (10, 20)]
 
 
 def test_text_progress_outside_jupyter_does_not_flood(make_trainer: Any, tmp_path: Path) -> None:
