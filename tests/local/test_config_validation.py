@@ -51,7 +51,8 @@ def test_every_key_accepted_at_its_bounds(home: Path) -> None:
     cfg = base(maxSteps=1, numTrainEpochs=0.5, learningRate=1.0, batchSize=1, optim="adamw_torch",
                lrSchedulerType="cosine", weightDecay=0, warmupSteps=0, loggingSteps=1, saveSteps=1,
                evalSteps=1, loraR=1, loraAlpha=0.5, maxLength=8, loadIn4bit=False,
-               trainOnResponsesOnly=True, datasetFormat="messages", datasetSplit=0.1, dryRun=True)
+               trainOnResponsesOnly=True, datasetFormat="messages", datasetSplit=0.1, dryRun=True,
+               samplePrompts=["x"] * 16, sampleMaxTokens=4096)
     assert set(cfg) == set(KNOWN_KEYS)
     assert validate_config(cfg, home=home)["loraR"] == 1
 
