@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from ..abort import AbortController
 from ..errors import AbortedError, ConfigError
-from ..types import CheckpointContext, CheckpointSample, StreamNotice, TrainingJob, TrainingResult
+from ..types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
 from .confirm import CancelConfirmation
 from .progress import TERMINAL, RunState
 from .queue import QueueWatch
@@ -217,8 +217,6 @@ class LiveRun:
                 else:
                     self._sampler.queue(item)
             return
-        if isinstance(item, CheckpointSample):
-            self.state.set_sample(item.step, item.prompt, item.reply)
         if self._text is not None and isinstance(item, StreamNotice):
             self._text.notice(item)
         self.state.fold(item)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..types import (
     TERMINAL_STATUSES,
+    CheckpointSample,
     CheckpointSaved,
     StreamNotice,
     TrainingCancelled,
@@ -162,6 +163,9 @@ class RunState:
                 return
             if isinstance(item, StreamNotice):
                 self._fold_notice(item)
+                return
+            if isinstance(item, CheckpointSample):  # a worker's reply (live, reattached or replayed)
+                self.set_sample(item.step, item.prompt, item.reply)
                 return
             level = "info"
             if isinstance(item, TrainingPhase):

@@ -226,7 +226,8 @@ def chat_requests(server: ServerProcess) -> int:
         return int(client.get("/healthz").json()["chatRequests"])
 
 
-def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any, server: ServerProcess) -> None:
+def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any, server: ServerProcess,
+                                                             tmp_path: Path) -> None:
     calls: list[int] = []
     trainer = make_trainer("sampled", max_steps=60, save_steps=20,
                            callbacks={"on_checkpoint": lambda ctx: calls.append(ctx.step)})
@@ -249,6 +250,14 @@ def test_sample_prompts_show_replies_beside_each_checkpoint(make_trainer: Any, s
     reply = ckpts[-1].samples["Say hi"]
     assert reply is not None and reply[:20] in html
     assert trainer.callbacks is before
+    # the replies are events: a saved run replays with them, and so does a reattached panel
+    again = replay(run.save(tmp_path / "sampled.jsonl"))
+    assert [c.samples for c in again.state.checkpoints] == [c.samples for c in ckpts]
+    attached = live(job_id=run.job_id, backend=LocalBackend(url=server.url, token=server.token),
+                    display=False)
+    attached.result(timeout=60)
+    assert [c.samples for c in attached.state.checkpoints] == [c.samples for c in ckpts]
+    assert chat_requests(server) == chats
 
 
 def test_attached_job_samples_through_ctx_infer(make_trainer: Any, server: ServerProcess) -> None:
