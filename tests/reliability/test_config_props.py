@@ -105,18 +105,20 @@ def test_absurd_values_name_their_field(key: str, value: Any) -> None:
 
 # ---------------------------------------------------------------- dataset rows
 
+# A prompt or answer needs some text: a whitespace-only one is a bad row (teaches nothing).
+some_text = st.text(min_size=1, max_size=30).filter(str.strip)
 good_rows = st.one_of(
     st.builds(
         lambda p, c: {"prompt": p, "completion": c},
-        st.text(min_size=1, max_size=30),
-        st.text(min_size=1, max_size=30),
+        some_text,
+        some_text,
     ),
     st.builds(
         lambda u, a: {
             "messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
         },
-        st.text(min_size=1, max_size=30),
-        st.text(min_size=1, max_size=30),
+        some_text,
+        some_text,
     ),
 )
 bad_lines = st.one_of(
@@ -131,6 +133,11 @@ bad_lines = st.one_of(
         lambda p: json.dumps({"prompt": p, "completion": 5}), st.text(min_size=1, max_size=10)
     ),
     st.just(json.dumps({"messages": [{"role": "user", "content": "only a question"}]})),
+    st.builds(
+        lambda p, blank: json.dumps({"prompt": p, "completion": blank}),
+        some_text,
+        st.sampled_from(["", " ", "\t\n"]),
+    ),
 )
 lines = st.lists(
     st.one_of(
