@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,20 @@ class EventLog:
 
     def reconnects(self) -> int:
         return sum(1 for n in self.notices if n.kind == "reconnecting")
+
+
+def wait_in_thread(trainer: ak.Trainer) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``trainer.wait()`` on a thread, keeping its result or error and when it ended,
+    so a test can kill and restart processes while the wait is in progress."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = trainer.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            out["error"] = exc
+        out["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out

@@ -12,35 +12,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import arkor_nb as ak
 from arkor_nb._local_server import live_server, read_runtime
-from tests.reliability.harness import EventLog, LocalServer, report, wait_for
+from tests.reliability.harness import EventLog, LocalServer, report, wait_for, wait_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"ARKOR_NB_SYNTHETIC_STEP_S": "0.01"}
 POLICY = ak.ReconnectPolicy(initial_delay=0.2, max_delay=2.0)
-
-
-def _wait_in_thread(trainer: ak.Trainer) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = trainer.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            out["error"] = exc
-        out["ended"] = time.monotonic()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
 
 
 def _serve_normally(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -82,7 +65,7 @@ def test_server_restarted_on_a_new_port_is_found_again(tmp_path: Path) -> None:
     restarted = None
     try:
         trainer, seen = _started_trainer(srv, ak.LocalBackend(home=home, autostart=False))
-        thread, out = _wait_in_thread(trainer)
+        thread, out = wait_in_thread(trainer)
         wait_for(lambda: len(seen.events) >= 20, 60, "20 events before the kill")
         srv.kill()
         restarted = _serve_normally(home, ENV)
@@ -115,7 +98,7 @@ def test_autostart_starts_a_server_when_the_old_one_died(tmp_path: Path) -> None
     started_pid = None
     try:
         trainer, seen = _started_trainer(srv, ak.LocalBackend(home=home))  # autostart=True
-        thread, out = _wait_in_thread(trainer)
+        thread, out = wait_in_thread(trainer)
         wait_for(lambda: len(seen.events) >= 20, 60, "20 events before the kill")
         killed_at = time.monotonic()
         srv.kill()
@@ -143,7 +126,7 @@ def test_no_server_with_autostart_off_ends_the_wait_with_a_clear_error(
     srv = LocalServer(home, env=ENV).start()
     try:
         trainer, seen = _started_trainer(srv, ak.LocalBackend(home=home, autostart=False))
-        thread, out = _wait_in_thread(trainer)
+        thread, out = wait_in_thread(trainer)
         wait_for(lambda: len(seen.events) >= 5, 60, "5 events before the kill")
         killed_at = time.monotonic()
         srv.kill()

@@ -10,7 +10,6 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +21,7 @@ from tests.reliability.harness import (
     synthetic_config,
     tree_rss_kb,
     wait_for,
+    wait_in_thread,
 )
 
 FAST_RECONNECT = ak.ReconnectPolicy(initial_delay=0.05, max_delay=0.5)
@@ -36,20 +36,6 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
-
-
-def _wait_in_thread(trainer: ak.Trainer) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = trainer.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
 
 
 def _worker_pid(srv: LocalServer, job_id: str) -> int:
@@ -72,7 +58,7 @@ def test_server_sigkill_and_restart_loses_nothing(tmp_path: Path) -> None:
         )
         trainer.subscribe(seen)
         job_id = trainer.start()
-        thread, out = _wait_in_thread(trainer)
+        thread, out = wait_in_thread(trainer)
         wait_for(lambda: len(seen.events) >= 300, 60, "300 events before the kill")
         worker = _worker_pid(srv, job_id)
         srv.kill()
@@ -135,8 +121,8 @@ def test_worker_killed_fails_with_cause_and_server_keeps_serving(tmp_path: Path)
         other.subscribe(neighbour)
         job_id = doomed.start()
         other.start()
-        thread, out = _wait_in_thread(doomed)
-        other_thread, other_out = _wait_in_thread(other)
+        thread, out = wait_in_thread(doomed)
+        other_thread, other_out = wait_in_thread(other)
         wait_for(lambda: len(seen.events) >= 50 and len(neighbour.events) >= 50, 60, "both running")
         os.kill(_worker_pid(srv, job_id), signal.SIGKILL)
         thread.join(timeout=60)
