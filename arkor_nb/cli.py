@@ -19,9 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._version import __version__
-from .errors import ArkorError, ConfigError
-from .types import (
+from arkor_nb.core.errors import ArkorError, ConfigError
+from arkor_nb.core.types import (
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -29,6 +28,7 @@ from .types import (
     TrainingLog,
     TrainingStarted,
 )
+from arkor_nb.core.version import __version__
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed", "on_cancelled")
@@ -114,7 +114,7 @@ def _failed_callback(trainer: Any, error: BaseException) -> str | None:
 
 
 def _run(path: str | None) -> int:
-    from .runner import default_entry, load_trainer, run_loaded
+    from arkor_nb.sdk.runner import default_entry, load_trainer, run_loaded
 
     try:
         trainer = load_trainer(default_entry() if path is None else path)
@@ -200,7 +200,7 @@ def _status_code(status: str) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from .jobs_api import jobs
+    from arkor_nb.sdk.jobs import jobs
 
     listed = jobs(status=args.status, limit=args.limit, backend=args.backend)
     if args.json:
@@ -211,14 +211,14 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from .jobs_api import events
+    from arkor_nb.sdk.jobs import events
 
     if not args.follow:
         for event in events(args.job, backend=args.backend):
             _print_event(event)
         return EXIT_OK
-    from .trainer import Trainer
-    from .types import StreamNotice
+    from arkor_nb.core.types import StreamNotice
+    from arkor_nb.sdk.trainer import Trainer
 
     trainer = Trainer.attach(args.job, backend=args.backend)  # unknown id: JobNotFoundError
     trainer.subscribe(lambda item: None if isinstance(item, StreamNotice) else _print_event(item))
@@ -232,7 +232,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from .jobs_api import cancel_job
+    from arkor_nb.sdk.jobs import cancel_job
 
     job = cancel_job(args.job, backend=args.backend)
     if job.is_terminal:
@@ -244,7 +244,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .jobs_api import download
+    from arkor_nb.sdk.jobs import download
 
     default = args.job if args.step is None else f"{args.job}-step-{args.step}"
     folder = download(args.job, to=args.output or default, step=args.step, backend=args.backend)
@@ -253,7 +253,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from .chat_api import chat
+    from arkor_nb.sdk.chat import chat
 
     sampling = {k: v for k, v in (("max_tokens", args.max_tokens),
                                   ("temperature", args.temperature)) if v is not None}
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         # Everything after `serve` belongs to the server's own parser
         # (argparse.REMAINDER would stop at the first option, e.g. --port).
-        from .local.launch import serve_main  # lazy: needs the [local] extra
+        from arkor_nb.local.server.launch import serve_main  # lazy: needs the [local] extra
 
         return int(serve_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)

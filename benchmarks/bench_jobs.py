@@ -4,7 +4,7 @@
 
 A fresh home is seeded with N finished jobs (one SQLite transaction, the same
 columns the server writes, a realistic config each), then a real server
-(``python -m arkor_nb.local.serve``) answers. Measured interleaved, median of
+(``python -m arkor_nb.local.server.serve``) answers. Measured interleaved, median of
 ``--reps``:
 
 - ``sqlite``: ``Store.list_jobs(limit=N)`` in this process (the floor);
@@ -38,7 +38,7 @@ CONFIG = {"model": "arkor-nb/synthetic", "datasetSource": {"type": "file", "path
 
 
 def seed(home: Path, n: int) -> None:
-    from arkor_nb.local.store import Store, utc_now
+    from arkor_nb.local.server.store import Store, utc_now
 
     store = Store(home / "arkor.db")
     now = utc_now()
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     import arkor_nb as ak
-    from arkor_nb.local.store import Store
+    from arkor_nb.local.server.store import Store
 
     rows: dict[str, list[float]] = {}
     with local_server() as server:

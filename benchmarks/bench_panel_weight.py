@@ -41,9 +41,9 @@ def _recording() -> tuple[list[tuple[str, int]], Any]:
 
 
 def measure() -> dict[str, Any]:
+    from arkor_nb.core.types import TrainingLog
     from arkor_nb.notebook.panel import LivePanel
     from arkor_nb.notebook.progress import RunState
-    from arkor_nb.types import TrainingLog
 
     sent, restore = _recording()
     try:

@@ -55,7 +55,7 @@ CHILD_ENV = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
 
 def smollm2_folder(home: Path) -> str:
     """The dequantized plain copy (built on first use, shared by every part)."""
-    from arkor_nb.local.models import resolve_model
+    from arkor_nb.local.training.models import resolve_model
 
     return resolve_model(MODEL_ID, home)
 
@@ -91,7 +91,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from arkor_nb.local.models import load_model_and_tokenizer, resolve_model, smollm2_gguf
+from arkor_nb.local.training.models import load_model_and_tokenizer, resolve_model, smollm2_gguf
 kind, home = sys.argv[1], Path(sys.argv[2])
 t0 = time.perf_counter()
 if kind == "transformers-gguf":

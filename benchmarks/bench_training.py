@@ -37,7 +37,7 @@ def bench_home() -> Path:
 
 
 def tiny_model(home: Path) -> str:
-    from arkor_nb.local.models import TINY_MODEL_ID, resolve_model
+    from arkor_nb.local.training.models import TINY_MODEL_ID, resolve_model
 
     return resolve_model(TINY_MODEL_ID, home)
 

@@ -1,6 +1,6 @@
 """Start a throwaway arkor_nb local server for a benchmark, and stop it.
 
-The server is the real one (``python -m arkor_nb.local.serve``) in its own
+The server is the real one (``python -m arkor_nb.local.server.serve``) in its own
 home directory; the environment lets a benchmark pick the synthetic
 worker's pace (``ARKOR_NB_SYNTHETIC_STEP_S``).
 """
@@ -68,7 +68,7 @@ def local_server(**env: str) -> Iterator[Server]:
         child_env = {**os.environ, "ARKOR_NB_HOME": str(home), "PYTHONPATH": str(REPO), **env}
         log = open(home / "bench-server.log", "wb")
         proc = subprocess.Popen(
-            [PY, "-m", "arkor_nb.local.serve", "--port", "0", "--home", str(home),
+            [PY, "-m", "arkor_nb.local.server.serve", "--port", "0", "--home", str(home),
              "--token", token],
             env=child_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -39,14 +39,16 @@ def main(argv: list[str] | None = None) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-    from arkor_nb.local import datasets as ds
+    from arkor_nb.local.data.rows import RowFormat, load_normalized
+    from arkor_nb.local.data.sources import iter_file_rows
+    from arkor_nb.local.data.tokenize import collate, encode_row
 
     tokenizer = AutoTokenizer.from_pretrained(a.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
-    rows = ds.load_normalized(ds.iter_file_rows(Path(a.data)), ds.RowFormat())
-    encoded = [ds.encode_row(r, tokenizer, a.max_length, True) for r in rows]
+    rows = load_normalized(iter_file_rows(Path(a.data)), RowFormat())
+    encoded = [encode_row(r, tokenizer, a.max_length, True) for r in rows]
     train = [e for e in encoded if e is not None]
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16.0, lora_dropout=0.0,
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             label_names=["labels"], seed=42,
         )
         trainer = Trainer(model=model, args=args, train_dataset=_List(train),
-                          data_collator=lambda feats: ds.collate(feats, pad_id),
+                          data_collator=lambda feats: collate(feats, pad_id),
                           processing_class=tokenizer)
         t0 = time.perf_counter()
         trainer.train()

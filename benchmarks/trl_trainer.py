@@ -44,13 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from arkor_nb.local import datasets as ds
+    from arkor_nb.local.data.rows import RowFormat, load_normalized
+    from arkor_nb.local.data.sources import iter_file_rows
 
     tokenizer = AutoTokenizer.from_pretrained(a.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
-    rows = ds.load_normalized(ds.iter_file_rows(Path(a.data)), ds.RowFormat())
+    rows = load_normalized(iter_file_rows(Path(a.data)), RowFormat())
     pairs = [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows]
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(

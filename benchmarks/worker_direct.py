@@ -29,7 +29,7 @@ def direct(model: str) -> dict[str, Any]:
             "model": model, "datasetSource": {"type": "file", "path": str(DATA)},
             "maxSteps": STEPS, "batchSize": 8, "learningRate": 2e-4, "loggingSteps": 1,
             "loraR": 16, "loraAlpha": 16, "maxLength": MAX_LENGTH}}
-        proc = subprocess.Popen([PY, "-m", "arkor_nb.local.worker"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([PY, "-m", "arkor_nb.local.training.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 cwd=REPO, env={**os.environ, **ENV, "PYTHONPATH": str(REPO)})
         assert proc.stdin is not None and proc.stdout is not None

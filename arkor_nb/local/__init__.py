@@ -1,12 +1,22 @@
-"""Embedded local backend: an Arkor-compatible HTTP/SSE server on 127.0.0.1.
+"""Embedded local backend: an Arkor-compatible HTTP/SSE server that really trains.
 
-Modules: ``app`` (routes), ``store`` (SQLite jobs + event log), ``jobs``
-(queue and worker processes), ``worker_protocol`` (the workers' stdio
-protocol, both ends), ``sse`` (event streams), ``security`` (token, Host and
-Origin checks), ``request_timeouts`` (half-sent requests), ``launch`` (the
-server's process), ``chat`` (inference endpoints), ``synthetic_worker``
-(model-free event source), and
-the training side: ``worker``, ``config``, ``models``, ``datasets``,
-``inference``. Nothing is imported eagerly: the server's dependencies are
-the optional ``[local]`` extra.
+Layers (imports point down; ``local`` imports ``core`` and never ``sdk`` or
+``notebook``):
+
+- ``server/``: the ASGI app and its routes (``app``, ``chat``), the SQLite job
+  store and event log (``store``), event streams (``sse``), the job queue and
+  worker processes (``jobs``), token/Host/Origin checks (``security``),
+  half-sent requests (``request_timeouts``), idle shutdown (``idle``) and the
+  server's process (``launch``, ``serve``);
+- ``training/``: the worker process (``worker``: plan -> ``Trainer``,
+  ``callback``, ``sampler``), its stdio protocol (``worker_protocol``), the
+  model-free ``synthetic_worker``, models (``models``, ``gguf_cache``) and
+  in-memory generation (``inference``);
+- ``data/``: rows (``rows``), where they come from (``sources``) and their
+  tokens (``tokenize``);
+- ``config`` validates a job's config, with ``sandbox`` (which files a job
+  may read) and ``model_check`` (which models it may load).
+
+Nothing heavy is imported eagerly: the server's dependencies are the
+optional ``[local]`` extra.
 """

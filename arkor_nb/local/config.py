@@ -12,17 +12,17 @@ needs it.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.errors import ConfigError
-from arkor_nb.local import datasets as ds
-from arkor_nb.local.models import BUILTIN_MODELS, SYNTHETIC_MODEL_ID
-from arkor_nb.types import DATASET_SOURCE_KEYS, KEYWORD_OF, LOCAL_CONFIG_KEYS, WIRE_CONFIG_KEYS
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.core.types import DATASET_SOURCE_KEYS, KEYWORD_OF, LOCAL_CONFIG_KEYS, WIRE_CONFIG_KEYS
+from arkor_nb.local.data.rows import FILE_FORMATS, RowFormat, check_rows, parse_format
+from arkor_nb.local.data.sources import iter_file_rows
+from arkor_nb.local.model_check import check_model
+from arkor_nb.local.sandbox import resolve_data_path
+from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
 
 MAX_STEPS = 1_000_000
 KNOWN_KEYS = WIRE_CONFIG_KEYS + tuple(LOCAL_CONFIG_KEYS.values())
@@ -40,41 +40,6 @@ SCHEDULERS = frozenset({
 DATASET_TYPES = tuple(DATASET_SOURCE_KEYS)
 _SOURCE_KEYS = {kind: {"type", *keys} for kind, keys in DATASET_SOURCE_KEYS.items()}
 MAX_ROWS_CHECKED = 200_000
-
-
-# Never implicit data roots, even when the server runs in them (a server
-# started from "/" inherits it as its working directory): the filesystem root
-# and the system's own folders. ARKOR_NB_DATA_ROOTS may still list any folder
-# but the root.
-_ROOT = Path("/")
-SYSTEM_DIRS = frozenset(Path(p) for p in (
-    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
-    "/run", "/sbin", "/sys", "/usr", "/var",
-))
-
-
-def _is_system(path: Path) -> bool:
-    """The root, a system folder, or inside one (the temp dir excepted)."""
-    temp = Path(tempfile.gettempdir()).resolve()
-    if path == temp or path.is_relative_to(temp):
-        return False
-    return path in SYSTEM_DIRS or any(d != _ROOT and path.is_relative_to(d) for d in SYSTEM_DIRS)
-
-
-def allowed_roots(home: Path) -> list[Path]:
-    """Directories a dataset file may live in (after resolving symlinks).
-
-    The working directory, the user's home, the arkor-nb home and the temp dir,
-    unless one of them is the filesystem root or a system folder; plus any
-    listed in ``ARKOR_NB_DATA_ROOTS`` (os.pathsep separated; any folder but
-    the root).
-    """
-    implicit = [Path.cwd(), Path.home(), Path(home), Path(tempfile.gettempdir())]
-    roots = [r for r in (p.expanduser().resolve() for p in implicit) if not _is_system(r)]
-    extra = os.environ.get("ARKOR_NB_DATA_ROOTS", "")
-    explicit = (Path(p).expanduser().resolve() for p in extra.split(os.pathsep) if p)
-    roots += [r for r in explicit if r != _ROOT]
-    return roots
 
 
 def validate_config(config: dict[str, Any], *, home: Path) -> dict[str, Any]:
@@ -143,7 +108,7 @@ def _validate(config: dict[str, Any], home: Path) -> dict[str, Any]:
     _sample_prompts(out)
 
     try:
-        fmt = ds.parse_format(out.get("datasetFormat"))
+        fmt = parse_format(out.get("datasetFormat"))
     except ValueError as exc:
         raise ConfigError("datasetFormat", str(exc)) from None
     split = out.get("datasetSplit")
@@ -224,163 +189,10 @@ def _check_4bit() -> None:
                           "set loadIn4bit to false")
 
 
-# ------------------------------------------------------------------- model
-
-
-LOCAL_MODEL_HINT = ("a local folder saved with save_pretrained, a .gguf file, "
-                    "'arkor-nb/smollm2-135m-instruct' or 'arkor-nb/tiny'")
-
-
-def check_model(model: Any, home: Path, *, field: str = "model") -> str:
-    """A usable model id: built-in, a local folder or .gguf file, or a (cached) hub id."""
-    from arkor_nb.local import gguf_cache
-    from arkor_nb.local.models import SMOLLM2_MODEL_ID, smollm2_gguf
-
-    if not isinstance(model, str) or not model.strip():
-        raise ConfigError(field, f"is required: a Hugging Face model id, {LOCAL_MODEL_HINT}")
-    model = model.strip()
-    if model == SMOLLM2_MODEL_ID:
-        gguf_cache.check_gguf(smollm2_gguf(field), field)
-        return model
-    if model in BUILTIN_MODELS:
-        return model
-    if len(model) > 1024 or "\x00" in model:
-        raise ConfigError("model", "is not a usable model id or directory (too long, or contains a "
-                          f"NUL byte); pass a Hugging Face id, {LOCAL_MODEL_HINT}")
-    path = Path(model).expanduser()
-    looks_local = (model.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in model)
-                   or model.lower().endswith(".gguf"))
-    try:
-        exists = path.exists()
-    except OSError as exc:  # e.g. a path component longer than the filesystem allows
-        raise ConfigError("model", f"cannot use {model[:80]!r} as a local model directory "
-                          f"({exc.strerror}); check the path") from None
-    if exists or looks_local:
-        if not path.exists():
-            raise ConfigError(field, f"local model path {model!r} does not exist; check the path, "
-                              f"or use a Hugging Face id, {LOCAL_MODEL_HINT}")
-        gguf_file = gguf_cache.find_gguf(path, field)
-        if gguf_file is not None:
-            gguf_cache.check_gguf(gguf_file, field)
-            return str(path.resolve())
-        if not path.is_dir():
-            raise ConfigError(field, f"local model path {model!r} is neither a folder nor a .gguf "
-                              "file; point it at a folder saved with save_pretrained "
-                              "(config.json + weights) or at a .gguf file")
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise ConfigError(field, f"{model!r} has no config.json and no .gguf file; save the "
-                              "model with save_pretrained, or point at a .gguf file")
-        _check_no_remote_code(cfg_file, model, field)
-        return str(path.resolve())
-    if model.count("/") > 1 or " " in model:
-        raise ConfigError(field, f"{model!r} is neither a local directory nor a Hugging Face id "
-                          "like 'HuggingFaceTB/SmolLM2-135M'")
-    try:
-        cached = _hf_cached_config(model)
-    except ValueError:  # huggingface_hub's HFValidationError: not a valid repo id
-        raise ConfigError("model", f"{model[:80]!r} is not a valid Hugging Face id (like "
-                          f"'HuggingFaceTB/SmolLM2-135M'), {LOCAL_MODEL_HINT}") from None
-    if cached is not None:
-        _check_no_remote_code(cached, model, field)
-        return model
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") in ("1", "true"):
-        raise ConfigError(field, f"{model!r} is not in the local Hugging Face cache and the hub is "
-                          "offline (HF_HUB_OFFLINE); download it first while online "
-                          f"(hf download {model}), or use {LOCAL_MODEL_HINT}")
-    _check_on_hub(model, field)
-    return model
-
-
-def _check_on_hub(model: str, field: str) -> None:
-    """Ask the hub whether ``model`` exists, telling "no such id" from "no network"."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    try:
-        HfApi().model_info(model, timeout=10)
-    except GatedRepoError:
-        raise ConfigError(field, f"{model!r} is gated on the Hugging Face hub; accept its terms "
-                          "on the model page and log in (hf auth login)") from None
-    except RepositoryNotFoundError:
-        raise ConfigError(field, f"{model!r} does not exist on the Hugging Face hub (or is "
-                          f"private); check the id, or use {LOCAL_MODEL_HINT}") from None
-    except Exception as exc:  # noqa: BLE001 - anything else: the hub could not be asked
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status is not None and status < 500:
-            raise ConfigError(field, f"the Hugging Face hub refused to look up {model!r} (HTTP "
-                              f"{status}); check the id and your token, or use "
-                              f"{LOCAL_MODEL_HINT}") from None
-        raise ConfigError(field, f"cannot reach the Hugging Face hub to fetch {model!r} "
-                          f"({type(exc).__name__}): the network is missing, not the id. "
-                          "To work offline, use a local folder saved with save_pretrained, "
-                          "a .gguf file, 'arkor-nb/smollm2-135m-instruct', or set "
-                          "HF_HUB_OFFLINE=1 with the model already in the Hugging Face cache "
-                          f"(hf download {model} while online)") from None
-
-
-def _hf_cached_config(model: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
-    found = try_to_load_from_cache(model, "config.json")
-    return Path(found) if isinstance(found, str) else None
-
-
-def _check_no_remote_code(cfg_file: Path, model: str, field: str = "model") -> None:
-    try:
-        data = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise ConfigError(field, f"{model!r} has an unreadable config.json") from None
-    if "auto_map" in data:
-        raise ConfigError(field, f"{model!r} needs custom code (trust_remote_code), which the local "
-                          "backend never runs; pick a model supported by transformers itself")
-
-
 # ----------------------------------------------------------------- dataset
 
 
-def resolve_data_path(path: Any, field: str, home: Path) -> Path:
-    """An existing, readable dataset file inside the allowed roots (symlinks resolved)."""
-    if not isinstance(path, str) or not path.strip():
-        raise ConfigError(field, "must be a file path like 'data/triage.jsonl'")
-    raw = Path(path).expanduser()
-    relative = not raw.is_absolute()
-    if relative:
-        raw = Path.cwd() / raw
-    try:
-        real = raw.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        where = (f"a relative path sent over HTTP is resolved against the server's working "
-                 f"directory {Path.cwd()}; send an absolute path" if relative else
-                 "arkor_nb resolves a relative path against the folder your Python process "
-                 "runs in, os.getcwd(), before sending it")
-        raise ConfigError(field, f"file not found: {raw}; check the path ({where})") from None
-    except (OSError, ValueError) as exc:  # name too long, NUL byte, ...
-        raise ConfigError(field, f"cannot use {path[:80]!r} as a dataset file ({exc}); "
-                          "pass a path like 'data/triage.jsonl'") from None
-    roots = allowed_roots(home)
-    if not any(real == r or real.is_relative_to(r) for r in roots):
-        why = " (a system folder, never a data folder by itself)" if _is_system(real) else ""
-        fix = "copy the file under your home or working directory"
-        if real.parent != _ROOT:
-            fix += (", or add its folder to ARKOR_NB_DATA_ROOTS where the server starts "
-                    f"(ARKOR_NB_DATA_ROOTS={real.parent})")
-        allowed = ", ".join(map(str, roots)) or "none"
-        raise ConfigError(field, f"{path!r} resolves to {real}, outside the allowed data "
-                          f"folders{why} (allowed: {allowed}); {fix}")
-    if not real.is_file():
-        raise ConfigError(field, f"{path!r} is not a regular file")
-    if ds.file_format(real) is None:
-        raise ConfigError(field, f"unsupported file type {real.suffix!r}; use one of "
-                          f"{', '.join(sorted(ds.FILE_FORMATS))}")
-    if not os.access(real, os.R_OK):
-        raise ConfigError(field, f"{path!r} is not readable; check its permissions")
-    return real
-
-
-def _dataset(source: Any, fmt: ds.RowFormat, split: Any, home: Path, *, check_rows: bool) -> dict[str, Any]:
+def _dataset(source: Any, fmt: RowFormat, split: Any, home: Path, *, check_rows: bool) -> dict[str, Any]:
     field = "datasetSource"
     if not isinstance(source, dict):
         raise ConfigError(field, 'must be an object like {"type": "file", "path": "data/triage.jsonl"}')
@@ -412,20 +224,20 @@ def _dataset(source: Any, fmt: ds.RowFormat, split: Any, home: Path, *, check_ro
             raise ConfigError(f"{field}.url", "must be an http(s) URL")
         if "token" in source and not isinstance(source["token"], str):
             raise ConfigError(f"{field}.token", "must be a string")
-        if "format" in source and source["format"] not in set(ds.FILE_FORMATS.values()):
-            raise ConfigError(f"{field}.format", f"use one of {sorted(set(ds.FILE_FORMATS.values()))}")
+        if "format" in source and source["format"] not in set(FILE_FORMATS.values()):
+            raise ConfigError(f"{field}.format", f"use one of {sorted(set(FILE_FORMATS.values()))}")
     return out
 
 
-def _check_file_rows(path: Path, fmt: ds.RowFormat, field: str) -> None:
+def _check_file_rows(path: Path, fmt: RowFormat, field: str) -> None:
     def limited() -> Any:
-        for i, item in enumerate(ds.iter_file_rows(path)):
+        for i, item in enumerate(iter_file_rows(path)):
             if i >= MAX_ROWS_CHECKED:
                 return
             yield item
 
     try:
-        good, errors = ds.check_rows(limited(), fmt)
+        good, errors = check_rows(limited(), fmt)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise ConfigError(field, f"cannot read {path.name}: {exc}") from None
     if errors:

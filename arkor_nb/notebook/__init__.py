@@ -57,7 +57,7 @@ the widget's element, or on elements inside an HTML widget's value):
 
 from __future__ import annotations
 
-from .live import LiveRun, live
-from .record import compare, replay
+from arkor_nb.notebook.live import LiveRun, live
+from arkor_nb.notebook.record import compare, replay
 
 __all__ = ["LiveRun", "live", "replay", "compare"]

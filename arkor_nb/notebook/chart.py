@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
-from .series import ema, thin
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.notebook.series import ema, thin
 
 SMOOTH_POINTS = 2000
 

@@ -27,17 +27,17 @@ import threading
 import time
 from typing import Any, TextIO
 
-from ..abort import AbortController
-from ..errors import AbortedError, ConfigError
-from ..types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
-from .confirm import CancelConfirmation
-from .progress import TERMINAL, RunState
-from .queue import QueueWatch
-from .record import Recorder
-from .sampler import Sampler
-from .snapshot import snapshot_html
-from .text import TextProgress, fix_for, status_line
-from .ticker import Ticker
+from arkor_nb.core.errors import AbortedError, ConfigError
+from arkor_nb.core.types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
+from arkor_nb.notebook.confirm import CancelConfirmation
+from arkor_nb.notebook.progress import TERMINAL, RunState
+from arkor_nb.notebook.queue import QueueWatch
+from arkor_nb.notebook.record import Recorder
+from arkor_nb.notebook.sampler import Sampler
+from arkor_nb.notebook.snapshot import snapshot_html
+from arkor_nb.notebook.text import TextProgress, fix_for, status_line
+from arkor_nb.notebook.ticker import Ticker
+from arkor_nb.sdk.abort import AbortController
 
 BEAT_S = 1.0  # the kernel's heartbeat to the panel's watchdog (see livechart)
 INTERRUPT_CONFIRM_S = 10.0  # how long an interrupted wait waits for that answer before its line
@@ -170,7 +170,7 @@ class LiveRun:
     def panel(self) -> Any:
         """The panel widget (built on first use when not displayed)."""
         if self._panel is None:
-            from .panel import LivePanel
+            from arkor_nb.notebook.panel import LivePanel
 
             panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
             panel.wake = self._wake.set
@@ -463,7 +463,7 @@ class LiveRun:
         The live panel draws a light SVG chart; plotly's ~5 MB bundle is only
         paid by those who ask for zoom and pan.
         """
-        from .chart import figure
+        from arkor_nb.notebook.chart import figure
 
         smoothing = float(self._panel.smoothing.value) if self._panel is not None else 0.6
         return figure(self.state.curves(), smoothing=smoothing, title=self.state.name)
@@ -510,7 +510,7 @@ def live(trainer: Any = None, *, job_id: str | None = None, backend: Any = "loca
     if trainer is not None and job_id is not None:
         raise ConfigError("job_id", "pass either a trainer or job_id=..., not both")
     if trainer is None:
-        from ..trainer import Trainer
+        from arkor_nb.sdk.trainer import Trainer
 
         trainer = Trainer.attach(str(job_id), backend=backend)
     elif not hasattr(trainer, "subscribe") or not hasattr(trainer, "wait"):

@@ -23,10 +23,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .livechart import new_live_chart
-from .progress import TERMINAL, RunState
-from .snapshot import badge, run_lines, samples_html, svg_chart
-from .text import describe, esc, fduration, fnum, fsci
+from arkor_nb.notebook.livechart import new_live_chart
+from arkor_nb.notebook.progress import TERMINAL, RunState
+from arkor_nb.notebook.snapshot import badge, run_lines, samples_html, svg_chart
+from arkor_nb.notebook.text import describe, esc, fduration, fnum, fsci
 
 LOG_LINES = 120  # event-log lines sent to the browser (the ring keeps LOG_RING = 300)
 LOG_EVERY = 1.0  # seconds between event-log redraws while streaming

@@ -12,8 +12,8 @@ import html
 import threading
 from typing import Any
 
-from ..chat_api import chat
-from ..jobs_api import check_job_id, job
+from arkor_nb.sdk.chat import chat
+from arkor_nb.sdk.jobs import check_job_id, job
 
 
 class Playground:

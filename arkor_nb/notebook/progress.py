@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..types import (
+from arkor_nb.core.types import (
     TERMINAL_STATUSES,
     CheckpointSample,
     CheckpointSaved,
@@ -29,7 +29,7 @@ from ..types import (
     TrainingPhase,
     TrainingStarted,
 )
-from .series import DecimatedSeries
+from arkor_nb.notebook.series import DecimatedSeries
 
 LOG_RING = 300  # events kept for the event log
 MAX_POINTS = 2000  # per loss curve
@@ -244,7 +244,7 @@ class RunState:
             self.samples_per_second = ev.samples_per_second
 
     def _fold_notice(self, n: StreamNotice) -> None:
-        from .text import describe_notice  # formatting lives with the text helpers
+        from arkor_nb.notebook.text import describe_notice  # formatting lives with the text helpers
 
         if n.kind == "connected":
             if self.transport_level != "info" or self.transport:

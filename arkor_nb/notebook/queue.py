@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .progress import RunState
+from arkor_nb.notebook.progress import RunState
 
 POLL_S = 2.0
 
@@ -43,7 +43,7 @@ class QueueWatch:
         self._wake.set()
 
     def _loop(self) -> None:
-        from ..jobs_api import cancel_job, jobs
+        from arkor_nb.sdk.jobs import cancel_job, jobs
 
         while not self._stop.is_set():
             status = self.state.status

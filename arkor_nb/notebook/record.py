@@ -27,10 +27,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..types import CheckpointContext, StreamNotice, parse_event
-from .progress import RunState
-from .snapshot import compare_html, snapshot_html
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.core.types import CheckpointContext, StreamNotice, parse_event
+from arkor_nb.notebook.progress import RunState
+from arkor_nb.notebook.snapshot import compare_html, snapshot_html
 
 HEADER_TYPE = "arkor.run"
 FORMAT_VERSION = 1
@@ -186,7 +186,7 @@ class Replay:
     def panel(self) -> Any:
         """The live panel's widgets, in their finished state (log scale and smoothing work)."""
         if self._panel is None:
-            from .panel import LivePanel
+            from arkor_nb.notebook.panel import LivePanel
 
             self._panel = LivePanel(self.state)
             self._panel.finish()

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..types import StreamNotice
-from .progress import RunState
-from .series import ema, thin
-from .text import describe, describe_notice, esc, fduration, fnum, fsci
+from arkor_nb.core.types import StreamNotice
+from arkor_nb.notebook.progress import RunState
+from arkor_nb.notebook.series import ema, thin
+from arkor_nb.notebook.text import describe, describe_notice, esc, fduration, fnum, fsci
 
 SNAPSHOT_POINTS = 400
 W, H = 720, 260
@@ -206,7 +206,7 @@ def run_lines(state: RunState, *, smoothing: float = 0.6, color: str = COLORS[0]
 
 
 def badge(status: str) -> str:
-    from .progress import STATUS_LABELS
+    from arkor_nb.notebook.progress import STATUS_LABELS
 
     color = STATUS_COLORS.get(status, "#555")
     label = STATUS_LABELS.get(status, status)

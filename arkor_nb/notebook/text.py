@@ -14,8 +14,13 @@ import sys
 from collections import deque
 from typing import Any, TextIO
 
-from ..errors import AbortedError, CloudApiError, JobNotFoundError, ReconnectExhaustedError
-from ..types import (
+from arkor_nb.core.errors import (
+    AbortedError,
+    CloudApiError,
+    JobNotFoundError,
+    ReconnectExhaustedError,
+)
+from arkor_nb.core.types import (
     CheckpointSaved,
     StreamNotice,
     TrainingCancelled,

@@ -19,7 +19,7 @@ class Backend:
 
     @classmethod
     def find(cls, home: Path) -> Backend | None:
-        from arkor_nb.local.launch import live_server
+        from arkor_nb.sdk.local_server import live_server
 
         info = live_server(home)
         return None if info is None else cls(str(info.url), info.token)

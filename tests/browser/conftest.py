@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from arkor_nb.local.launch import live_server
+from arkor_nb.sdk.local_server import live_server
 from tests.browser.lab import (
     LabPage,
     LabServer,
@@ -50,8 +50,8 @@ def lab(lab_root: Path, backend_home: Path) -> Iterator[LabServer]:
         [
             sys.executable,
             "-c",
-            "from arkor_nb.local.launch import home_dir\n"
-            "from arkor_nb.local.models import TINY_MODEL_ID, resolve_model\n"
+            "from arkor_nb.core.home import home_dir\n"
+            "from arkor_nb.local.training.models import TINY_MODEL_ID, resolve_model\n"
             "resolve_model(TINY_MODEL_ID, home_dir())",
         ],
         cwd=REPO,

@@ -265,7 +265,7 @@ def stop_local_server_started_since(before: Any, home: Path) -> None:
     Kernels start it detached on purpose (it outlives a kernel restart); a test
     session must not leave it behind.
     """
-    from arkor_nb.local.launch import live_server
+    from arkor_nb.sdk.local_server import live_server
 
     info = live_server(home)
     if info is None or (before is not None and before.pid == info.pid):

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arkor_nb.local.models import ensure_tiny_model
+from arkor_nb.local.training.models import ensure_tiny_model
 from tests.local.server_harness import ServerProcess
 from tests.local.training_helpers import TrainedJob, home, shared_trained_job
 

@@ -1,6 +1,6 @@
 """A real local server in a subprocess, plus a raw SSE frame reader, for server tests.
 
-The server runs as ``python -m arkor_nb.local.serve`` on 127.0.0.1 so tests
+The server runs as ``python -m arkor_nb.local.server.serve`` on 127.0.0.1 so tests
 can SIGKILL it and restart it on the same home (``tests/reliability/harness.py``
 builds its fault-injection helpers on the same class). Frames are parsed by
 hand (not by the SDK client) so tests see exactly what is on the wire.
@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from arkor_nb.local.jobs import child_env
-from arkor_nb.local.launch import read_runtime
+from arkor_nb.core.home import read_runtime
+from arkor_nb.local.server.jobs import child_env
 
 SYNTHETIC = "arkor-nb/synthetic"
 
@@ -41,7 +41,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
 
 
 class ServerProcess:
-    """``python -m arkor_nb.local.serve`` for one home: start, SIGKILL, restart, stop.
+    """``python -m arkor_nb.local.server.serve`` for one home: start, SIGKILL, restart, stop.
 
     The one local-server harness of the test suite. ``port=0`` lets the server
     pick a port (read back from its runtime file); a fixed ``port`` brings a
@@ -75,7 +75,7 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arkor_nb.local.serve", *self.args],
+            [sys.executable, "-m", "arkor_nb.local.server.serve", *self.args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
             preexec_fn=self.preexec, cwd=self.cwd,
         )

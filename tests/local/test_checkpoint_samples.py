@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from arkor_nb.errors import ConfigError
+from arkor_nb.core.errors import ConfigError
 from arkor_nb.local.config import validate_config
 from tests.local.training_helpers import TRAIN, home, logs, run_worker, terminal
 

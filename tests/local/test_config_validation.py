@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from arkor_nb.errors import ConfigError
+from arkor_nb.core.errors import ConfigError
 from arkor_nb.local.config import (
     KNOWN_KEYS,
     OPTIMIZERS,

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arkor_nb.errors import ConfigError
-from arkor_nb.local import gguf_cache
-from arkor_nb.local.config import check_model
-from arkor_nb.local.models import (
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.local.model_check import check_model
+from arkor_nb.local.training import gguf_cache
+from arkor_nb.local.training.models import (
     SMOLLM2_MODEL_ID,
     ensure_tiny_model,
     preparing_detail,
@@ -84,7 +84,7 @@ def test_half_written_cache_folder_is_rebuilt_never_loaded(tiny_gguf: Path, tmp_
 
 
 def test_killed_build_leaves_nothing_that_is_loaded(tiny_gguf: Path, tmp_path: Path) -> None:
-    code = ("from pathlib import Path; from arkor_nb.local.models import resolve_model\n"
+    code = ("from pathlib import Path; from arkor_nb.local.training.models import resolve_model\n"
             f"resolve_model({str(tiny_gguf)!r}, Path({str(tmp_path)!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], env=worker_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -190,13 +190,13 @@ def test_hub_id_without_network_says_the_network_is_missing(tmp_path: Path) -> N
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env.pop(key, None)
     env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
-    code = ("from pathlib import Path; from arkor_nb.local.config import check_model\n"
+    code = ("from pathlib import Path; from arkor_nb.local.model_check import check_model\n"
             f"check_model('gpt2', Path({str(tmp_path)!r}))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("arkor_nb.errors.ConfigError: model: cannot reach the Hugging Face hub")
+    assert line.startswith("arkor_nb.core.errors.ConfigError: model: cannot reach the Hugging Face hub")
     assert "network is missing, not the id" in line
     assert "check the id" not in line
     for fix in ("local folder", ".gguf file", "HF_HUB_OFFLINE=1", "hf download gpt2"):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from arkor_nb.errors import ConfigError
-from arkor_nb.local.inference import InferenceEngine
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.local.training.inference import InferenceEngine
 from tests.local.training_helpers import (
     EVAL,
     TrainedJob,

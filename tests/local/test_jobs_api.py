@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.errors import JobNotFoundError
-from arkor_nb.jobs_api import cancel_job
-from arkor_nb.types import CheckpointSaved, TrainingCompleted, TrainingLog, TrainingStarted
+from arkor_nb.core.errors import JobNotFoundError
+from arkor_nb.core.types import CheckpointSaved, TrainingCompleted, TrainingLog, TrainingStarted
+from arkor_nb.sdk.jobs import cancel_job
 from tests.local.server_harness import (
     ServerProcess,
     all_events,
@@ -146,7 +146,7 @@ def test_an_older_database_gets_step_and_best_loss_backfilled(tmp_path: Path) ->
     """A home written before the summary columns existed lists its jobs with them filled in."""
     import sqlite3
 
-    from arkor_nb.local.store import Store
+    from arkor_nb.local.server.store import Store
 
     db = tmp_path / "arkor.db"
     conn = sqlite3.connect(db)

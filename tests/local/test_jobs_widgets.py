@@ -12,7 +12,7 @@ import html
 import httpx
 
 import arkor_nb as ak
-from arkor_nb.jobs_table import JobsWidget
+from arkor_nb.notebook.jobs_table import JobsWidget
 from arkor_nb.notebook.panel import LivePanel
 from tests.local.server_harness import (
     ServerProcess,

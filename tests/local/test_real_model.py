@@ -18,7 +18,7 @@ import openai
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.local.gguf_cache import is_complete
+from arkor_nb.local.training.gguf_cache import is_complete
 from tests.local.server_harness import ServerProcess
 from tests.local.training_helpers import EVAL, TRAIN, home
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arkor_nb.local.launch import ensure_server, home_dir, read_runtime, serve_main
+from arkor_nb.core.home import home_dir, read_runtime
+from arkor_nb.local.server.launch import serve_main
+from arkor_nb.sdk.local_server import ensure_server
 from tests.local.server_harness import ServerProcess, create_job, pid_alive, read_stream, wait_for
 
 

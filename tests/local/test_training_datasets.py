@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from arkor_nb.local import datasets as ds
+from arkor_nb.local.data.rows import RowFormat, load_normalized, normalize_row
+from arkor_nb.local.data.sources import source_rows
+from arkor_nb.local.data.tokenize import collate, encode_row
 from tests.local.training_helpers import TRAIN
 
 
@@ -24,53 +26,53 @@ def learned(tokenizer: Any, enc: dict[str, list[int]]) -> str:
 
 
 def test_responses_only_labels_cover_exactly_the_reply(tokenizer: Any) -> None:
-    row = ds.normalize_row(json.loads(TRAIN.read_text().splitlines()[0]), "line 1")
+    row = normalize_row(json.loads(TRAIN.read_text().splitlines()[0]), "line 1")
     reply = row["messages"][-1]["content"]
-    enc = ds.encode_row(row, tokenizer, 512, responses_only=True)
+    enc = encode_row(row, tokenizer, 512, responses_only=True)
     assert enc is not None
     assert learned(tokenizer, enc) == reply + "<|im_end|>\n"
-    full = ds.encode_row(row, tokenizer, 512, responses_only=False)
+    full = encode_row(row, tokenizer, 512, responses_only=False)
     assert full is not None and full["labels"] == full["input_ids"]
 
 
 def test_multi_turn_chat_learns_every_assistant_turn(tokenizer: Any) -> None:
-    row = ds.normalize_row({"messages": [
+    row = normalize_row({"messages": [
         {"role": "user", "content": "a"}, {"role": "assistant", "content": "first"},
         {"role": "user", "content": "b"}, {"role": "assistant", "content": "second"}]}, "row 1")
-    enc = ds.encode_row(row, tokenizer, 512, responses_only=True)
+    enc = encode_row(row, tokenizer, 512, responses_only=True)
     assert enc is not None
     assert learned(tokenizer, enc) == "first<|im_end|>\nsecond<|im_end|>\n"
 
 
 def test_other_shapes(tokenizer: Any) -> None:
-    pc = ds.normalize_row({"prompt": "2+2?", "completion": "4", "system": "math"}, "row 1")
-    enc = ds.encode_row(pc, tokenizer, 512, responses_only=True)
+    pc = normalize_row({"prompt": "2+2?", "completion": "4", "system": "math"}, "row 1")
+    enc = encode_row(pc, tokenizer, 512, responses_only=True)
     assert enc is not None and learned(tokenizer, enc) == "4<|im_end|>\n"
-    alpaca = ds.normalize_row({"instruction": "Add", "input": "2 2", "output": "4"}, "row 2")
+    alpaca = normalize_row({"instruction": "Add", "input": "2 2", "output": "4"}, "row 2")
     assert alpaca == {"prompt": "Add\n\n2 2", "completion": "4"}
-    text = ds.normalize_row({"text": "hello world"}, "row 3")
-    enc = ds.encode_row(text, tokenizer, 512, responses_only=True)
+    text = normalize_row({"text": "hello world"}, "row 3")
+    enc = encode_row(text, tokenizer, 512, responses_only=True)
     assert enc is not None and learned(tokenizer, enc) == "hello world<|im_end|>"
-    share = ds.normalize_row({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}, "r")
+    share = normalize_row({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}, "r")
     assert share == {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 
 
 def test_template_free_tokenizer_still_masks_the_prompt(tokenizer: Any) -> None:
     tokenizer.chat_template = None  # like a plain base model's tokenizer
-    enc = ds.encode_row({"prompt": "Q: sky?", "completion": "blue"}, tokenizer, 512, responses_only=True)
+    enc = encode_row({"prompt": "Q: sky?", "completion": "blue"}, tokenizer, 512, responses_only=True)
     assert enc is not None and learned(tokenizer, enc) == "blue<|im_end|>"
 
 
 def test_truncation_that_cuts_the_reply_drops_the_row(tokenizer: Any) -> None:
-    row = ds.normalize_row({"prompt": "long " * 50, "completion": "x"}, "row 1")
-    assert ds.encode_row(row, tokenizer, 16, responses_only=True) is None
-    assert ds.encode_row(row, tokenizer, 16, responses_only=False) is not None
+    row = normalize_row({"prompt": "long " * 50, "completion": "x"}, "row 1")
+    assert encode_row(row, tokenizer, 16, responses_only=True) is None
+    assert encode_row(row, tokenizer, 16, responses_only=False) is not None
 
 
 def test_collate_pads_without_learning_padding(tokenizer: Any) -> None:
     a = {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]}
     b = {"input_ids": [8], "attention_mask": [1], "labels": [8]}
-    batch = ds.collate([a, b], pad_id=0)
+    batch = collate([a, b], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
@@ -99,8 +101,8 @@ def test_blob_source_downloads_once(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{server.server_port}/triage.jsonl"
         source = {"type": "blob", "url": url, "token": "s3cret"}
-        rows = ds.load_normalized(ds.source_rows(source, tmp_path), ds.RowFormat())
-        again = ds.load_normalized(ds.source_rows(source, tmp_path), ds.RowFormat())
+        rows = load_normalized(source_rows(source, tmp_path), RowFormat())
+        again = load_normalized(source_rows(source, tmp_path), RowFormat())
     finally:
         server.shutdown()
     assert len(rows) == len(again) == len(TRAIN.read_text().splitlines())
@@ -109,7 +111,7 @@ def test_blob_source_downloads_once(tmp_path: Path) -> None:
 
 def test_huggingface_source_with_splits(tmp_path: Path) -> None:
     """A `datasets` repo layout on disk (train/test files) loads offline like a hub dataset."""
-    from arkor_nb.local.worker import load_rows
+    from arkor_nb.local.training.plan import load_rows
 
     repo = tmp_path / "triage-ds"
     (repo / "data").mkdir(parents=True)
@@ -119,7 +121,7 @@ def test_huggingface_source_with_splits(tmp_path: Path) -> None:
     source = {"type": "huggingface", "name": str(repo), "split": "train", "evalSplit": "test"}
     train, evals = load_rows({"datasetSource": source}, tmp_path)
     assert (len(train), len(evals)) == (30, 10)
-    assert train[0] == ds.normalize_row(json.loads(lines[0]), "line 1")
+    assert train[0] == normalize_row(json.loads(lines[0]), "line 1")
     # datasetSplit names the split to train on; a fraction holds rows out instead
     train, evals = load_rows({"datasetSource": {"type": "huggingface", "name": str(repo)},
                               "datasetSplit": "test"}, tmp_path)

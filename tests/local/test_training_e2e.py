@@ -18,7 +18,7 @@ import openai
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.types import TrainingPhase
+from arkor_nb.core.types import TrainingPhase
 from tests.local.server_harness import ServerProcess, all_events, wait_for
 from tests.local.training_helpers import (
     EVAL,
@@ -33,7 +33,7 @@ TICKET = json.loads(EVAL.read_text().splitlines()[0])["messages"][:2]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    from arkor_nb.local.models import ensure_tiny_model
+    from arkor_nb.local.training.models import ensure_tiny_model
 
     # The server gets a home of its own, sharing the session's model cache so the
     # tiny base is not built twice.
@@ -121,7 +121,7 @@ def test_live_samples_come_from_the_worker_without_a_chat_request(
     checkpoint.sample events (the model in memory), never through /v1/inference/chat."""
     import time
 
-    from arkor_nb.types import CheckpointSample, CheckpointSaved
+    from arkor_nb.core.types import CheckpointSample, CheckpointSaved
 
     def chat_requests() -> int:
         return int(httpx.get(server.url + "/healthz").json()["chatRequests"])
@@ -155,7 +155,7 @@ def test_live_samples_come_from_the_worker_without_a_chat_request(
 
 
 def test_the_first_run_says_it_builds_the_tiny_model(built_tiny: Path, tmp_path: Path) -> None:
-    from arkor_nb.local.models import TINY_MODEL_ID, preparing_detail
+    from arkor_nb.local.training.models import TINY_MODEL_ID, preparing_detail
 
     assert preparing_detail(TINY_MODEL_ID, tmp_path) == "building arkor-nb/tiny (first run only, ~20 s)"
     assert preparing_detail(TINY_MODEL_ID, built_tiny.parent.parent) is None  # built: nothing to say

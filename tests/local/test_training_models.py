@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from arkor_nb.local.models import (
+from arkor_nb.local.training.models import (
     CHAT_TEMPLATE,
     SYNTHETIC_MODEL_ID,
     TINY_MODEL_ID,
@@ -50,7 +50,7 @@ def test_resolve_model_other_ids(tmp_path: Path) -> None:
 
 def test_two_processes_build_it_once(tmp_path: Path) -> None:
     code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-            "from pathlib import Path; from arkor_nb.local.models import ensure_tiny_model\n"
+            "from pathlib import Path; from arkor_nb.local.training.models import ensure_tiny_model\n"
             f"print(ensure_tiny_model(Path({str(tmp_path)!r})))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=worker_env(), cwd=REPO) for _ in range(2)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.local.models import ensure_tiny_model
+from arkor_nb.local.training.models import ensure_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / "data" / "triage.jsonl"
@@ -92,7 +92,7 @@ def start_worker(config: dict[str, Any], job_dir: Path, *, job_id: str = "job_te
     stderr_path = job_dir.parent / f"{job_dir.name}.stderr.log"
     stderr = open(stderr_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arkor_nb.local.worker"],
+        [sys.executable, "-m", "arkor_nb.local.training.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
         env=worker_env(), cwd=REPO,
     )

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from arkor_nb.demo import execute_notebook
-from arkor_nb.local.launch import live_server
+from arkor_nb.sdk.local_server import live_server
 from tests.browser.lab import e2e_home, stop_local_server_started_since
 
 REPO = Path(__file__).resolve().parents[2]

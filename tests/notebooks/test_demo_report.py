@@ -9,7 +9,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup
 
 from arkor_nb.demo import EVAL_DATASET, fields_right, held_out_tickets
-from arkor_nb.demo_report import ReportData, Sample, render_report
+from arkor_nb.demo.report import ReportData, Sample, render_report
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from arkor_nb import LocalBackend, create_trainer
-from arkor_nb.types import (
+from arkor_nb.core.types import (
     CheckpointSaved,
     TrainingCompleted,
     TrainingLog,

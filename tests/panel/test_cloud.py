@@ -47,7 +47,7 @@ def test_auth_failure_on_stream_open_says_how_to_fix() -> None:
 
 def test_an_unknown_job_id_ends_the_panel_at_once_with_the_id() -> None:
     """Issue 11: ak.live(job_id=...) for a job that does not exist used to retry a 404 forever."""
-    from arkor_nb.errors import JobNotFoundError
+    from arkor_nb.core.errors import JobNotFoundError
 
     with FakeCloud() as cloud:
         run = live(job_id="job_doesnotexist123", backend=cloud.backend(), display=False)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from arkor_nb import AbortedError, LocalBackend
+from arkor_nb.core.types import TrainingResult
 from arkor_nb.notebook import LiveRun, compare, live, replay
 from arkor_nb.notebook.live import RunInterrupted
-from arkor_nb.types import TrainingResult
 from tests.local.server_harness import ServerProcess, job_status, wait_for
 
 
@@ -290,7 +290,7 @@ def test_text_progress_outside_jupyter_does_not_flood(make_trainer: Any, tmp_pat
 
 
 def test_bad_arguments_name_the_field(make_trainer: Any) -> None:
-    from arkor_nb.errors import ConfigError
+    from arkor_nb.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trainer"):
         live()
@@ -334,7 +334,7 @@ def test_a_live_run_sends_few_small_messages(make_trainer: Any) -> None:
 
 def test_a_config_the_backend_rejects_is_shown_with_its_field(make_trainer: Any,
                                                              tmp_path: Path) -> None:
-    from arkor_nb.errors import ArkorError
+    from arkor_nb.core.errors import ArkorError
 
     bad = tmp_path / "missing.jsonl"  # never written
     try:

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from arkor_nb.notebook.panel import LivePanel
-from arkor_nb.notebook.progress import RunState
-from arkor_nb.notebook.snapshot import snapshot_html
-from arkor_nb.types import (
+from arkor_nb.core.types import (
     CheckpointSaved,
     StreamNotice,
     TrainingFailed,
     TrainingLog,
     TrainingStarted,
 )
+from arkor_nb.notebook.panel import LivePanel
+from arkor_nb.notebook.progress import RunState
+from arkor_nb.notebook.snapshot import snapshot_html
 from tests.panel.comms import recording
 from tests.panel.conftest import synthetic_events
 
@@ -209,7 +209,7 @@ def test_snapshot_learning_rate_ticks_are_distinct() -> None:
 
 
 def test_phases_show_what_the_job_does_before_its_first_step() -> None:
-    from arkor_nb.types import TrainingPhase
+    from arkor_nb.core.types import TrainingPhase
 
     st = RunState(name="p", job_id="job_p", backend="local")
     panel = LivePanel(st)

@@ -7,10 +7,8 @@ import math
 import sys
 from typing import Any
 
-from arkor_nb.errors import ReconnectExhaustedError
-from arkor_nb.notebook.progress import LOG_RING, MAX_POINTS, RunState
-from arkor_nb.notebook.series import DecimatedSeries, Smoother, ema, thin
-from arkor_nb.types import (
+from arkor_nb.core.errors import ReconnectExhaustedError
+from arkor_nb.core.types import (
     CheckpointSaved,
     StreamNotice,
     TrainingCancelled,
@@ -18,6 +16,8 @@ from arkor_nb.types import (
     TrainingLog,
     TrainingStarted,
 )
+from arkor_nb.notebook.progress import LOG_RING, MAX_POINTS, RunState
+from arkor_nb.notebook.series import DecimatedSeries, Smoother, ema, thin
 from tests.panel.conftest import synthetic_events
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arkor_nb.errors import ConfigError
+from arkor_nb.core.errors import ConfigError
 from arkor_nb.local.config import KNOWN_KEYS, validate_config
 
 HOME = Path(tempfile.mkdtemp(prefix="arkor-rel-home-"))

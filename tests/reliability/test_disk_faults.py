@@ -151,7 +151,7 @@ def test_read_only_data_dir_is_refused_clearly_and_left_intact(tmp_path: Path) -
                 [
                     sys.executable,
                     "-m",
-                    "arkor_nb.local.serve",
+                    "arkor_nb.local.server.serve",
                     "--port",
                     str(port),
                     "--home",

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import arkor_nb as ak
-from arkor_nb._local_server import live_server, read_runtime
+from arkor_nb.core.home import read_runtime
+from arkor_nb.sdk.local_server import live_server
 from tests.reliability.harness import EventLog, LocalServer, report, wait_for, wait_in_thread
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import stat
 import threading
 from pathlib import Path
 
-from arkor_nb.credentials import read_credentials, write_credentials
+from arkor_nb.sdk.credentials import read_credentials, write_credentials
 
 
 def _mode(path: Path) -> int:

@@ -81,7 +81,7 @@ def test_listens_on_loopback_only(srv: LocalServer) -> None:
 
 def _serve(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "arkor_nb.local.serve", "--home", str(home), *args],
+        [sys.executable, "-m", "arkor_nb.local.server.serve", "--home", str(home), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -357,7 +357,7 @@ def test_token_comparison_is_constant_time() -> None:
     """Timing cannot be measured reliably on a shared CI box; the comparison itself is pinned."""
     import inspect
 
-    from arkor_nb.local.security import SecurityPolicy
+    from arkor_nb.local.server.security import SecurityPolicy
 
     src = inspect.getsource(SecurityPolicy.token_ok)
     assert "hmac.compare_digest" in src and "==" not in src.replace("!=", "")

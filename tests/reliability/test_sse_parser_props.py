@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import arkor_nb as ak
-from arkor_nb.types import (
+from arkor_nb.core.types import (
     CheckpointSaved,
     StreamNotice,
     TrainingCancelled,

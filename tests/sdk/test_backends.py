@@ -35,7 +35,7 @@ def local_home(tmp_path: Path) -> Iterator[Path]:
     """A private home; the server the test launches there is stopped by its pid."""
     home = tmp_path / "home"
     yield home
-    from arkor_nb.local.launch import live_server
+    from arkor_nb.sdk.local_server import live_server
 
     info = live_server(home)
     if info is not None:

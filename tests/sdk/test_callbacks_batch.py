@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import arkor_nb as ak
-from arkor_nb._callbacks import run_callbacks
+from arkor_nb.sdk.callbacks import run_callbacks
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,
     Event,

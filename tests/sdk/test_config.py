@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.backends import LocalBackend
+from arkor_nb.sdk.backends import LocalBackend
 
 
 def local(**kwargs: Any) -> ak.Trainer:

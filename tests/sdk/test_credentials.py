@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.credentials import credentials_path, default_cloud_url
-from arkor_nb.state import state_path
+from arkor_nb.sdk.credentials import credentials_path, default_cloud_url
+from arkor_nb.sdk.state import state_path
 from tests.sdk.fake_cloud import SUPPORTED_MODEL, FakeCloud
 
 

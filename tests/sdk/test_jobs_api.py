@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.errors import JobNotFoundError
-from arkor_nb.jobs_api import cancel_job
-from arkor_nb.types import CheckpointSaved, TrainingCompleted, TrainingLog
+from arkor_nb.core.errors import JobNotFoundError
+from arkor_nb.core.types import CheckpointSaved, TrainingCompleted, TrainingLog
+from arkor_nb.sdk.jobs import cancel_job
 from tests.sdk.fake_cloud import FakeCloud, checkpoint, completed, log, started
 
 ADAPTER_FILES = {
@@ -242,7 +242,7 @@ def test_async_twins(cloud: FakeCloud, tmp_path: Path) -> None:
 
 
 def test_playground_and_jobs_table_on_the_cloud(cloud: FakeCloud) -> None:
-    from arkor_nb.jobs_table import JobsWidget
+    from arkor_nb.notebook.jobs_table import JobsWidget
 
     finished_job(cloud)
     cloud.jobs["job_done"]["config"] = {"model": "unsloth/gemma-4-E4B-it"}

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import arkor_nb as ak
-from arkor_nb._stream import StreamClosedError, backoff_delay
-from arkor_nb.types import StreamNotice
+from arkor_nb.core.types import StreamNotice
+from arkor_nb.sdk.stream import StreamClosedError, backoff_delay
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,
     Drop,
@@ -228,7 +228,7 @@ def test_keepalive_pings_keep_a_slow_stream_open(cloud: FakeCloud, fast) -> None
 
 
 def test_keepalive_env_knob(monkeypatch: pytest.MonkeyPatch) -> None:
-    from arkor_nb.client import CloudApiClient
+    from arkor_nb.sdk.client import CloudApiClient
 
     monkeypatch.setenv("ARKOR_NB_KEEPALIVE_S", "2")
     assert CloudApiClient("http://x").stream_timeout.read == 6.0

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 import arkor_nb as ak
-from arkor_nb._stream import JobNotFoundError, JobStream
-from arkor_nb.types import StreamNotice, TrainingCompleted, TrainingLog
+from arkor_nb.core.types import StreamNotice, TrainingCompleted, TrainingLog
+from arkor_nb.sdk.stream import JobNotFoundError, JobStream
 from tests.sdk.fake_cloud import End, Event, FakeCloud, Raw, completed, log, started
 
 

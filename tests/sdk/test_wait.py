@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.types import StreamNotice, TrainingLog
+from arkor_nb.core.types import StreamNotice, TrainingLog
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,
     Drop,

@@ -1,0 +1,447 @@
+"""Job scheduler: a FIFO queue, one worker subprocess per running job.
+
+A worker speaks the stdio protocol of ``worker_protocol`` (a spec line in,
+``cancel`` lines in, typed events out, ending with exactly one terminal
+event); the server adds ``jobId``, ``timestamp`` and a ``url`` to each
+artifact. Each run gets one thread that reads stdout in chunks, parses each
+line into its event model and appends whole batches to the store in one transaction
+(durable first) and then wakes the SSE subscribers, and one thread that
+keeps the tail of stderr for failure reports. A worker that exits without
+a terminal event ends its job ``failed`` with the exit code or signal and
+the last stderr lines; jobs left ``running`` by a server that died are
+marked ``failed`` when the next server starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from arkor_nb.core.home import child_env
+from arkor_nb.core.redact import REDACTED
+from arkor_nb.core.types import (
+    QUEUED,
+    RUNNING,
+    TERMINAL_EVENT_MODELS,
+    TrainingCancelled,
+    TrainingEvent,
+    TrainingFailed,
+)
+from arkor_nb.local.server.store import Store
+from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
+from arkor_nb.local.training.worker_protocol import (
+    CANCEL_LINE,
+    JobSpec,
+    decode_event,
+    split_secrets,
+)
+
+log = logging.getLogger("arkor_nb.local")
+
+_MAX_LINE = 4 * 1024 * 1024
+_STDERR_TAIL_LINES = 20
+_EXIT_GRACE_S = 30.0
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(8)
+
+
+def worker_command(config: dict[str, Any]) -> list[str]:
+    """The synthetic event source for ``arkor-nb/synthetic``, the real trainer otherwise."""
+    module = (
+        "arkor_nb.local.training.synthetic_worker"
+        if config.get("model") == SYNTHETIC_MODEL_ID
+        else "arkor_nb.local.training.worker"
+    )
+    return [sys.executable, "-m", module]
+
+
+def artifact_url(job_id: str, path: str) -> str:
+    return f"/v1/jobs/{job_id}/artifacts/{quote(path.strip('/'))}"
+
+
+def _with_urls(job_id: str, event: TrainingEvent) -> TrainingEvent:
+    """Give each artifact a download URL (the worker only knows jobDir-relative paths)."""
+    artifacts = getattr(event, "artifacts", None)
+    if isinstance(artifacts, list):
+        event.artifacts = [  # type: ignore[union-attr]
+            {**a, "url": artifact_url(job_id, a["path"])}
+            if isinstance(a, dict) and isinstance(a.get("path"), str)
+            else a
+            for a in artifacts
+        ]
+    return event
+
+
+def describe_exit(returncode: int, stderr_tail: list[str]) -> str:
+    """Why a worker stopped without a result, in words a user can act on."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        text = f"training worker was killed by {name} (signal {-returncode})"
+        if -returncode == signal.SIGKILL:
+            text += "; it may have run out of memory or been killed from outside"
+    else:
+        text = f"training worker exited with code {returncode} without reporting a result"
+    if stderr_tail:
+        tail = "\n".join(line[:300] for line in stderr_tail)[-2000:]
+        text += f"; last worker output:\n{tail}"
+    return text
+
+
+@dataclass
+class _Run:
+    job_id: str
+    proc: subprocess.Popen[bytes]
+    job_dir: Path
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_STDERR_TAIL_LINES))
+    terminal_seen: bool = False
+    cancel_requested: bool = False
+    last_step: int | None = None
+    stdin_lock: threading.Lock = field(default_factory=threading.Lock)
+    stderr_thread: threading.Thread | None = None
+
+
+class JobManager:
+    """Owns the queue and the worker processes of one server."""
+
+    def __init__(
+        self,
+        store: Store,
+        home: Path,
+        notify: Callable[[str], None],
+        *,
+        max_running: int = 1,
+        cancel_grace_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.home = Path(home)
+        self.notify = notify
+        self.max_running = max(1, max_running)
+        self.cancel_grace_s = cancel_grace_s
+        self._runs: dict[str, _Run] = {}
+        self._secrets: dict[str, dict[str, str]] = {}  # job id -> secrets, until it starts
+        self._lock = threading.RLock()
+        self._closed = False
+        self._retry_wake = threading.Event()  # set at shutdown: stops retry loops at once
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.home / "jobs" / job_id
+
+    # -------------------------------------------------------------- lifecycle
+
+    def recover(self) -> list[str]:
+        """Fail the jobs a dead server left ``running``; returns their ids."""
+        interrupted = self.store.job_ids_with_status(RUNNING)
+        for job_id in interrupted:
+            step = self.store.last_step(job_id)
+            at = f" at step {step}" if step is not None else ""
+            reason = (
+                f"the arkor-nb local server stopped while this job was running{at} "
+                "(it was killed or crashed), so training was interrupted; "
+                "start the job again to retrain"
+            )
+            self._fail(job_id, reason, step)
+            log.warning("job %s was interrupted by a server stop; marked failed", job_id)
+        return interrupted
+
+    def _fail(self, job_id: str, reason: str, step: int | None = None) -> None:
+        """End a job ``failed``: its terminal event and status in one transaction."""
+        self.store.append(job_id, [TrainingFailed(error=reason, step=step)])
+        self.notify(job_id)
+
+    def start(self) -> None:
+        """Recover, then start queued jobs (including ones queued before a restart)."""
+        self.recover()
+        self._schedule()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Ask every worker to cancel, wait up to ``timeout``, then kill the rest."""
+        with self._lock:
+            self._closed = True
+            self._retry_wake.set()
+            runs = list(self._runs.values())
+        for run in runs:
+            # Say why in the log first: the worker's own "cancelled" would misstate it.
+            if not run.terminal_seen:
+                at = f" at step {run.last_step}" if run.last_step is not None else ""
+                reason = (f"the arkor-nb local server was shut down while this job was "
+                          f"running{at}; start the job again to retrain")
+                try:
+                    self._fail(run.job_id, reason, run.last_step)
+                    run.terminal_seen = True
+                except Exception:
+                    log.exception("job %s: could not record the shutdown", run.job_id)
+            self._send_cancel(run)
+        deadline_each = timeout / max(1, len(runs))
+        for run in runs:
+            try:
+                run.proc.wait(timeout=deadline_each)
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+
+    # ------------------------------------------------------------------- jobs
+
+    def create(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Queue a job. Secrets in ``config`` stay in memory only: the store gets ``***``."""
+        job_id = new_job_id()
+        stored, secrets = split_secrets(config, REDACTED)
+        with self._lock:
+            if secrets:
+                self._secrets[job_id] = secrets
+            self.store.create_job(job_id, name, stored)
+        self._schedule()
+        job = self.store.get_job(job_id)
+        assert job is not None
+        return job
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Queued: cancelled at once. Running: ask the worker. Terminal: unchanged."""
+        with self._lock:
+            job = self.store.get_job(job_id)
+            if job is None:
+                return None
+            if job["status"] == QUEUED:
+                self._secrets.pop(job_id, None)
+                self.store.append(job_id, [TrainingCancelled()])
+                self.notify(job_id)
+            elif job["status"] == RUNNING:
+                run = self._runs.get(job_id)
+                if run is not None and not run.cancel_requested:
+                    run.cancel_requested = True
+                    self._send_cancel(run)
+                    timer = threading.Timer(self.cancel_grace_s, self._force_stop, (run,))
+                    timer.daemon = True
+                    timer.start()
+        return self.store.get_job(job_id)
+
+    def busy(self) -> bool:
+        """Whether any job is running or waiting to run."""
+        return bool(self._runs) or bool(self.store.job_ids_with_status(QUEUED))
+
+    def worker_pid(self, job_id: str) -> int | None:
+        run = self._runs.get(job_id)
+        return None if run is None else run.proc.pid
+
+    # -------------------------------------------------------------- scheduling
+
+    def _schedule(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            while len(self._runs) < self.max_running:
+                queued = self.store.job_ids_with_status(QUEUED)
+                if not queued:
+                    return
+                job_id = queued[0]
+                if not self.store.mark_running(job_id):
+                    continue
+                if self._secrets_lost(job_id):
+                    continue
+                try:
+                    self._spawn(job_id)
+                except OSError as err:
+                    self._fail(job_id, f"could not start the training worker: {err}")
+
+    def _secrets_lost(self, job_id: str) -> bool:
+        """A job queued before a restart whose secret (e.g. a dataset token) died with it."""
+        job = self.store.get_job(job_id)
+        assert job is not None
+        _, needed = split_secrets(job["config"], REDACTED)
+        if not needed or job_id in self._secrets:
+            return False
+        self._fail(job_id, "this job needs a secret (the dataset token) that the local server "
+                   "kept only in memory, and the server restarted before the job started; "
+                   "secrets are never written to disk, so submit the job again")
+        return True
+
+    def _spawn(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        assert job is not None
+        job_dir = self.job_dir(job_id)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        env = child_env()
+        env.pop("ARKOR_NB_TOKEN", None)  # a worker never needs the server's token
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env["PYTHONUNBUFFERED"] = "1"
+        proc = subprocess.Popen(
+            worker_command(job["config"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,  # cwd is the server's: data roots and relative paths mean the same there
+            start_new_session=True,
+        )
+        (job_dir / "worker.pid").write_text(str(proc.pid))
+        run = _Run(job_id=job_id, proc=proc, job_dir=job_dir)
+        self._runs[job_id] = run
+        spec = JobSpec(job_id=job_id, config=job["config"], job_dir=job_dir, home=self.home,
+                       secrets=self._secrets.pop(job_id, {}))
+        self._write_stdin(run, spec.to_line())
+        run.stderr_thread = threading.Thread(
+            target=self._read_stderr, args=(run,), daemon=True, name=f"stderr-{job_id}"
+        )
+        run.stderr_thread.start()
+        threading.Thread(target=self._follow, args=(run,), daemon=True,
+                         name=f"worker-{job_id}").start()
+        log.info("job %s started (worker pid %d)", job_id, proc.pid)
+
+    # ------------------------------------------------------------ worker I/O
+
+    def _write_stdin(self, run: _Run, text: str) -> None:
+        with run.stdin_lock:
+            stdin = run.proc.stdin
+            if stdin is None or stdin.closed:
+                return
+            try:
+                stdin.write(text.encode())
+                stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass  # the worker is gone; its exit is handled by _follow
+
+    def _send_cancel(self, run: _Run) -> None:
+        self._write_stdin(run, CANCEL_LINE)
+
+    def _force_stop(self, run: _Run) -> None:
+        """A worker that ignored ``cancel`` for ``cancel_grace_s``: terminate, then kill."""
+        if run.proc.poll() is not None:
+            return
+        log.warning("job %s: worker ignored cancel; terminating it", run.job_id)
+        run.proc.terminate()
+        try:
+            run.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+
+    def _read_stderr(self, run: _Run) -> None:
+        stream: IO[bytes] | None = run.proc.stderr
+        if stream is None:
+            return
+        with open(run.job_dir / "worker.log", "ab") as sink:
+            for raw in stream:
+                sink.write(raw)
+                sink.flush()
+                run.stderr_tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _follow(self, run: _Run) -> None:
+        """Read stdout to EOF in chunks, record events, then settle the job's end."""
+        stream = run.proc.stdout
+        assert stream is not None
+        fd = stream.fileno()
+        buf = b""
+        failure: str | None = None
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"\n" not in chunk:
+                    if len(buf) > _MAX_LINE:
+                        log.warning("job %s: dropping an over-long worker line", run.job_id)
+                        buf = b""
+                    continue
+                *lines, buf = buf.split(b"\n")
+                self._record(run, lines)
+        except Exception as err:  # never leave a job running because recording broke
+            log.exception("job %s: recording the worker's output failed", run.job_id)
+            failure = (f"the local server could not record this job's events ({err}); "
+                       "training was stopped")
+            run.proc.kill()
+        finally:
+            self._settle(run, failure)
+
+    def _record(self, run: _Run, lines: list[bytes]) -> None:
+        if run.terminal_seen:
+            return
+        batch: list[TrainingEvent] = []
+        for raw in lines:
+            if not raw.strip():
+                continue
+            event = decode_event(raw, run.job_id)
+            if event is None:
+                log.warning("job %s: skipping malformed worker line %.200r", run.job_id, raw)
+                continue
+            step = getattr(event, "step", None)
+            if isinstance(step, int):
+                run.last_step = step
+            batch.append(_with_urls(run.job_id, event))
+            if isinstance(event, TERMINAL_EVENT_MODELS):
+                break
+        if batch:
+            self.store.append(run.job_id, batch)
+            run.terminal_seen = isinstance(batch[-1], TERMINAL_EVENT_MODELS)
+            self.notify(run.job_id)
+
+    def _settle(self, run: _Run, failure: str | None = None) -> None:
+        """Record how the run ended (unless the worker did), then free its slot."""
+        try:  # stdout is closed: a worker that lingers after that is stuck, not training
+            returncode = run.proc.wait(timeout=_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log.warning("job %s: worker closed stdout but did not exit; killing it", run.job_id)
+            run.proc.kill()
+            returncode = run.proc.wait()
+        if run.proc.stdin is not None:
+            with run.stdin_lock:
+                try:
+                    run.proc.stdin.close()
+                except OSError:
+                    pass
+        try:
+            if not run.terminal_seen:
+                self._record_end(run, returncode, failure)
+        except Exception:
+            log.exception("job %s: could not record how it ended; retrying", run.job_id)
+            self._retry_record_end(run, returncode, failure)
+        log.info("job %s worker exited (%s)", run.job_id, returncode)
+        with self._lock:
+            self._runs.pop(run.job_id, None)
+        try:
+            self._schedule()
+        except Exception:
+            log.exception("could not start the next queued job")
+
+    def _retry_record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
+        """Keep trying to write a job's end (e.g. the disk was full) in the background.
+
+        Until it is written the job would claim ``running`` with nothing running
+        and its streams would never end; once space is back it ends ``failed``
+        with the reason. (A server stop leaves it to ``recover()`` at next start.)
+        """
+        def retry() -> None:
+            delay = 0.25
+            while not self._closed:
+                self._retry_wake.wait(delay)
+                try:
+                    self._record_end(run, returncode, failure)
+                    log.info("job %s: its end was recorded after a retry", run.job_id)
+                    return
+                except Exception:
+                    delay = min(delay * 2, 5.0)
+
+        threading.Thread(target=retry, daemon=True, name=f"record-end-{run.job_id}").start()
+
+    def _record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
+        if failure is None and run.cancel_requested:
+            self.store.append(run.job_id, [TrainingCancelled(step=run.last_step)])
+            self.notify(run.job_id)
+            return
+        if failure is None:
+            if run.stderr_thread is not None:  # let it drain the last lines
+                run.stderr_thread.join(timeout=2.0)
+            failure = describe_exit(returncode, list(run.stderr_tail))
+        self._fail(run.job_id, failure, run.last_step)

@@ -1,0 +1,171 @@
+"""``arkor-nb serve``: the local server's entry point (the server's half).
+
+Finding or starting a server from the SDK lives in ``arkor_nb.sdk.local_server``
+(the client's half); the home folder both halves share is ``arkor_nb.core.home``.
+``run_server`` writes ``<home>/server.json`` so clients can find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from arkor_nb.core.home import RUNTIME_FILE, flock, home_dir, prepare_home, read_runtime
+from arkor_nb.core.version import __version__
+
+# ------------------------------------------------------------------ serving
+
+
+def _write_runtime(home: Path, data: dict[str, Any]) -> None:
+    tmp = home / f".{RUNTIME_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, home / RUNTIME_FILE)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.set_inheritable(False)
+    return sock
+
+
+def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
+               allow_remote: bool = False, token: str | None = None,
+               max_running: int = 1, ping_s: float | None = None,
+               idle_timeout_s: float = 0.0) -> int:
+    """Serve ``home`` until SIGINT/SIGTERM. Returns a process exit code."""
+    import uvicorn
+
+    from arkor_nb.local.server.app import create_app
+    from arkor_nb.local.server.security import (
+        TOKEN_FILE,
+        SecurityPolicy,
+        is_loopback_host,
+        load_or_create_token,
+    )
+
+    home = prepare_home(home)
+    if home.stat().st_mode & 0o077:  # private even if it existed before (it holds the token)
+        os.chmod(home, 0o700)
+    if not is_loopback_host(host) and not (allow_remote and token):
+        print(f"arkor-nb serve: refusing to listen on non-loopback address {host!r}: pass "
+              "--allow-remote and an explicit --token (or ARKOR_NB_TOKEN) to expose the "
+              "trainer to the network", file=sys.stderr)
+        return 2
+    with flock(home / "server.lock", blocking=False) as lock:
+        if lock is None:
+            runtime = read_runtime(home) or {}
+            print(f"arkor-nb serve: another server already serves {home} "
+                  f"(pid {runtime.get('pid')}, {runtime.get('url')}); stop it first",
+                  file=sys.stderr)
+            return 1
+        secret = token or load_or_create_token(home)
+        sock = _bind(host, port)
+        bound_port = sock.getsockname()[1]
+        instance_id = secrets.token_hex(8)
+        policy = SecurityPolicy(token=secret, port=bound_port,
+                                allow_remote=allow_remote and not is_loopback_host(host))
+
+        def forget_runtime() -> None:
+            runtime = read_runtime(home)
+            if runtime is not None and runtime.get("instanceId") == instance_id:
+                (home / RUNTIME_FILE).unlink(missing_ok=True)
+
+        servers: list[Any] = []
+
+        def stop_when_idle() -> None:
+            print(f"arkor-nb local server: idle for {idle_timeout_s:g} s, exiting",
+                  file=sys.stderr, flush=True)
+            for srv in servers:
+                srv.should_exit = True
+
+        app = create_app(home=home, policy=policy, ping_s=ping_s, max_running=max_running,
+                         instance_id=instance_id, on_shutdown=forget_runtime,
+                         idle_timeout_s=idle_timeout_s, on_idle=stop_when_idle)
+        url_host = "127.0.0.1" if not is_loopback_host(host) else host
+        if ":" in url_host and not url_host.startswith("["):
+            url_host = f"[{url_host}]"
+        url = f"http://{url_host}:{bound_port}"
+        _write_runtime(home, {
+            "url": url, "pid": os.getpid(), "instanceId": instance_id, "home": str(home),
+            "tokenFile": None if token else str(home / TOKEN_FILE),
+            "version": __version__, "startedAt": time.time(),
+        })
+        print(f"arkor-nb local server {__version__} on {url} (home {home}; "
+              f"token in {'the given --token' if token else home / TOKEN_FILE})",
+              file=sys.stderr, flush=True)
+        from arkor_nb.local.server.request_timeouts import TimedH11Protocol
+
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=3, http=TimedH11Protocol)
+        server = uvicorn.Server(config)
+        servers.append(server)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+            print("arkor-nb local server stopped", file=sys.stderr)
+            return 130
+        finally:
+            forget_runtime()
+        return 0
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """``arkor-nb serve``: run the local server in the foreground."""
+    parser = argparse.ArgumentParser(
+        prog="arkor-nb serve",
+        description="Run the arkor-nb local training server in the foreground.",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; others need --allow-remote)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ARKOR_NB_PORT", "0")),
+                        help="port (default 0 = any free port; see <home>/server.json)")
+    parser.add_argument("--home", type=Path, default=None,
+                        help="data directory (default $ARKOR_NB_HOME or the user data dir)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback --host (requires an explicit --token)")
+    parser.add_argument("--token", default=None,
+                        help="bearer token to require (default: <home>/token, or $ARKOR_NB_TOKEN)")
+    parser.add_argument("--max-jobs", type=int, default=int(os.environ.get("ARKOR_NB_MAX_JOBS", "1")),
+                        help="jobs that train at the same time (default 1; others queue)")
+    parser.add_argument("--ping-interval", type=float, default=None,
+                        help="SSE keepalive interval in seconds (default 15)")
+    parser.add_argument("--idle-timeout", type=float,
+                        default=float(os.environ.get("ARKOR_NB_IDLE_TIMEOUT_S", "0")),
+                        help="exit after this many seconds with no request and no job "
+                             "(default 0 = never; env ARKOR_NB_IDLE_TIMEOUT_S)")
+    args = parser.parse_args(argv)
+    token = args.token or os.environ.get("ARKOR_NB_TOKEN") or None
+    if token is not None and len(token) < 16:
+        parser.error("--token must be at least 16 characters")
+    if args.max_jobs < 1:
+        parser.error("--max-jobs must be at least 1")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    home = args.home or home_dir()
+    try:
+        return run_server(home=home, host=args.host, port=args.port,
+                          allow_remote=args.allow_remote, token=token,
+                          max_running=args.max_jobs, ping_s=args.ping_interval,
+                          idle_timeout_s=max(0.0, args.idle_timeout))
+    except OSError as err:  # read-only or full data dir, port in use: one clear line
+        if err.filename is not None:
+            print(f"arkor-nb serve: cannot use the data directory {home}: {err.strerror} "
+                  f"({err.filename}); make it writable and free some space, or pass --home "
+                  "(or set ARKOR_NB_HOME) to use another directory", file=sys.stderr)
+        else:
+            print(f"arkor-nb serve: cannot listen on {args.host}:{args.port}: "
+                  f"{err.strerror or err}; pick another --port", file=sys.stderr)
+        return 1

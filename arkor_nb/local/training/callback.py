@@ -1,0 +1,119 @@
+"""The transformers ``TrainerCallback`` that turns a run into protocol events.
+
+Logs, evaluations and saves become ``training.log`` / ``checkpoint.saved``
+events; a cancel stops the run after the current optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from arkor_nb.core.types import CheckpointSaved, TrainingFailed, TrainingLog
+from arkor_nb.local.training.worker_protocol import WorkerChannel
+
+# Last finished optimizer step, so a crash mid-training can say where it happened.
+PROGRESS: dict[str, int] = {}
+
+
+def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, batch: int,
+                  sample: Any = None) -> Any:
+    """``sample(model, step)``, when given, runs right after each ``checkpoint.saved``."""
+    from transformers import TrainerCallback
+
+    class EventCallback(TrainerCallback):
+        """Trainer hooks -> protocol events; cancel -> stop after this step."""
+
+        def __init__(self) -> None:
+            self.last_time = time.perf_counter()
+            self.last_step = 0
+            self.losses: list[tuple[int, float]] = []
+            self.checkpoints: list[dict[str, Any]] = []
+            self.summary: dict[str, Any] = {}
+            self.eval_loss: float | None = None
+            self.eval_step: int | None = None
+
+        def _check(self, control: Any) -> Any:
+            if cancel.is_set():
+                control.should_training_stop = True
+            return control
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.last_time = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            PROGRESS["step"] = state.global_step
+            return self._check(control)
+
+        def on_substep_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            return self._check(control)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kw: Any) -> None:
+            logs = logs or {}
+            if "train_loss" in logs or "train_runtime" in logs:
+                self.summary = dict(logs)
+                return
+            if "loss" not in logs:
+                return  # eval metrics are reported by on_evaluate
+            now = time.perf_counter()
+            steps = max(0, state.global_step - self.last_step)
+            rate = steps * batch * args.gradient_accumulation_steps / max(now - self.last_time, 1e-9)
+            self.last_time, self.last_step = now, state.global_step
+            loss = float(logs["loss"])
+            if not math.isfinite(loss):
+                # A diverged run cannot recover: say so and stop, instead of
+                # spending the remaining steps on NaN weights.
+                proto.emit(TrainingFailed(
+                    error=(f"loss became {loss} at step {state.global_step}: training "
+                           f"diverged; lower learningRate (now {args.learning_rate:g})"),
+                    step=state.global_step,
+                ))
+                control.should_training_stop = True
+                return
+            self.losses.append((state.global_step, loss))
+            proto.emit(TrainingLog(
+                step=state.global_step,
+                loss=loss,
+                learning_rate=logs.get("learning_rate"),
+                epoch=logs.get("epoch", state.epoch),
+                samples_per_second=round(rate, 3) if steps else None,
+            ))
+
+        def on_evaluate(self, args: Any, state: Any, control: Any,
+                        metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+            metrics = metrics or {}
+            if "eval_loss" not in metrics:
+                return
+            self.eval_loss = float(metrics["eval_loss"])
+            self.eval_step = state.global_step
+            proto.emit(TrainingLog(
+                step=state.global_step,
+                eval_loss=self.eval_loss,
+                epoch=state.epoch,
+                samples_per_second=metrics.get("eval_samples_per_second"),
+            ))
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            step = state.global_step
+            src = Path(args.output_dir) / f"checkpoint-{step}"
+            rel = f"checkpoints/step-{step}"
+            dest = job_dir / rel
+            if not src.is_dir():
+                return
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(src, dest)
+            artifact = {"kind": "checkpoint", "step": step, "path": rel}
+            self.checkpoints.append(artifact)
+            proto.emit(CheckpointSaved(step=step, artifacts=[artifact]))
+            if sample is not None and not cancel.is_set():
+                sample(kw["model"], step)
+
+    return EventCallback()

@@ -1,0 +1,235 @@
+"""The training worker: ``python -m arkor_nb.local.training.worker``.
+
+One job per process, so a crash, an OOM or a kill never takes the server
+down and cancel is real. It speaks the worker stdio protocol of
+``worker_protocol`` (spec in on stdin, typed events out on stdout).
+
+Training is the transformers ``Trainer`` with a peft LoRA adapter on every
+linear layer, as ``plan`` lays it out; ``callback`` turns logs, saves and
+evaluations into events and stops within one optimizer step when cancel
+arrives; ``sampler`` answers ``samplePrompts`` at each checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.core.types import (
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingPhase,
+    TrainingStarted,
+)
+from arkor_nb.local.training.callback import PROGRESS, make_callback
+from arkor_nb.local.training.plan import (
+    DEFAULTS,
+    DRY_RUN_ROWS,
+    describe_arguments,
+    describe_lora,
+    load_rows,
+    lora_config,
+    training_arguments,
+)
+from arkor_nb.local.training.sampler import make_sampler
+from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
+
+log = logging.getLogger("arkor_nb.worker")
+
+
+class Cancelled(Exception):
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+        super().__init__(f"cancelled at step {step}")
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> None:
+    """Validate, load, train, save; emits every event including the terminal one."""
+    from arkor_nb.local.config import validate_config
+
+    home = spec.home
+    job_dir = spec.job_dir
+    job_dir.mkdir(parents=True, exist_ok=True)
+    config = validate_config(spec.full_config(), home=home)
+
+    def checkpoint_cancel(step: int = 0) -> None:
+        if cancel.is_set():
+            raise Cancelled(step)
+
+    import torch
+
+    from arkor_nb.local.data.tokenize import collate, encode_row
+    from arkor_nb.local.training.models import (
+        load_model_and_tokenizer,
+        pick_device,
+        preparing_detail,
+        resolve_model,
+    )
+
+    device = pick_device()
+    threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
+    if device == "cpu":
+        torch.set_num_threads(max(1, threads))
+    checkpoint_cancel()
+    t0 = time.perf_counter()
+    # Data first: a bad or unreachable dataset fails before a model is built or loaded.
+    proto.emit(TrainingPhase(phase="preparing", detail="loading data"))
+    train_rows, eval_rows = load_rows(config, home)
+    if config.get("dryRun"):
+        train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
+    checkpoint_cancel()
+    building = preparing_detail(config["model"], home)
+    if building is not None:
+        proto.emit(TrainingPhase(phase="preparing", detail=building))
+    model_path = resolve_model(config["model"], home)
+    checkpoint_cancel()
+
+    proto.emit(TrainingPhase(phase="preparing", detail=f"loading {config['model']} on {device}"))
+    model, tokenizer = load_model_and_tokenizer(
+        model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
+    )
+    limit = int(config.get("maxLength", DEFAULTS["maxLength"]))
+    model_limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(model_limit, int) and model_limit > 0:
+        limit = min(limit, model_limit)
+    responses_only = bool(config.get("trainOnResponsesOnly", DEFAULTS["trainOnResponsesOnly"]))
+
+    def encode(rows: list[dict[str, Any]]) -> tuple[list[dict[str, list[int]]], int]:
+        encoded = [encode_row(r, tokenizer, limit, responses_only) for r in rows]
+        kept = [e for e in encoded if e is not None]
+        return kept, len(encoded) - len(kept)
+
+    train_set, dropped = encode(train_rows)
+    eval_set, eval_dropped = encode(eval_rows)
+    if not train_set:
+        raise ConfigError("maxLength", f"every row is cut off before its answer at {limit} tokens; "
+                          "raise maxLength")
+    checkpoint_cancel()
+
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, set_seed
+
+    has_eval = bool(eval_set)
+    args = training_arguments(config, job_dir, device, has_eval)
+    # Seed before the LoRA weights are drawn (Trainer seeds only later), so one
+    # config gives one run: the same losses every time.
+    set_seed(args.seed)
+    if config.get("loadIn4bit"):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = get_peft_model(model, lora_config(config))
+    callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size,
+                             make_sampler(proto, config, tokenizer, device, cancel))
+    pad_id = tokenizer.pad_token_id
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=_ListDataset(train_set),
+        eval_dataset=_ListDataset(eval_set) if has_eval else None,
+        data_collator=lambda feats: collate(feats, pad_id),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    checkpoint_cancel()
+    proto.emit(TrainingStarted(metadata={
+        "model": config["model"],
+        "modelPath": model_path,
+        "device": device,
+        "torchThreads": torch.get_num_threads(),
+        "dryRun": bool(config.get("dryRun")),
+        "trainOnResponsesOnly": responses_only,
+        "maxLength": limit,
+        "datasetFormat": config.get("datasetFormat"),
+        "datasetSplit": config.get("datasetSplit"),
+        "loadIn4bit": bool(config.get("loadIn4bit")),
+        "trainRows": len(train_set),
+        "evalRows": len(eval_set),
+        "droppedRows": dropped + eval_dropped,
+        "setupSeconds": round(time.perf_counter() - t0, 2),
+        "trainingArguments": describe_arguments(args),
+        "lora": describe_lora(model),
+    }))
+
+    started = time.perf_counter()
+    trainer.train()
+    step = trainer.state.global_step
+    if cancel.is_set():
+        raise Cancelled(step)
+    train_seconds = time.perf_counter() - started
+    if has_eval and callback.eval_step != step:
+        trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
+    proto.emit(TrainingPhase(phase="saving", detail="saving the adapter"))
+    adapter_dir = job_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    (adapter_dir / "arkor_nb.json").write_text(json.dumps({"model": config["model"], "step": step}))
+    losses = callback.losses
+    metrics = {
+        "steps": step,
+        "trainLoss": callback.summary.get("train_loss"),
+        "firstLoss": losses[0][1] if losses else None,
+        "finalLoss": losses[-1][1] if losses else None,
+        "evalLoss": callback.eval_loss,
+        "trainSeconds": round(train_seconds, 3),
+        "secondsPerStep": round(train_seconds / step, 4) if step else None,
+        "samplesPerSecond": callback.summary.get("train_samples_per_second"),
+    }
+    artifacts = [{"kind": "adapter", "path": "adapter"}, *callback.checkpoints]
+    shutil.rmtree(job_dir / "hf", ignore_errors=True)
+    proto.emit(TrainingCompleted(metrics=metrics, artifacts=artifacts))
+
+
+class _ListDataset:
+    """A list of encoded rows as a map-style dataset (what Trainer's sampler needs)."""
+
+    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.rows[i]
+
+
+def main() -> int:
+    proto = WorkerChannel()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cancel = threading.Event()
+    try:
+        spec = proto.read_spec()
+    except (ValueError, EOFError) as exc:
+        proto.emit(TrainingFailed(error=f"bad job spec: {exc}"))
+        return 2
+    proto.watch_cancel(cancel)
+    try:
+        run_job(spec, proto, cancel)
+        return 0
+    except Cancelled as exc:
+        proto.emit(TrainingCancelled(step=exc.step))
+        return 0
+    except ConfigError as exc:
+        proto.emit(TrainingFailed(error=str(exc)))
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
+        traceback.print_exc()
+        proto.emit(TrainingFailed(error=f"{type(exc).__name__}: {exc}", step=PROGRESS.get("step")))
+        return 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
