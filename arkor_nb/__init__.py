@@ -9,15 +9,7 @@ stack are imported only when used.
 
 from __future__ import annotations
 
-from arkor_nb.core.errors import (
-    AbortedError,
-    ArkorError,
-    CloudApiError,
-    ConfigError,
-    ReconnectExhaustedError,
-    ScopeError,
-)
-from arkor_nb.core.types import (
+from arkor_nb.core.contexts import (
     Callbacks,
     CancelledContext,
     CheckpointContext,
@@ -27,11 +19,19 @@ from arkor_nb.core.types import (
     ReconnectPolicy,
     StartedContext,
     StreamNotice,
-    TrainingEvent,
-    TrainingJob,
     TrainingResult,
 )
+from arkor_nb.core.errors import (
+    AbortedError,
+    ArkorError,
+    CloudApiError,
+    ConfigError,
+    ReconnectExhaustedError,
+    ScopeError,
+)
+from arkor_nb.core.events import TrainingEvent
 from arkor_nb.core.version import __version__
+from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook import LiveRun, compare, live, replay
 from arkor_nb.notebook.playground import playground
 from arkor_nb.sdk.abort import AbortController, AbortSignal

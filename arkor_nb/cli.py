@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from arkor_nb.core.errors import ArkorError, ConfigError
-from arkor_nb.core.types import (
+from arkor_nb.core.events import (
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -217,7 +217,7 @@ def _logs(args: argparse.Namespace) -> int:
         for event in events(args.job, backend=args.backend):
             _print_event(event)
         return EXIT_OK
-    from arkor_nb.core.types import StreamNotice
+    from arkor_nb.core.contexts import StreamNotice
     from arkor_nb.sdk.trainer import Trainer
 
     trainer = Trainer.attach(args.job, backend=args.backend)  # unknown id: JobNotFoundError

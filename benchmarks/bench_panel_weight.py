@@ -41,7 +41,7 @@ def _recording() -> tuple[list[tuple[str, int]], Any]:
 
 
 def measure() -> dict[str, Any]:
-    from arkor_nb.core.types import TrainingLog
+    from arkor_nb.core.events import TrainingLog
     from arkor_nb.notebook.panel import LivePanel
     from arkor_nb.notebook.progress import RunState
 

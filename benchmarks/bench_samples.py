@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import arkor_nb as ak
-from arkor_nb.core.types import CheckpointSaved
+from arkor_nb.core.events import CheckpointSaved
 from benchmarks.common import REPO, log, machine, median, save
 from benchmarks.local_server import local_server
 

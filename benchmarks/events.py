@@ -42,12 +42,12 @@ def wire_events(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
 
 
 def typed_events(n: int, seed: int = 0) -> Iterator[Any]:
-    """The same stream as parsed ``arkor_nb.core.types`` events with ``event_id`` set.
+    """The same stream as parsed ``arkor_nb.core.events`` events with ``event_id`` set.
 
     The import happens here, not at the first ``next()``, so it stays out of
     the measured loop.
     """
-    from arkor_nb.core.types import parse_event
+    from arkor_nb.core.events import parse_event
 
     def gen() -> Iterator[Any]:
         for i, data in enumerate(wire_events(n, seed), start=1):

@@ -185,7 +185,9 @@ def setup(n):
     global _run, _tr, _release, _notify
     import arkor_nb as ak
     from arkor_nb.sdk.trainer import Trainer
-    from arkor_nb.core.types import TrainingJob, TrainingResult, parse_event
+    from arkor_nb.core.contexts import TrainingResult
+    from arkor_nb.core.events import parse_event
+    from arkor_nb.core.wire import TrainingJob
 
     class FeedTrainer(Trainer):
         def wait(self, *, abort_signal=None):
@@ -205,7 +207,7 @@ def on_event(ev):
     _notify(ev)
 
 def finish():
-    from arkor_nb.core.types import parse_event
+    from arkor_nb.core.events import parse_event
     _notify(parse_event({"type": "training.completed", "jobId": "job_bench",
                          "timestamp": "2026-01-01T00:00:01Z", "metrics": {}}, "end"))
     _release.set()

@@ -16,8 +16,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.config_keys import (
+    DATASET_SOURCE_KEYS,
+    KEYWORD_OF,
+    LOCAL_CONFIG_KEYS,
+    WIRE_CONFIG_KEYS,
+)
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import DATASET_SOURCE_KEYS, KEYWORD_OF, LOCAL_CONFIG_KEYS, WIRE_CONFIG_KEYS
 from arkor_nb.local.data.rows import FILE_FORMATS, RowFormat, check_rows, parse_format
 from arkor_nb.local.data.sources import iter_file_rows
 from arkor_nb.local.model_check import check_model

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from arkor_nb.core.types import TrainingJob
+from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.text import fix_for
 

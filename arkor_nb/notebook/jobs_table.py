@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from arkor_nb.core.types import TrainingJob
+from arkor_nb.core.wire import TrainingJob
 
 CANCEL_CONFIRM_S = 30.0  # how long a Cancel click follows the job for the final status
 COLUMNS = ("name", "id", "status", "step", "best loss", "created", "duration")

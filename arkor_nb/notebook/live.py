@@ -27,8 +27,9 @@ import threading
 import time
 from typing import Any, TextIO
 
+from arkor_nb.core.contexts import CheckpointContext, StreamNotice, TrainingResult
 from arkor_nb.core.errors import AbortedError, ConfigError
-from arkor_nb.core.types import CheckpointContext, StreamNotice, TrainingJob, TrainingResult
+from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook.confirm import CancelConfirmation
 from arkor_nb.notebook.progress import TERMINAL, RunState
 from arkor_nb.notebook.queue import QueueWatch

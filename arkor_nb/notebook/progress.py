@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from arkor_nb.core.types import (
-    TERMINAL_STATUSES,
+from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.events import (
     CheckpointSample,
     CheckpointSaved,
-    StreamNotice,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,
@@ -29,6 +28,7 @@ from arkor_nb.core.types import (
     TrainingPhase,
     TrainingStarted,
 )
+from arkor_nb.core.status import TERMINAL_STATUSES
 from arkor_nb.notebook.series import DecimatedSeries
 
 LOG_RING = 300  # events kept for the event log

@@ -27,8 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.contexts import CheckpointContext, StreamNotice
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import CheckpointContext, StreamNotice, parse_event
+from arkor_nb.core.events import parse_event
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.snapshot import compare_html, snapshot_html
 

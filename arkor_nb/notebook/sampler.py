@@ -4,7 +4,7 @@ A job ``ak.live`` starts on the local backend gets its replies from the
 worker instead (``checkpoint.sample`` events, no model reload); this sampler
 then only marks the checkpoint "sampling…" until they arrive.
 
-Fed by the trainer's listener with the :class:`~arkor_nb.core.types.CheckpointContext`
+Fed by the trainer's listener with the :class:`~arkor_nb.core.contexts.CheckpointContext`
 items it hears (their ``infer`` posts to the backend), so the user's own
 ``callbacks`` are never touched. One worker thread: samples are answered in
 checkpoint order, off the streaming loop, and a slow sample never delays an

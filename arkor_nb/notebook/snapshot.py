@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from arkor_nb.core.types import StreamNotice
+from arkor_nb.core.contexts import StreamNotice
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.series import ema, thin
 from arkor_nb.notebook.text import describe, describe_notice, esc, fduration, fnum, fsci

@@ -14,15 +14,15 @@ import sys
 from collections import deque
 from typing import Any, TextIO
 
+from arkor_nb.core.contexts import StreamNotice
 from arkor_nb.core.errors import (
     AbortedError,
     CloudApiError,
     JobNotFoundError,
     ReconnectExhaustedError,
 )
-from arkor_nb.core.types import (
+from arkor_nb.core.events import (
     CheckpointSaved,
-    StreamNotice,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,

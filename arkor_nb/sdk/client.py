@@ -24,8 +24,8 @@ import certifi
 import httpx
 
 from arkor_nb.core.errors import CloudApiError, ConfigError
-from arkor_nb.core.types import TrainingJob
 from arkor_nb.core.version import __version__
+from arkor_nb.core.wire import TrainingJob
 
 CLIENT_HEADER = f"arkor-nb/{__version__} python"
 PRODUCTION_URL = "https://api.arkor.ai"

@@ -16,8 +16,13 @@ from typing import Any, cast
 
 from pydantic.alias_generators import to_camel
 
+from arkor_nb.core.config_keys import (
+    CONFIG_KEYS,
+    DATASET_SOURCE_KEYS,
+    LORA_OPTIONS,
+    TRAINING_OPTIONS,
+)
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import CONFIG_KEYS, DATASET_SOURCE_KEYS, LORA_OPTIONS, TRAINING_OPTIONS
 
 # dataset type -> its required keys
 DATASET_TYPES: dict[str, tuple[str, ...]] = {k: keys[:1] for k, keys in DATASET_SOURCE_KEYS.items()}

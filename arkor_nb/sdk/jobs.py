@@ -14,15 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
+from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingEvent, parse_event
 from arkor_nb.core.redact import redact_config
-from arkor_nb.core.types import (
-    JOB_STATUSES,
-    CheckpointSaved,
-    TrainingCompleted,
-    TrainingEvent,
-    TrainingJob,
-    parse_event,
-)
+from arkor_nb.core.status import JOB_STATUSES
+from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.backends import ResolvedApi
 from arkor_nb.sdk.client import CloudApiClient
 from arkor_nb.sdk.sync import run_sync

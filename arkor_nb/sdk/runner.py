@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from arkor_nb.core.contexts import TrainingResult
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import TrainingResult
 from arkor_nb.sdk.trainer import Trainer
 
 

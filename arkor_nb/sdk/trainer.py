@@ -25,18 +25,10 @@ from contextlib import aclosing
 from dataclasses import fields
 from typing import Any
 
-from arkor_nb.core.errors import (
-    AbortedError,
-    CloudApiError,
-    ConfigError,
-    JobNotFoundError,
-    announced_interrupt,
-)
-from arkor_nb.core.types import (
+from arkor_nb.core.contexts import (
     Callbacks,
     CancelledContext,
     CheckpointContext,
-    CheckpointSaved,
     CompletedContext,
     FailedContext,
     Listener,
@@ -45,14 +37,24 @@ from arkor_nb.core.types import (
     ReconnectPolicy,
     StartedContext,
     StreamNotice,
+    TrainingResult,
+)
+from arkor_nb.core.errors import (
+    AbortedError,
+    CloudApiError,
+    ConfigError,
+    JobNotFoundError,
+    announced_interrupt,
+)
+from arkor_nb.core.events import (
+    CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,
-    TrainingJob,
     TrainingLog,
-    TrainingResult,
     TrainingStarted,
 )
+from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
 from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
 from arkor_nb.sdk.callbacks import Call, run_callbacks

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.core.types import TrainingPhase
+from arkor_nb.core.events import TrainingPhase
 from tests.local.server_harness import ServerProcess, all_events, wait_for
 from tests.local.training_helpers import (
     EVAL,
@@ -121,7 +121,7 @@ def test_live_samples_come_from_the_worker_without_a_chat_request(
     checkpoint.sample events (the model in memory), never through /v1/inference/chat."""
     import time
 
-    from arkor_nb.core.types import CheckpointSample, CheckpointSaved
+    from arkor_nb.core.events import CheckpointSample, CheckpointSaved
 
     def chat_requests() -> int:
         return int(httpx.get(server.url + "/healthz").json()["chatRequests"])

@@ -1,18 +1,13 @@
-"""One vocabulary: each event type name and terminal set is spelled once, in core/types.py."""
+"""One vocabulary: each event type name and terminal set is spelled once, in core/events.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import arkor_nb
-from arkor_nb.core.types import (
-    CONFIG_KEYS,
-    EVENT_TYPES,
-    TERMINAL_EVENT_TYPES,
-    TERMINAL_STATUS_OF,
-    TERMINAL_STATUSES,
-    WIRE_CONFIG_KEYS,
-)
+from arkor_nb.core.config_keys import CONFIG_KEYS, WIRE_CONFIG_KEYS
+from arkor_nb.core.events import EVENT_TYPES, TERMINAL_EVENT_TYPES, TERMINAL_STATUS_OF
+from arkor_nb.core.status import TERMINAL_STATUSES
 
 PACKAGE = Path(arkor_nb.__file__).parent
 
@@ -30,7 +25,7 @@ def test_each_event_type_is_spelled_once_in_the_package() -> None:
     assert len(EVENT_TYPES) >= 6
     for name in sorted(EVENT_TYPES):
         hits = _quoted_occurrences(name)
-        assert len(hits) == 1 and hits[0].startswith("core/types.py:"), (name, hits)
+        assert len(hits) == 1 and hits[0].startswith("core/events.py:"), (name, hits)
 
 
 def test_terminal_sets_agree() -> None:
@@ -52,7 +47,7 @@ def test_wire_config_keys_match_the_documented_list() -> None:
 
 
 def test_local_config_extensions_are_documented_and_never_cloud_keys() -> None:
-    from arkor_nb.core.types import LOCAL_CONFIG_KEYS
+    from arkor_nb.core.config_keys import LOCAL_CONFIG_KEYS
 
     documented = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     assert set(LOCAL_CONFIG_KEYS.values()) == {"samplePrompts", "sampleMaxTokens"}

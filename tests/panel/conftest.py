@@ -15,12 +15,7 @@ from typing import Any
 import pytest
 
 from arkor_nb import LocalBackend, create_trainer
-from arkor_nb.core.types import (
-    CheckpointSaved,
-    TrainingCompleted,
-    TrainingLog,
-    TrainingStarted,
-)
+from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingLog, TrainingStarted
 from tests.local.server_harness import SYNTHETIC, ServerProcess, wait_for
 
 STEP_S = 0.01

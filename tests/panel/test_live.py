@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from arkor_nb import AbortedError, LocalBackend
-from arkor_nb.core.types import TrainingResult
+from arkor_nb.core.contexts import TrainingResult
 from arkor_nb.notebook import LiveRun, compare, live, replay
 from arkor_nb.notebook.live import RunInterrupted
 from tests.local.server_harness import ServerProcess, job_status, wait_for

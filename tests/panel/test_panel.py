@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from arkor_nb.core.types import (
-    CheckpointSaved,
-    StreamNotice,
-    TrainingFailed,
-    TrainingLog,
-    TrainingStarted,
-)
+from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.events import CheckpointSaved, TrainingFailed, TrainingLog, TrainingStarted
 from arkor_nb.notebook.panel import LivePanel
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.snapshot import snapshot_html
@@ -209,7 +204,7 @@ def test_snapshot_learning_rate_ticks_are_distinct() -> None:
 
 
 def test_phases_show_what_the_job_does_before_its_first_step() -> None:
-    from arkor_nb.core.types import TrainingPhase
+    from arkor_nb.core.events import TrainingPhase
 
     st = RunState(name="p", job_id="job_p", backend="local")
     panel = LivePanel(st)

@@ -7,10 +7,10 @@ import math
 import sys
 from typing import Any
 
+from arkor_nb.core.contexts import StreamNotice
 from arkor_nb.core.errors import ReconnectExhaustedError
-from arkor_nb.core.types import (
+from arkor_nb.core.events import (
     CheckpointSaved,
-    StreamNotice,
     TrainingCancelled,
     TrainingFailed,
     TrainingLog,

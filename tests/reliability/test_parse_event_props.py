@@ -1,4 +1,4 @@
-"""Property tests over ``arkor_nb.core.types.parse_event``: the one gate every wire event passes.
+"""Property tests over ``arkor_nb.core.events.parse_event``: the one gate every wire event passes.
 
 The protocol says unknown types and malformed payloads are skipped, never fatal,
 so for *any* JSON value parse_event must return None or a well-typed event,
@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arkor_nb.core.types import (
+from arkor_nb.core.events import (
     EVENT_TYPES,
     CheckpointSaved,
     TrainingCancelled,

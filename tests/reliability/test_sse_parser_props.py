@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import arkor_nb as ak
-from arkor_nb.core.types import (
+from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.events import (
     CheckpointSaved,
-    StreamNotice,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,

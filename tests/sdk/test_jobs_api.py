@@ -10,7 +10,7 @@ import pytest
 
 import arkor_nb as ak
 from arkor_nb.core.errors import JobNotFoundError
-from arkor_nb.core.types import CheckpointSaved, TrainingCompleted, TrainingLog
+from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingLog
 from arkor_nb.sdk.jobs import cancel_job
 from tests.sdk.fake_cloud import FakeCloud, checkpoint, completed, log, started
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.core.types import StreamNotice
+from arkor_nb.core.contexts import StreamNotice
 from arkor_nb.sdk.stream import StreamClosedError, backoff_delay
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.core.types import StreamNotice, TrainingCompleted, TrainingLog
+from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.events import TrainingCompleted, TrainingLog
 from arkor_nb.sdk.stream import JobNotFoundError, JobStream
 from tests.sdk.fake_cloud import End, Event, FakeCloud, Raw, completed, log, started
 

@@ -10,7 +10,8 @@ import threading
 import pytest
 
 import arkor_nb as ak
-from arkor_nb.core.types import StreamNotice, TrainingLog
+from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.events import TrainingLog
 from tests.sdk.fake_cloud import (
     SUPPORTED_MODEL,
     Drop,

@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.redact import redact_job
-from arkor_nb.core.types import COMPLETED, JOB_STATUSES
+from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
 from arkor_nb.local.server import chat
 from arkor_nb.local.server.idle import ActivityTracker, watch_idle

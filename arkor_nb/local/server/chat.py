@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import COMPLETED
+from arkor_nb.core.status import COMPLETED
 from arkor_nb.local.server.sse import SSE_HEADERS
 from arkor_nb.local.server.store import Store
 from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID

@@ -28,16 +28,15 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from arkor_nb.core.home import child_env
-from arkor_nb.core.redact import REDACTED
-from arkor_nb.core.types import (
-    QUEUED,
-    RUNNING,
+from arkor_nb.core.events import (
     TERMINAL_EVENT_MODELS,
     TrainingCancelled,
     TrainingEvent,
     TrainingFailed,
 )
+from arkor_nb.core.home import child_env
+from arkor_nb.core.redact import REDACTED
+from arkor_nb.core.status import QUEUED, RUNNING
 from arkor_nb.local.server.store import Store
 from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.training.worker_protocol import (

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
 
-from arkor_nb.core.types import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
+from arkor_nb.core.events import TERMINAL_EVENT_TYPES
+from arkor_nb.core.status import TERMINAL_STATUSES
 from arkor_nb.local.server.store import Store
 
 PAGE_SIZE = 500

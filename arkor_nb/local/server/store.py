@@ -24,17 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.types import (
-    QUEUED,
-    RUNNING,
+from arkor_nb.core.events import (
     TERMINAL_EVENT_MODELS,
-    TERMINAL_STATUSES,
     CheckpointSaved,
     TrainingEvent,
     TrainingFailed,
     TrainingLog,
     event_type,
 )
+from arkor_nb.core.status import QUEUED, RUNNING, TERMINAL_STATUSES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

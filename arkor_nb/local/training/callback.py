@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.types import CheckpointSaved, TrainingFailed, TrainingLog
+from arkor_nb.core.events import CheckpointSaved, TrainingFailed, TrainingLog
 from arkor_nb.local.training.worker_protocol import WorkerChannel
 
 # Last finished optimizer step, so a crash mid-training can say where it happened.

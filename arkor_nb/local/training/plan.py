@@ -10,8 +10,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.config_keys import wire_config
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import wire_config
 
 # Wire-keyed defaults, written with the create_trainer keywords (types.CONFIG_KEYS).
 DEFAULTS: dict[str, Any] = wire_config({

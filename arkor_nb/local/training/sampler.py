@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from arkor_nb.core.types import CheckpointSample
+from arkor_nb.core.events import CheckpointSample
 from arkor_nb.local.training.worker_protocol import WorkerChannel
 
 SAMPLE_MAX_TOKENS = 64  # like ak.live's sampler

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.types import (
+from arkor_nb.core.events import (
     CheckpointSample,
     CheckpointSaved,
     TrainingCancelled,

@@ -23,7 +23,7 @@ import traceback
 from typing import Any
 
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.core.types import (
+from arkor_nb.core.events import (
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from arkor_nb.core.types import TERMINAL_EVENT_MODELS, TrainingEvent, parse_event_json
+from arkor_nb.core.events import TERMINAL_EVENT_MODELS, TrainingEvent, parse_event_json
 
 log = logging.getLogger("arkor_nb.worker")
 
