@@ -30,6 +30,7 @@ from arkor_nb.core.events import (
     TrainingPhase,
     TrainingStarted,
 )
+from arkor_nb.core.status import PREPARING, SAVING
 from arkor_nb.local.training.callback import PROGRESS, make_callback
 from arkor_nb.local.training.plan import (
     DEFAULTS,
@@ -85,18 +86,18 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
-    proto.emit(TrainingPhase(phase="preparing", detail="loading data"))
+    proto.emit(TrainingPhase(phase=PREPARING, detail="loading data"))
     train_rows, eval_rows = load_rows(config, home)
     if config.get("dryRun"):
         train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
     checkpoint_cancel()
     building = preparing_detail(config["model"], home)
     if building is not None:
-        proto.emit(TrainingPhase(phase="preparing", detail=building))
+        proto.emit(TrainingPhase(phase=PREPARING, detail=building))
     model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
-    proto.emit(TrainingPhase(phase="preparing", detail=f"loading {config['model']} on {device}"))
+    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {config['model']} on {device}"))
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )
@@ -169,7 +170,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     train_seconds = time.perf_counter() - started
     if has_eval and callback.eval_step != step:
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
-    proto.emit(TrainingPhase(phase="saving", detail="saving the adapter"))
+    proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
