@@ -17,12 +17,7 @@ from pydantic import Field
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.events import (
     CheckpointEval,
-    CheckpointSaved,
-    TrainingCancelled,
-    TrainingCompleted,
-    TrainingFailed,
-    TrainingLog,
-    TrainingStarted,
+    TrainingEvent,
 )
 from arkor_nb.core.wire import TrainingJob, WireModel
 
@@ -241,25 +236,14 @@ class Callbacks:
 
 # ------------------------------------------------------- what listeners get
 
-ListenerItem = (
-    TrainingStarted
-    | TrainingLog
-    | CheckpointSaved
-    | TrainingCompleted
-    | TrainingFailed
-    | TrainingCancelled
-    | StreamNotice
-    | CheckpointContext
-    | CheckpointEval
-    | MetricsReported
-)
+ListenerItem = TrainingEvent | StreamNotice | CheckpointContext | MetricsReported
 """One item delivered to a ``trainer.subscribe(listener)`` listener.
 
 In stream order, on the streaming loop, before user callbacks:
 
-* every parsed wire event (``TrainingStarted``, ``TrainingLog``,
-  ``CheckpointSaved``, ``TrainingCompleted``, ``TrainingFailed``,
-  ``TrainingCancelled``), each with ``event_id`` set;
+* every parsed wire event (a ``TrainingEvent``: ``TrainingStarted``,
+  ``TrainingLog``, ``CheckpointSaved``, ``TrainingCompleted``, ``TrainingFailed``,
+  ``TrainingCancelled``, ``TrainingPhase``, ...), each with ``event_id`` set;
 * right after each ``CheckpointSaved``, a :class:`CheckpointContext` for the
   same step whose ``infer`` samples that checkpoint (so a panel can sample
   without touching ``trainer.callbacks``; ``infer`` blocks: call it from a

@@ -27,15 +27,22 @@ class TokenCounter:
     def __init__(self) -> None:
         self.total = 0
 
-    def count(self, batch: dict[str, Any]) -> dict[str, Any]:
-        mask = batch.get("attention_mask")
-        if mask is not None:
-            self.total += int(mask.sum())
-        return batch
+    def counting(self, collate: Any) -> Any:
+        """``collate`` that also counts each batch's unpadded tokens."""
+
+        def run(features: list[Any]) -> Any:
+            batch = collate(features)
+            mask = batch.get("attention_mask")
+            if mask is not None:
+                self.total += int(mask.sum())
+            return batch
+
+        return run
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident memory so far (the kernel's high-water mark), in MiB
+    (Linux reports KiB, macOS bytes)."""
     import resource
     import sys
 
