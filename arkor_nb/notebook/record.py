@@ -144,7 +144,7 @@ def read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Iterator[
                     obj = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                ev = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
+                ev: Any = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
                 if ev is None:
                     ev = parse_reported(obj)  # ctx.report(...) lines
                 if ev is not None:
