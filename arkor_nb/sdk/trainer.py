@@ -30,6 +30,7 @@ from arkor_nb.core.contexts import (
     CancelledContext,
     CheckpointContext,
     CompletedContext,
+    EvalContext,
     FailedContext,
     Listener,
     ListenerItem,
@@ -47,6 +48,7 @@ from arkor_nb.core.errors import (
     announced_interrupt,
 )
 from arkor_nb.core.events import (
+    CheckpointEval,
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -54,34 +56,28 @@ from arkor_nb.core.events import (
     TrainingLog,
     TrainingStarted,
 )
+from arkor_nb.core.format import cancel_hint
+from arkor_nb.core.status import CANCELLED, QUEUED, RUNNING
+from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
-from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
+from arkor_nb.sdk.backends import (
+    SUPPORTED_MODELS,
+    ResolvedApi,
+    make_backend,
+)
 from arkor_nb.sdk.callbacks import Call, run_callbacks
 from arkor_nb.sdk.client import SyncChatClient
 from arkor_nb.sdk.config import build_config, non_empty_str
 from arkor_nb.sdk.infer import CheckpointInfer
+from arkor_nb.sdk.judging import Judge, check_task_eval
 from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
 from arkor_nb.sdk.sync import AsyncOnce, SharedRun, run_sync
 
 logger = logging.getLogger("arkor_nb")
 
-Backend = LocalBackend | CloudBackend
 # What a best-effort job lookup may swallow.
 LOOKUP_ERRORS: tuple[type[Exception], ...] = (CloudApiError, *STREAM_ERRORS)
-
-
-def make_backend(backend: Any) -> Backend:
-    if isinstance(backend, (LocalBackend, CloudBackend)):
-        return backend
-    if backend == "local":
-        return LocalBackend()
-    if backend == "cloud":
-        return CloudBackend()
-    raise ConfigError(
-        "backend",
-        f'must be "local", "cloud", ak.LocalBackend(...) or ak.CloudBackend(...), got {backend!r}',
-    )
 
 
 def make_callbacks(callbacks: Any) -> Callbacks:
@@ -138,6 +134,7 @@ class Trainer:
         backend: Any = "local",
         reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
         job_id: str | None = None,
+        task_eval: TaskEval | None = None,
     ) -> None:
         if abort_signal is not None and not isinstance(abort_signal, AbortSignal):
             raise ConfigError(
@@ -152,6 +149,8 @@ class Trainer:
         self.reconnect = make_reconnect(reconnect)
         self.job: TrainingJob | None = None
         self._attached_id = job_id
+        self.task_eval = check_task_eval(task_eval)
+        self._judge = Judge(self.task_eval)
         self._start = AsyncOnce[str]()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
@@ -172,9 +171,12 @@ class Trainer:
         callbacks: Callbacks | Mapping[str, Any] | None = None,
         reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
         abort_signal: AbortSignal | None = None,
+        task_eval: TaskEval | None = None,
     ) -> Trainer:
         """A trainer bound to an existing job: ``start()`` returns ``job_id``
-        without POSTing and ``wait()`` streams the job's log from the start."""
+        without POSTing and ``wait()`` streams the job's log from the start.
+        ``task_eval`` scores its checkpoints in this client (through
+        ``ctx.infer``) unless the job was started with one."""
         non_empty_str("job_id", job_id)
         return cls(
             name=job_id,
@@ -184,6 +186,7 @@ class Trainer:
             backend=backend,
             reconnect=reconnect,
             job_id=job_id,
+            task_eval=task_eval,
         )
 
     @property
@@ -279,11 +282,10 @@ class Trainer:
         job_id = self.job_id
         if job_id is None:
             return "arkor-nb: interrupted before the job was created; nothing is running"
-        flag = " --backend cloud" if self.backend_kind == "cloud" else ""
         return (
             f"arkor-nb: stopped waiting; job {job_id} keeps running on the {self.backend_kind} "
-            f"backend; stop it with trainer.cancel() or the panel's Cancel button, or cancel "
-            f"it with: arkor-nb cancel {job_id}{flag}"
+            f"backend; stop it with trainer.cancel() or the panel's Cancel button, or "
+            f"{cancel_hint(job_id, self.backend_kind)}"
         )
 
     async def wait_async(self, *, abort_signal: AbortSignal | None = None) -> TrainingResult:
@@ -387,7 +389,8 @@ class Trainer:
         except LOOKUP_ERRORS as exc:
             logger.info("arkor_nb: job %s: stream ended; status lookup failed: %s", job_id, exc)
         job = self.job or TrainingJob(id=job_id, name=self.name)
-        return TrainingResult(job=job, artifacts=list(saved) if job.status == "cancelled" else [])
+        return TrainingResult(job=job, artifacts=list(saved) if job.status == CANCELLED else [],
+                              metrics=self._judge.series)
 
     # ----------------------------------------------------------- dispatch
 
@@ -400,22 +403,45 @@ class Trainer:
             listeners = list(self._listeners)
         calls: list[Call] = []
         result: TrainingResult | None = None
+        judge = self._judge
         for item in batch:
             if isinstance(item, StreamNotice):
                 _tell(listeners, item)
                 continue
+            if isinstance(item, CheckpointEval):
+                item = judge.complete(item)  # callable scorers run here, on its examples
             chat = await self._chat_for() if isinstance(item, CheckpointSaved) else None
             callback, ctx, result = self._apply(item, job_id, saved, chat)
+            judge.saw_step(getattr(item, "step", None))
             _tell(listeners, item)  # after _apply: listeners may read trainer.job
             if isinstance(ctx, CheckpointContext):
                 _tell(listeners, ctx)  # so a panel can sample with ctx.infer
             if callback is not None:
+                ctx._report = judge.reporter(getattr(ctx, "step", None), job_id)
                 calls.append((callback, ctx))
+            if isinstance(ctx, CheckpointContext) and judge.client_evaluates(self._job_config()):
+                evaluated = await asyncio.to_thread(judge.evaluate, ctx.infer, ctx.step, job_id)
+                eval_callback, eval_ctx, _ = self._apply(evaluated, job_id, saved, None)
+                _tell(listeners, evaluated)
+                if eval_callback is not None:
+                    eval_ctx._report = judge.reporter(evaluated.step, job_id)
+                    calls.append((eval_callback, eval_ctx))
             if result is not None:
+                result.metrics = judge.series
                 break  # nothing after a terminal event belongs to this run
-        if calls:
-            await run_callbacks(calls)
+        try:
+            if calls:
+                await run_callbacks(calls)
+        finally:
+            for reported in judge.take_reported():
+                _tell(listeners, reported)
         return result
+
+    def _job_config(self) -> dict[str, Any]:
+        """The config the job was started with (an attached job's, once known)."""
+        if self.config or self.job is None:
+            return self.config
+        return self.job.config
 
     def _apply(
         self, event: Any, job_id: str, saved: list[Any], chat: tuple[SyncChatClient, Any] | None
@@ -424,8 +450,8 @@ class Trainer:
         job = self.job or TrainingJob(id=job_id, name=self.name)
         cb = self.callbacks
         if isinstance(event, TrainingLog):
-            if job.status == "queued":
-                job = self.job = job.model_copy(update={"status": "running"})
+            if job.status == QUEUED:
+                job = self.job = job.model_copy(update={"status": RUNNING})
             if cb.on_log is None:
                 return None, None, None  # the hot path: no context to build
             ctx = LogContext(
@@ -440,7 +466,7 @@ class Trainer:
             return cb.on_log, ctx, None
         if isinstance(event, TrainingStarted):
             job = self.job = job.model_copy(
-                update={"status": "running", "started_at": event.timestamp or job.started_at}
+                update={"status": RUNNING, "started_at": event.timestamp or job.started_at}
             )
             return cb.on_started, StartedContext(job=job), None
         if isinstance(event, CheckpointSaved):
@@ -449,26 +475,30 @@ class Trainer:
             adapter = {"kind": "checkpoint", "jobId": job_id, "step": event.step}
             assert chat is not None
             infer = CheckpointInfer(chat[0], chat[1], adapter)
-            ctx = CheckpointContext(
+            checkpoint = CheckpointContext(
                 step=event.step, adapter=adapter, job=job, infer=infer, artifacts=artifacts
             )
-            return cb.on_checkpoint, ctx, None
-        ended = event.timestamp or None
-        if isinstance(event, TrainingCompleted):
-            artifacts = list(event.artifacts or [])
-            job = self.job = job.model_copy(update={"status": "completed", "completed_at": ended})
-            ctx = CompletedContext(job=job, artifacts=artifacts)
-            return cb.on_completed, ctx, TrainingResult(job=job, artifacts=artifacts)
-        if isinstance(event, TrainingFailed):
-            update = {"status": "failed", "error": event.error, "completed_at": ended}
+            return cb.on_checkpoint, checkpoint, None
+        if isinstance(event, CheckpointEval):
+            evaluated = EvalContext(step=event.step, metrics=dict(event.metrics),
+                                    examples=list(event.examples), job=job, n=event.n)
+            return cb.on_eval, evaluated, None
+        if isinstance(event, (TrainingCompleted, TrainingFailed, TrainingCancelled)):
+            update: dict[str, Any] = {"status": event.job_status,
+                                      "completed_at": event.timestamp or None}
+            if isinstance(event, TrainingFailed):
+                update["error"] = event.error
             job = self.job = job.model_copy(update=update)
-            ctx = FailedContext(job=job, error=event.error)
-            return cb.on_failed, ctx, TrainingResult(job=job, artifacts=[])
-        if isinstance(event, TrainingCancelled):
+            if isinstance(event, TrainingCompleted):
+                artifacts = list(event.artifacts or [])
+                done = CompletedContext(job=job, artifacts=artifacts)
+                return cb.on_completed, done, TrainingResult(job=job, artifacts=artifacts)
+            if isinstance(event, TrainingFailed):
+                failed = FailedContext(job=job, error=event.error)
+                return cb.on_failed, failed, TrainingResult(job=job, artifacts=[])
             artifacts = list(event.artifacts) if event.artifacts is not None else list(saved)
-            job = self.job = job.model_copy(update={"status": "cancelled", "completed_at": ended})
-            ctx = CancelledContext(job=job, artifacts=artifacts, step=event.step)
-            return cb.on_cancelled, ctx, TrainingResult(job=job, artifacts=artifacts)
+            stopped = CancelledContext(job=job, artifacts=artifacts, step=event.step)
+            return cb.on_cancelled, stopped, TrainingResult(job=job, artifacts=artifacts)
         return None, None, None
 
     async def _chat_for(self) -> tuple[SyncChatClient, Any]:
@@ -513,8 +543,13 @@ def create_trainer(
     abort_signal: AbortSignal | None = None,
     backend: Any = "local",
     reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
+    task_eval: TaskEval | None = None,
 ) -> Trainer:
     """Build a :class:`Trainer`. Nothing is sent until ``start()``/``wait()``.
+
+    ``task_eval=ak.TaskEval(...)`` scores held-out prompts at every checkpoint:
+    on the local backend the worker does it with the model in memory (sent as
+    ``taskEval``); on the cloud this client does it through ``ctx.infer``.
 
     Keyword-only; an unknown keyword raises TypeError naming it, a bad value
     raises ConfigError naming the field. See docs/protocol.md for each option.
@@ -552,6 +587,9 @@ def create_trainer(
         options=options,
         absolute_paths=resolved_backend.kind == "local",
     )
+    task_eval = check_task_eval(task_eval)
+    if task_eval is not None and resolved_backend.kind == "local":
+        config["taskEval"] = task_eval.to_wire()
     return Trainer(
         name=name,
         config=config,
@@ -559,5 +597,6 @@ def create_trainer(
         abort_signal=abort_signal,
         backend=resolved_backend,
         reconnect=reconnect,
+        task_eval=task_eval,
     )
 
