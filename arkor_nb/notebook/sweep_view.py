@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from arkor_nb.core.contexts import TrainingResult
 from arkor_nb.notebook.live import LiveRun, RunInterrupted, in_jupyter_kernel
-from arkor_nb.sdk.sweep import Sweep, SweepControl, SweepJob, SweepWatch, run_sweep
+from arkor_nb.sdk.sweep import PRUNED, Sweep, SweepControl, SweepJob, SweepWatch, run_sweep
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -36,7 +36,7 @@ def sweep_table_html(jobs: list[SweepJob], metric: str, mode: str) -> str:
     for job in jobs:
         best = job.best(mode)
         last = job.points[-1] if job.points else None
-        state = job.state if job.pruned_at is None or job.state != "pruned" else f"pruned @ {job.pruned_at}"
+        state = job.state if job.pruned_at is None or job.state != PRUNED else f"pruned @ {job.pruned_at}"
         cells = [str(job.number), _params(job.params), job.job_id or "", state,
                  f"{last[1]:.3f} @ {last[0]}" if last else "",
                  f"{best[1]:.3f} @ {best[0]}" if best else ""]
@@ -66,7 +66,7 @@ class SweepText(SweepWatch):
         self._say(f"trial {job.number} step {step}: {self.metric}={value:.4f}")
 
     def trial_finished(self, job: SweepJob) -> None:
-        if job.state == "pruned":
+        if job.state == PRUNED:
             self._say(f"trial {job.number} pruned at step {job.pruned_at}; job {job.job_id} cancelled")
             return
         best = job.best(self.mode)

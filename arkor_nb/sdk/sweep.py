@@ -27,9 +27,11 @@ from typing import Any
 from arkor_nb.core.contexts import MetricsReported, TrainingResult, best_of
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.events import CheckpointEval
+from arkor_nb.core.status import COMPLETED, RUNNING
 from arkor_nb.sdk.trainer import Trainer
 
 MODES = {"max": "maximize", "min": "minimize"}
+PRUNED = "pruned"  # a trial's own end (its job is then cancelled on the backend)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class SweepJob:
     number: int
     params: dict[str, Any]
     trainer: Trainer
-    state: str = "running"
+    state: str = RUNNING
     points: list[tuple[int, float]] = field(default_factory=list)  # (step, metric value)
     result: TrainingResult | None = None
     pruned_at: int | None = None
@@ -75,7 +77,7 @@ class Sweep:
 
     @property
     def best(self) -> SweepBest | None:
-        found = [(j, j.best(self.mode)) for j in self.jobs if j.state == "completed"]
+        found = [(j, j.best(self.mode)) for j in self.jobs if j.state == COMPLETED]
         scored = [(j, b) for j, b in found if b is not None]
         if not scored:
             return None
@@ -213,15 +215,15 @@ def run_sweep(build: Callable[[Any], Trainer], n_trials: int, metric: str, mode:
                 control.running.remove(job)
         status = job.result.job.status
         if prune.is_set():
-            job.state = "pruned"
-        elif status == "completed":
-            job.state = "completed"
+            job.state = PRUNED
+        elif status == COMPLETED:
+            job.state = COMPLETED
         else:
             job.state = status
         watch.trial_finished(job)
-        if job.state == "pruned":
+        if job.state == PRUNED:
             raise optuna.TrialPruned(f"pruned at step {job.pruned_at}; job {job.job_id} cancelled")
-        if job.state != "completed":
+        if job.state != COMPLETED:
             if control.stopped:
                 raise optuna.TrialPruned("the sweep was cancelled")
             return math.nan  # optuna records a failed trial; the sweep goes on
