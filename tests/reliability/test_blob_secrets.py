@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import arkor_nb as ak
+from arkor_nb.local.data.blob import download_blob
 from tests.reliability.harness import SCOPE, LocalServer, report
 from tests.reliability.recording_http import RecordingServer, Reply, Seen
 
@@ -118,3 +119,17 @@ def test_secrets_in_a_blob_url_reach_the_worker_and_nothing_else(tmp_path: Path)
     assert leaked == []
     assert modes == {"0o600"}
     assert shown == f"http://***@127.0.0.1:{server.port}/rows.jsonl?***"
+
+
+def test_a_blob_redirect_to_another_host_drops_the_token(tmp_path: Path) -> None:
+    """The worker's fetch follows redirects with httpx, which must not forward
+    ``Authorization`` to another origin (checked here, not assumed)."""
+    token = "blob-tok-" + os.urandom(8).hex()
+    with RecordingServer() as own, RecordingServer() as other:
+        own.routes["/rows.jsonl"] = lambda seen: Reply(302, b"", {"Location": f"{other.url}/x"})
+        other.routes["/x"] = lambda seen: Reply(200, b'{"a": 1}\n')
+        path = download_blob(f"{own.url}/rows.jsonl", tmp_path, token)
+        carried = [s for s in other.requests() if token in json.dumps(s.headers)]
+        assert own.requests()[0].headers.get("authorization") == f"Bearer {token}"
+    assert path.read_bytes() == b'{"a": 1}\n'
+    assert len(other.requests()) == 1 and carried == []
