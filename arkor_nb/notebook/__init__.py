@@ -57,7 +57,8 @@ the widget's element, or on elements inside an HTML widget's value):
 
 from __future__ import annotations
 
+from arkor_nb.notebook.compare import compare
 from arkor_nb.notebook.live import LiveRun, live
-from arkor_nb.notebook.record import compare, replay
+from arkor_nb.notebook.record import replay
 
 __all__ = ["LiveRun", "live", "replay", "compare"]

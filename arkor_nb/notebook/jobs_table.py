@@ -15,11 +15,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from arkor_nb.core.wire import TrainingJob
+from arkor_nb.notebook.palette import badge
 
 CANCEL_CONFIRM_S = 30.0  # how long a Cancel click follows the job for the final status
 COLUMNS = ("name", "id", "status", "step", "best loss", "created", "duration")
-_BADGE = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
-          "failed": "#dc2626", "cancelled": "#d97706"}
 
 
 def _when(text: str | None) -> datetime | None:
@@ -64,21 +63,28 @@ def row(job: TrainingJob) -> dict[str, str]:
     }
 
 
-def text_table(jobs: Sequence[TrainingJob]) -> str:
-    """A fixed-width table (what ``print(ak.jobs())`` and ``arkor-nb jobs`` show)."""
+def metric_cell(best: tuple[int, float] | None) -> str:
+    """A job's best metric value as ``value@step`` (``0.92@40``), empty when it has none."""
+    return "" if best is None else f"{best[1]:.4g}@{best[0]}"
+
+
+def _columns(extra: dict[str, dict[str, str]] | None) -> tuple[str, ...]:
+    return COLUMNS + tuple(extra or ())
+
+
+def text_table(jobs: Sequence[TrainingJob], extra: dict[str, dict[str, str]] | None = None) -> str:
+    """A fixed-width table (what ``print(ak.jobs())`` and ``arkor-nb jobs`` show).
+
+    ``extra``: more columns, header -> {job id: cell} (``arkor-nb jobs --metric``).
+    """
     if not jobs:
         return "no jobs"
-    rows = [row(j) for j in jobs]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in COLUMNS).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows]
+    columns = _columns(extra)
+    rows = [{**row(j), **{h: cells.get(j.id, "") for h, cells in (extra or {}).items()}} for j in jobs]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join(lines)
-
-
-def _badge(status: str) -> str:
-    color = _BADGE.get(status, "#6b7280")
-    return (f'<span style="background:{color};color:white;border-radius:8px;padding:1px 7px;'
-            f'font-size:90%">{html.escape(status)}</span>')
 
 
 def html_table(jobs: Sequence[TrainingJob]) -> str:
@@ -89,7 +95,7 @@ def html_table(jobs: Sequence[TrainingJob]) -> str:
     body = []
     for job in jobs:
         r = row(job)
-        cells = [html.escape(r["name"]), f"<code>{html.escape(r['id'])}</code>", _badge(r["status"]),
+        cells = [html.escape(r["name"]), f"<code>{html.escape(r['id'])}</code>", badge(r["status"]),
                  *(html.escape(r[c]) for c in COLUMNS[3:])]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (f"<table class='arkor-nb-jobs'><thead><tr>{head}</tr></thead>"
@@ -132,7 +138,7 @@ class JobsWidget:
         cells: list[Any] = [w.HTML(f"<b>{c}</b>") for c in COLUMNS] + [w.HTML(""), w.HTML("")]
         for job in jobs:
             r = row(job)
-            self.badges[job.id] = w.HTML(_badge(r["status"]))
+            self.badges[job.id] = w.HTML(badge(r["status"]))
             open_button = w.Button(description="Open", tooltip=f"live panel of {job.id}",
                                    layout=w.Layout(width="70px"))
             open_button.add_class("arkor-jobs-open")
@@ -192,11 +198,11 @@ class JobsWidget:
         self.status.value = f"asked the backend to cancel <code>{html.escape(job_id)}</code>"
         deadline = time.monotonic() + CANCEL_CONFIRM_S
         while not current.is_terminal and time.monotonic() < deadline:
-            self.badges[job_id].value = _badge(current.status)
+            self.badges[job_id].value = badge(current.status)
             time.sleep(0.5)  # polling the backend's status, not synchronising a test
             try:
                 current = job(job_id, backend=self.backend)
             except Exception:
                 break
-        self.badges[job_id].value = _badge(current.status)
+        self.badges[job_id].value = badge(current.status)
         button.description = current.status.capitalize() if current.is_terminal else "Cancel sent"

@@ -19,6 +19,7 @@ from typing import Any
 
 from arkor_nb.core.contexts import StreamNotice
 from arkor_nb.core.events import (
+    CheckpointEval,
     CheckpointSample,
     CheckpointSaved,
     TrainingCancelled,
@@ -29,23 +30,13 @@ from arkor_nb.core.events import (
     TrainingStarted,
 )
 from arkor_nb.core.status import TERMINAL_STATUSES
+from arkor_nb.notebook.evals import EvalTrack
 from arkor_nb.notebook.series import DecimatedSeries
 
 LOG_RING = 300  # events kept for the event log
 MAX_POINTS = 2000  # per loss curve
 SIDE_POINTS = 1000  # eval loss / learning rate curves (sparser or smooth)
 
-STATUS_LABELS = {
-    "connecting": "connecting",
-    "queued": "queued",
-    "running": "running",
-    "preparing": "preparing",
-    "saving": "saving",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "detached": "stopped watching",
-}
 TERMINAL = TERMINAL_STATUSES  # the one definition lives in types.py
 
 
@@ -114,6 +105,8 @@ class RunState:
         self.metrics: dict[str, Any] = {}
         self.artifacts: list[Any] = []
         self.metadata: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}  # the job's wire config (compare shows what differs)
+        self.evals = EvalTrack()  # task metrics, eval examples, health (notebook/evals.py)
         self.checkpoints: list[Checkpoint] = []
         self.log: deque[LogEntry] = deque(maxlen=LOG_RING)
         self.log_total = 0
@@ -166,6 +159,13 @@ class RunState:
                 return
             if isinstance(item, CheckpointSample):  # a worker's reply (live, reattached or replayed)
                 self.set_sample(item.step, item.prompt, item.reply)
+                return
+            if isinstance(item, CheckpointEval):
+                self.evals.fold_eval(item)
+                self.ckpt_version += 1
+                self.log.append(LogEntry(t, item))
+                self.log_total += 1
+                self.log_version += 1
                 return
             level = "info"
             if isinstance(item, TrainingPhase):
@@ -242,6 +242,7 @@ class RunState:
             self.epoch = ev.epoch
         if ev.samples_per_second is not None:
             self.samples_per_second = ev.samples_per_second
+        self.evals.fold_health(ev)
 
     def _fold_notice(self, n: StreamNotice) -> None:
         from arkor_nb.notebook.text import describe_notice  # formatting lives with the text helpers
@@ -313,6 +314,7 @@ class RunState:
 
     def apply_config(self, config: dict[str, Any]) -> None:
         with self.lock:
+            self.config = {**self.config, **config}
             if self.max_steps is None and isinstance(config.get("maxSteps"), int):
                 self.max_steps = config["maxSteps"]
             if self.num_epochs is None and isinstance(config.get("numTrainEpochs"), (int, float)):
@@ -438,5 +440,6 @@ class RunState:
                 "cancel_state": self.cancel_state,
                 "cancel_detail": self.cancel_detail,
                 "checkpoints": [c.step for c in self.checkpoints],
+                "best_metric": self.evals.best_of(),  # (name, step, value) or None
                 "log_events": self.n_events,
             }

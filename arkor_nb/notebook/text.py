@@ -22,6 +22,7 @@ from arkor_nb.core.errors import (
     ReconnectExhaustedError,
 )
 from arkor_nb.core.events import (
+    CheckpointEval,
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -56,6 +57,13 @@ def fsci(value: float, digits: int = 2) -> str:
     if "." in mantissa:
         mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exp)}"
+
+
+def fpct(value: float | None) -> str:
+    """A score in [0, 1] as a percentage: 0.925 -> '92.5%', 1.0 -> '100%'."""
+    if value is None or value != value:
+        return "–"
+    return f"{100 * value:.3g}%"
 
 
 def fduration(seconds: float | None) -> str:
@@ -137,6 +145,9 @@ def describe(item: Any) -> str:
         return item.phase + (f": {item.detail}" if item.detail else "")
     if isinstance(item, CheckpointSaved):
         return f"checkpoint saved at step {item.step}"
+    if isinstance(item, CheckpointEval):
+        shown = ", ".join(f"{k} {fpct(v)}" for k, v in list(item.metrics.items())[:6])
+        return f"eval at step {item.step} (n={item.n}): {shown}"
     if isinstance(item, TrainingCompleted):
         return "completed"
     if isinstance(item, TrainingFailed):

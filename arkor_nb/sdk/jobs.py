@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
-from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingEvent, parse_event
+from arkor_nb.core.events import (
+    CheckpointEval,
+    CheckpointSaved,
+    TrainingCompleted,
+    TrainingEvent,
+    parse_event,
+)
 from arkor_nb.core.redact import redact_config
 from arkor_nb.core.status import JOB_STATUSES
 from arkor_nb.core.wire import TrainingJob
@@ -216,6 +222,41 @@ async def cancel_job_async(job_id: str, *, backend: Any = "local") -> TrainingJo
 def cancel_job(job_id: str, *, backend: Any = "local") -> TrainingJob:
     """Sync twin of :func:`cancel_job_async`."""
     return run_sync(cancel_job_async(job_id, backend=backend))
+
+
+# ------------------------------------------------------------- metrics
+
+
+def best_metric(events: list[TrainingEvent], metric: str) -> tuple[int, float] | None:
+    """(step, value) of the highest ``metric`` among the job's ``checkpoint.eval`` events
+    (the earliest step on a tie); None when no eval scored it."""
+    best: tuple[int, float] | None = None
+    for event in events:
+        if isinstance(event, CheckpointEval) and metric in event.metrics:
+            value = event.metrics[metric]
+            if best is None or value > best[1]:
+                best = (event.step, value)
+    return best
+
+
+async def best_metrics_async(job_ids: list[str], metric: str, *,
+                             backend: Any = "local") -> dict[str, tuple[int, float] | None]:
+    """Each job's best ``metric`` (step, value), from its recorded events; one request per job."""
+    if not isinstance(metric, str) or not metric.strip():
+        raise ConfigError("metric", f"must be a metric name like 'fields/all', got {metric!r}")
+    api, where = await resolve_api(backend)
+    out: dict[str, tuple[int, float] | None] = {}
+    async with api.client() as client:
+        for job_id in job_ids:
+            _, events = await _job_and_events(client, api, where, check_job_id(job_id))
+            out[job_id] = best_metric(events, metric)
+    return out
+
+
+def best_metrics(job_ids: list[str], metric: str, *,
+                 backend: Any = "local") -> dict[str, tuple[int, float] | None]:
+    """Sync twin of :func:`best_metrics_async`."""
+    return run_sync(best_metrics_async(job_ids, metric, backend=backend))
 
 
 # ------------------------------------------------------------- download

@@ -39,7 +39,8 @@ def test_panel_traces_status_and_final_snapshot() -> None:
         st.fold(ev)
     panel.render()
     svg = panel.svg_chart.value
-    assert panel.chart_box.children == (panel.svg_chart,)
+    assert panel.chart_box.children == (panel.svg_chart, panel.metric_chart)
+    assert panel.metric_chart.layout.display == "none"  # no task metric yet
     xs, ys = _hover(svg, "loss (raw)")
     assert xs == [str(i) for i in range(1, 301)]
     assert [float(y) for y in ys] == pytest.approx([2.0 / (1 + s / 100) for s in range(1, 301)], rel=1e-3)
@@ -190,7 +191,7 @@ def test_snapshot_learning_rate_ticks_are_distinct() -> None:
     """A slowly decaying lr (0.0029986 -> 0.0029725) must not label every tick "0.003"."""
     import re
 
-    from arkor_nb.notebook.snapshot import Line, svg_chart
+    from arkor_nb.notebook.svgchart import Line, svg_chart
 
     lrs = [0.0029986 - i * 0.0000006 for i in range(45)]
     svg = svg_chart([
