@@ -224,3 +224,24 @@ def test_phases_show_what_the_job_does_before_its_first_step() -> None:
     st.fold(TrainingPhase(phase="saving", detail="saving the adapter"))
     panel.render()
     assert "saving: saving the adapter" in panel.status_html.value
+
+
+def test_live_chart_javascript_is_a_packaged_file(tmp_path: Any) -> None:
+    """The anywidget ESM lives in livechart.js next to its module, and the wheel ships it."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from arkor_nb.notebook import livechart
+
+    js = Path(livechart.__file__).with_name("livechart.js")
+    chart = livechart.new_live_chart("<svg></svg>")
+    assert chart._esm == js.read_text() and "export default { render }" in chart._esm
+    assert "ESM = r" not in Path(livechart.__file__).read_text()  # no JavaScript in a Python string
+    repo = Path(livechart.__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(repo)], check=True, capture_output=True, timeout=240)
+    (wheel,) = tmp_path.glob("arkor_nb-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("arkor_nb/notebook/livechart.js").decode() == js.read_text()
