@@ -87,11 +87,11 @@ class LivePanel(widgets.VBox):
                                              description="smoothing", readout_format=".2f",
                                              continuous_update=False)
         self.svg_chart = new_live_chart(svg_chart([], empty=EMPTY_CHART))
-        # task metrics, beside the loss chart from the first checkpoint.eval on; no watchdog of
-        # its own (the loss chart's watches the kernel for the whole panel)
+        # task metrics beside the loss chart from the first checkpoint.eval on (no watchdog: one is enough)
         self.metric_chart = new_live_chart(metric_chart(state.evals))
         self.metric_chart.live = False
-        self.metric_chart.layout.display = "none"
+        self.metric_chart.layout = widgets.Layout(display="none", flex="1 1 300px", max_width="440px")
+        self.svg_chart.layout = widgets.Layout(flex="1 1 480px", max_width="720px")
         self.chart_box = widgets.Box(children=[self.svg_chart, self.metric_chart],
                                      layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
         self.checkpoints_html = widgets.HTML(value="")

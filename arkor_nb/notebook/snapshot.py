@@ -141,5 +141,6 @@ def charts_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = False,
     with state.lock:
         has_metrics = bool(state.evals.series)
         metrics = metric_chart(state.evals, hover=hover) if has_metrics else ""
-    side = f'<div class="arkor-metric-chart">{metrics}</div>' if metrics else ""
-    return f"<div>{loss}</div>{side}"
+    side = (f'<div class="arkor-metric-chart" style="flex:1 1 300px;max-width:440px">{metrics}</div>'
+            if metrics else "")
+    return f'<div style="flex:1 1 480px;max-width:720px">{loss}</div>{side}'

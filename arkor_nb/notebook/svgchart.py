@@ -108,7 +108,8 @@ def svg_chart(lines: Sequence[Line], *, log_y: bool = False, width: int = W, hei
     right = [ln for ln in lines if ln.axis == "y2" and ln.xs]
     all_x = [x for ln in left + right for x in (ln.xs[0], ln.xs[-1])]
     pw, ph = width - PAD_L - PAD_R, height - PAD_T - PAD_B
-    size = 'width="100%"' if fluid else f'width="{width}" height="{height}"'
+    # scales down with its container (the viewBox keeps the drawing's proportions)
+    size = 'width="100%"' if fluid else f'width="{width}" height="{height}" style="max-width:100%;height:auto"'
     ident = f' id="{esc(svg_id)}"' if svg_id else ""
     aria = f' role="img" aria-label="{esc(label)}"' if label else ""
     head = (f'<svg xmlns="http://www.w3.org/2000/svg"{ident} {size} viewBox="0 0 {width} {height}" '

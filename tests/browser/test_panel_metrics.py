@@ -61,7 +61,7 @@ def test_panel_shows_the_metric_chart_examples_and_health(
          and metric.locator('[data-name="fields/all"]').get_attribute("data-xs") == "10,20,30",
          timeout=120, what="three evaluated checkpoints on the metric chart")
     assert metric.locator('[data-name="fields/all"]').get_attribute("data-ys") == "40,90,70"
-    assert metric.locator(".arkor-best-point").inner_text() == "best 90% @ 20"
+    assert metric.locator(".arkor-best-point").text_content() == "best 90% @ 20"
 
     # beside the loss chart, not under it (1400 px viewport)
     loss_box = panel.locator(".arkor-chart .arkor-live-chart").first.bounding_box()
