@@ -17,13 +17,14 @@ from typing import Any
 
 from arkor_nb.core.config_keys import KEYWORD_OF, WIRE_CONFIG_KEYS
 from arkor_nb.core.errors import ConfigError
+from arkor_nb.core.format import fduration, fnum, fpct, fsci
 from arkor_nb.notebook.evalview import METRIC_H, METRIC_W, metric_lines
 from arkor_nb.notebook.palette import badge, series_color
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.record import state_from_record
 from arkor_nb.notebook.snapshot import run_lines
 from arkor_nb.notebook.svgchart import Mark, svg_chart
-from arkor_nb.notebook.text import esc, fduration, fnum, fpct, fsci
+from arkor_nb.notebook.text import esc
 
 MISSING = "–"
 

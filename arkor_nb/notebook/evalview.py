@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from arkor_nb.core.format import fnum, fpct
 from arkor_nb.notebook.evals import EvalTrack, Health
 from arkor_nb.notebook.palette import ERROR, RIGHT, WRONG, series_color
 from arkor_nb.notebook.series import thin
 from arkor_nb.notebook.svgchart import Line, Mark, svg_chart
-from arkor_nb.notebook.text import esc, fnum, fpct
+from arkor_nb.notebook.text import esc
 
 METRIC_W, METRIC_H = 440, 260
 METRIC_LINES = 7  # metric curves drawn (the primary first); hover and the log name the rest
@@ -157,7 +158,8 @@ def examples_html(track: EvalTrack, *, limit: int = 4) -> str:
         return ""
     rows = []
     for ex in track.examples[:limit]:
-        scores = ex.get("scores") if isinstance(ex.get("scores"), dict) else {}
+        raw = ex.get("scores")
+        scores: dict[str, Any] = raw if isinstance(raw, dict) else {}
         expected, reply = str(ex.get("expected", "")), str(ex.get("reply", ""))
         shown = ", ".join(f"{esc(k)} {fpct(v)}" for k, v in list(scores.items())[:4]
                           if isinstance(v, (int, float)))

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import html
 
+from arkor_nb.core.format import status_label
+from arkor_nb.core.status import (
+    CANCELLED,
+    COMPLETED,
+    CONNECTING,
+    DETACHED,
+    FAILED,
+    PREPARING,
+    QUEUED,
+    RUNNING,
+    SAVING,
+)
+
 STATUS_COLORS: dict[str, str] = {
-    "completed": "#2e7d32",
-    "failed": "#c62828",
-    "cancelled": "#ef6c00",
-    "running": "#1565c0",
-    "preparing": "#5e35b1",
-    "saving": "#5e35b1",
-    "queued": "#6d4c41",
-    "connecting": "#6d4c41",
-    "detached": "#6d4c41",
+    COMPLETED: "#2e7d32",
+    FAILED: "#c62828",
+    CANCELLED: "#ef6c00",
+    RUNNING: "#1565c0",
+    PREPARING: "#5e35b1",
+    SAVING: "#5e35b1",
+    QUEUED: "#6d4c41",
+    CONNECTING: "#6d4c41",
+    DETACHED: "#6d4c41",
 }
 UNKNOWN_STATUS = "#555555"
-# view-only states read better in words than in their code name
-STATUS_LABELS: dict[str, str] = {"detached": "stopped watching"}
 
 SERIES = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 LR_COLOR = "#7f7f7f"
@@ -40,7 +51,7 @@ def status_color(status: str) -> str:
 
 def badge(status: str) -> str:
     """``<span class="arkor-badge arkor-badge-<status>">``: the status as a coloured pill."""
-    label = STATUS_LABELS.get(status, status)
-    s = html.escape(status, quote=True)
+    label = status_label(status)
+    s = html.escape(str(status), quote=True)
     return (f'<span class="arkor-badge arkor-badge-{s}" style="background:{status_color(status)};'
             f'color:#fff;border-radius:3px;padding:1px 6px;font-size:90%">{html.escape(label)}</span>')

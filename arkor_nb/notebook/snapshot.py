@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.format import describe_notice, event_line, fduration, fnum, fpct
 from arkor_nb.notebook.evalview import best_html, examples_html, health_html, metric_chart
 from arkor_nb.notebook.palette import LR_COLOR, SERIES, badge
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.series import ema, thin
 from arkor_nb.notebook.svgchart import Line, svg_chart
-from arkor_nb.notebook.text import describe, describe_notice, esc, fduration, fnum, fpct
+from arkor_nb.notebook.text import esc
 
 SNAPSHOT_POINTS = 400
 
@@ -124,7 +125,7 @@ def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = Fals
     with state.lock:
         failures = [e for e in state.log if e.level == "error"]
     if failures and not state.error:
-        last_error = f'<div style="color:#c62828">{esc(describe(failures[-1].item))}</div>'
+        last_error = f'<div style="color:#c62828">{esc(event_line(failures[-1].item))}</div>'
     return (f'<div class="arkor-snapshot" style="font-family:sans-serif">'
             f'<div style="font-weight:600;margin:2px 0">{title} {badge(state.status)} '
             f'<span style="font-weight:400">{best_html(state.evals)}</span></div>'

@@ -19,8 +19,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from arkor_nb.core.format import fnum, fsci
 from arkor_nb.notebook.palette import FRAME, GRID, LR_COLOR, MUTED, TEXT
-from arkor_nb.notebook.text import esc, fnum, fsci
+from arkor_nb.notebook.text import esc
 
 W, H = 720, 260
 PAD_L, PAD_R, PAD_T, PAD_B = 58, 62, 24, 34
@@ -60,7 +61,7 @@ def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.ceil(lo / step) * step
-    out = []
+    out: list[float] = []
     v = start
     while v <= hi + step * 1e-9 and len(out) < 12:
         out.append(round(v, 12))
@@ -202,7 +203,7 @@ def svg_chart(lines: Sequence[Line], *, log_y: bool = False, width: int = W, hei
         parts.append(f'<text x="{width - 8}" y="{PAD_T + ph / 2}" transform="rotate(90 {width - 8} '
                      f'{PAD_T + ph / 2})" text-anchor="middle" fill="{LR_COLOR}">learning rate</text>')
         parts.extend(path(ln, lo2, hi2, f2) for ln in right)
-    lx = PAD_L + 6
+    lx: float = PAD_L + 6
     for ln in [ln for ln in lines if ln.name and ln.opacity >= 0.5]:
         if lx > width - 40:
             break  # a crowded legend stops at the edge; hover still names every line
