@@ -5,16 +5,17 @@ The panel, the snapshot and ``compare`` draw them from a run's
 (``svgchart``), so live and saved runs look the same. Metrics are scores in
 [0, 1] drawn as 0-100 %. In the examples, a ``fields`` answer
 (``key: value | key: value``, or a JSON object) is compared part by part and
-each wrong or missing field is highlighted; other answers are marked right or
+each wrong or missing field is highlighted (parsed and normalised as the
+``fields`` scorer does: ``core/scorers.py``); other answers are marked right or
 wrong as a whole from their scores.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from arkor_nb.core.format import fnum, fpct
+from arkor_nb.core.scorers import parse_fields
 from arkor_nb.notebook.evals import EvalTrack, Health
 from arkor_nb.notebook.palette import ERROR, RIGHT, WRONG, series_color
 from arkor_nb.notebook.series import thin
@@ -97,32 +98,6 @@ def _mb(value: float | None) -> str:
 
 
 # ------------------------------------------------------------------ examples
-
-
-def parse_fields(text: str) -> dict[str, str] | None:
-    """``key: value | key: value`` (or one per line, or a JSON object) -> {key: value}.
-
-    None when the text has no ``key: value`` part.
-    """
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            return {str(k).strip().lower(): _norm(v if isinstance(v, str) else json.dumps(v))
-                    for k, v in obj.items()}
-    out: dict[str, str] = {}
-    for part in stripped.replace("\n", "|").split("|"):
-        key, sep, value = part.partition(":")
-        if sep and key.strip():
-            out.setdefault(key.strip().lower(), _norm(value))
-    return out or None
-
-
-def _norm(value: str) -> str:
-    return " ".join(value.split()).lower()
 
 
 def _cut(text: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.contexts import MetricsReported, StreamNotice
 from arkor_nb.core.events import (
     CheckpointEval,
     CheckpointSample,
@@ -172,6 +172,9 @@ class RunState:
                 return
             if isinstance(item, CheckpointSample):  # a worker's reply (live, reattached or replayed)
                 self.set_sample(item.step, item.prompt, item.reply)
+                return
+            if isinstance(item, MetricsReported):  # ctx.report(...): drawn with the task metrics
+                self.evals.fold_reported(item.step, item.metrics)
                 return
             if isinstance(item, CheckpointEval):
                 self.evals.fold_eval(item)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
+from arkor_nb.core.contexts import best_of, metrics_of
 from arkor_nb.core.events import (
-    CheckpointEval,
     CheckpointSaved,
     TrainingCompleted,
     TrainingEvent,
@@ -218,13 +218,8 @@ def cancel_job(job_id: str, *, backend: Any = "local") -> TrainingJob:
 def best_metric(events: list[TrainingEvent], metric: str) -> tuple[int, float] | None:
     """(step, value) of the highest ``metric`` among the job's ``checkpoint.eval`` events
     (the earliest step on a tie); None when no eval scored it."""
-    best: tuple[int, float] | None = None
-    for event in events:
-        if isinstance(event, CheckpointEval) and metric in event.metrics:
-            value = event.metrics[metric]
-            if best is None or value > best[1]:
-                best = (event.step, value)
-    return best
+    series = metrics_of(events)
+    return best_of(series, metric) if series.get(metric) else None
 
 
 async def best_metrics_async(job_ids: list[str], metric: str, *,
