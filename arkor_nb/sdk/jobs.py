@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
 from arkor_nb.core.contexts import best_of, metrics_of
+from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
 from arkor_nb.core.events import (
     CheckpointSaved,
     TrainingCompleted,

@@ -148,3 +148,22 @@ def test_compare_shows_only_the_config_keys_that_differ() -> None:
     # the metric curves overlaid: one line per run, each run's best point ringed
     metric = soup.select_one(".arkor-metric-chart svg")
     assert len(metric.select("polyline")) == 3 and len(metric.select(".arkor-best-point")) == 3
+
+
+def test_reported_metrics_are_drawn_with_the_task_metrics_but_never_the_headline() -> None:
+    from arkor_nb.core.contexts import MetricsReported
+    from arkor_nb.core.events import CheckpointEval
+    from arkor_nb.notebook.panel import LivePanel
+    from arkor_nb.notebook.progress import RunState
+
+    st = RunState(name="reported", job_id="job_r")
+    for step in (5, 10, 15):
+        st.fold(MetricsReported(step=step, metrics={"my_score": step / 20}))
+    st.fold(CheckpointEval(step=10, metrics={"exact": 0.3}, n=4))
+    assert st.evals.curves() == {"exact": ([10], [0.3]), "my_score": ([5, 10, 15], [0.25, 0.5, 0.75])}
+    assert st.evals.best_of() == ("exact", 10, 0.3)  # a reported metric is drawn, not the headline
+    panel = LivePanel(st)
+    panel.render()
+    svg = panel.metric_chart.value
+    assert _hover(svg, "my_score") == (["5", "10", "15"], ["25", "50", "75"])
+    assert "best 30% @ 10" in svg and panel.metric_chart.layout.display == ""
