@@ -25,7 +25,7 @@ from arkor_nb.notebook.text import esc
 METRIC_W, METRIC_H = 440, 260
 METRIC_LINES = 7  # metric curves drawn (the primary first); hover and the log name the rest
 EMPTY_METRICS = "task metrics appear after the first checkpoint"
-CUT = 160  # characters of a prompt / answer shown in the examples table
+CUT = 120  # characters of a prompt / answer shown in the examples table
 
 
 def metric_lines(track: EvalTrack, *, label: str = "", color: str | None = None,
@@ -127,7 +127,13 @@ def reply_html(expected: str, reply: str, scores: dict[str, Any]) -> str:
     return _span(reply or "(empty reply)", ok, "arkor-reply-right" if ok else "arkor-reply-wrong")
 
 
-def examples_html(track: EvalTrack, *, limit: int = 4) -> str:
+def expected_text(expected: str, scores: dict[str, Any]) -> str:
+    """The expected answer on one line: ``key: value | key: value`` for a fields answer."""
+    fields = parse_fields(expected) if any(str(k).startswith("fields") for k in scores) else None
+    return " | ".join(f"{k}: {v}" for k, v in fields.items()) if fields else " ".join(expected.split())
+
+
+def examples_html(track: EvalTrack, *, limit: int = 3) -> str:
     """The latest eval's first examples: prompt, expected, reply (wrong parts marked), scores."""
     if not track.examples:
         return ""
@@ -139,11 +145,13 @@ def examples_html(track: EvalTrack, *, limit: int = 4) -> str:
         shown = ", ".join(f"{esc(k)} {fpct(v)}" for k, v in list(scores.items())[:4]
                           if isinstance(v, (int, float)))
         rows.append(f'<tr class="arkor-example"><td><i>{esc(_cut(str(ex.get("prompt", ""))))}</i></td>'
-                    f"<td>{esc(_cut(expected))}</td><td>{reply_html(expected, reply, scores)}</td>"
-                    f'<td style="white-space:nowrap;color:#555">{shown}</td></tr>')
+                    f"<td>{esc(_cut(expected_text(expected, scores)))}</td>"
+                    f"<td>{reply_html(expected, reply, scores)}</td>"
+                    f'<td style="color:#555">{shown}</td></tr>')
     head = "".join(f'<th style="text-align:left;padding-right:8px">{h}</th>'
                    for h in ("prompt", "expected", "reply", "scores"))
-    return (f'<div class="arkor-examples" style="font-size:12px;margin-top:4px"><b>Eval examples</b> '
+    return (f'<div class="arkor-examples" style="font-size:12px;line-height:1.35;margin-top:4px">'
+            f"<b>Eval examples</b> "
             f"at step {track.examples_step} ({len(track.examples[:limit])} of {track.n})"
             f'<table style="border-collapse:collapse;font-size:12px"><tr>{head}</tr>{"".join(rows)}'
             "</table></div>")
