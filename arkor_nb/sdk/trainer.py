@@ -59,7 +59,7 @@ from arkor_nb.sdk.abort import AbortSignal
 from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
 from arkor_nb.sdk.callbacks import Call, run_callbacks
 from arkor_nb.sdk.client import SyncChatClient
-from arkor_nb.sdk.config import build_config, non_empty_str
+from arkor_nb.sdk.config import build_config, non_empty_str, scaling_options
 from arkor_nb.sdk.infer import CheckpointInfer
 from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
 from arkor_nb.sdk.sync import AsyncOnce, SharedRun, run_sync
@@ -476,7 +476,7 @@ class Trainer:
         api: ResolvedApi = await self.backend.resolve()
         with self._chat_lock:
             if self._chat is None or self._chat.base_url != api.base_url.rstrip("/"):
-                self._chat = SyncChatClient(api.base_url, api.token)
+                self._chat = SyncChatClient(api.base_url, api.token, verify=api.verify)
             return self._chat, api.scope
 
 
@@ -509,6 +509,8 @@ def create_trainer(
     dataset_split: str | float | None = None,
     train_on_responses_only: bool | None = None,
     dry_run: bool | None = None,
+    processes: int | str | None = None,
+    nodes: int | None = None,
     callbacks: Callbacks | Mapping[str, Any] | None = None,
     abort_signal: AbortSignal | None = None,
     backend: Any = "local",
@@ -552,6 +554,7 @@ def create_trainer(
         options=options,
         absolute_paths=resolved_backend.kind == "local",
     )
+    config.update(scaling_options(processes, nodes, resolved_backend.kind))
     return Trainer(
         name=name,
         config=config,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.events import CheckpointSaved, TrainingFailed, TrainingLog
+from arkor_nb.local.training.models import gpu_memory_mb
 from arkor_nb.local.training.worker_protocol import WorkerChannel
 
 # Last finished optimizer step, so a crash mid-training can say where it happened.
@@ -83,6 +84,7 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
                 learning_rate=logs.get("learning_rate"),
                 epoch=logs.get("epoch", state.epoch),
                 samples_per_second=round(rate, 3) if steps else None,
+                gpu_mem_mb=gpu_memory_mb(),
             ))
 
         def on_evaluate(self, args: Any, state: Any, control: Any,
@@ -100,6 +102,8 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
             ))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return  # several processes: rank 0 alone saves, samples and reports
             step = state.global_step
             src = Path(args.output_dir) / f"checkpoint-{step}"
             rel = f"checkpoints/step-{step}"

@@ -333,6 +333,15 @@ def pick_device() -> str:
     return "cpu"
 
 
+def gpu_memory_mb() -> float | None:
+    """Peak CUDA memory this process allocated, in MiB (None without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
 def load_model_and_tokenizer(path: str, device: str, *, load_in_4bit: bool = False) -> tuple[Any, Any]:
     """Load a causal LM + tokenizer the way a hub model is loaded (never remote code).
 
@@ -356,7 +365,7 @@ def load_model_and_tokenizer(path: str, device: str, *, load_in_4bit: bool = Fal
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"]
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # this rank's GPU
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if not load_in_4bit and device != "cpu":
         model.to(device)
