@@ -15,11 +15,14 @@ from typing import Any
 
 from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
 from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingEvent, parse_event
+from arkor_nb.core.format import jobs_text
 from arkor_nb.core.redact import redact_config
-from arkor_nb.core.status import JOB_STATUSES
+from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.wire import TrainingJob
-from arkor_nb.sdk.backends import ResolvedApi
+from arkor_nb.sdk.backends import ResolvedApi, make_backend
 from arkor_nb.sdk.client import CloudApiClient
+from arkor_nb.sdk.download import download_file, safe_relative
+from arkor_nb.sdk.stream import describe_backend
 from arkor_nb.sdk.sync import run_sync
 
 PAGE_SIZE = 1000  # jobs or events per request when more are asked for
@@ -35,9 +38,6 @@ TRAINING_STATE_FILES = frozenset({"optimizer.pt", "scheduler.pt", "training_args
 async def resolve_api(backend: Any) -> tuple[ResolvedApi, str]:
     """The backend's API, as create_trainer resolves it, and words naming it for errors
     ("the local backend at http://...")."""
-    from arkor_nb.sdk.stream import describe_backend
-    from arkor_nb.sdk.trainer import make_backend  # lazy: trainer imports this module's neighbours
-
     resolved = make_backend(backend)
     api = await resolved.resolve()
     return api, describe_backend(resolved.kind, api.base_url)
@@ -73,34 +73,22 @@ def _redacted(job: TrainingJob) -> TrainingJob:
 
 
 class JobList(list[TrainingJob]):
-    """A plain ``list`` of :class:`TrainingJob` (newest first) that prints as a table.
+    """A plain ``list`` of :class:`TrainingJob` (newest first) that prints as a text table.
 
-    ``print(ak.jobs())`` gives a text table; in Jupyter it renders as a table
-    with a button per row to open the live panel and, for running jobs, to
-    cancel. ``backend`` is what the buttons use.
+    ``print(ak.jobs())`` gives the table; ``backend`` is where the jobs live.
+    (``ak.jobs`` is the notebook's :class:`~arkor_nb.notebook.jobs_table.JobTable`,
+    this list plus the HTML and widget tables.)
     """
 
     backend: Any = "local"
 
     def __str__(self) -> str:
-        from arkor_nb.notebook.jobs_table import text_table
-
-        return text_table(self)
+        return jobs_text(self)
 
     __repr__ = __str__  # a REPL shows the table too; it is still a list for code
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal
         printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        from arkor_nb.notebook.jobs_table import html_table
-
-        return html_table(self)
-
-    def _ipython_display_(self) -> None:
-        from arkor_nb.notebook.jobs_table import display_jobs
-
-        display_jobs(self)
 
 
 def _check_listing(status: Any, limit: Any) -> None:
@@ -237,7 +225,7 @@ def _artifact_for(job: TrainingJob, events: list[TrainingEvent], step: int | Non
         for record in reversed(records):
             if record.get("kind") == "adapter":
                 return record
-        if job.status != "completed":
+        if job.status != COMPLETED:
             raise ConfigError("step", f"job {job.id} is {job.status}, so it has no final adapter; "
                                       f"pass step= one of its saved checkpoints ({listed})")
         return {"kind": "adapter", "path": "adapter"}
@@ -283,35 +271,35 @@ async def download_async(job_id: str, to: str | os.PathLike[str] = "adapter", st
         dest.mkdir(parents=True, exist_ok=True)
         if listing is None:  # a single file
             url = str(record.get("url") or f"/v1/jobs/{job_id}/artifacts/{path}")
-            await client.download_to(api.scope, url, dest / Path(path).name)
+            name = safe_relative(path, f"job {job_id}'s artifact")[-1]
+            await download_file(client, api.scope, url, dest, [name])
             return dest
+        wanted: list[tuple[list[str], str]] = []
         for item in listing["files"]:
-            rel = _relative(str(item.get("path", "")), path)
-            if rel is None or Path(rel).name in TRAINING_STATE_FILES or _rng_state(rel):
+            if not isinstance(item, dict):
+                raise CloudApiError(200, f"the backend listed {item!r:.100} in job {job_id}'s "
+                                         f"artifact {path!r}; expected {{path, size, url}} objects")
+            parts = safe_relative(_relative(item.get("path"), path), f"job {job_id}'s artifact")
+            if parts[-1] in TRAINING_STATE_FILES or _rng_state(parts[-1]):
                 continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            url = str(item.get("url") or f"/v1/jobs/{job_id}/artifacts/{item['path']}")
-            await client.download_to(api.scope, url, target)
+            url = item.get("url") or f"/v1/jobs/{job_id}/artifacts/{item['path']}"
+            wanted.append((parts, str(url)))
+        for parts, url in wanted:
+            await download_file(client, api.scope, url, dest, parts)
     if not (dest / "adapter_config.json").is_file():
         raise CloudApiError(200, f"job {job_id}'s artifact {path!r} has no adapter_config.json, "
                                  f"so {dest} is not a peft adapter folder")
     return dest
 
 
-def _relative(file_path: str, root: str) -> str | None:
-    """``adapter/x.json`` under root ``adapter`` -> ``x.json``; None for anything unsafe."""
-    rel = file_path.strip("/")
-    if rel.startswith(root + "/"):
-        rel = rel[len(root) + 1:]
-    parts = Path(rel).parts
-    if not rel or any(p in ("..", "") for p in parts) or Path(rel).is_absolute():
-        return None
-    return rel
+def _relative(file_path: object, root: str) -> object:
+    """``adapter/x.json`` under root ``adapter`` -> ``x.json`` (anything else as given)."""
+    if isinstance(file_path, str) and file_path.startswith(root + "/"):
+        return file_path[len(root) + 1:]
+    return file_path
 
 
-def _rng_state(rel: str) -> bool:
-    name = Path(rel).name
+def _rng_state(name: str) -> bool:
     return name.startswith("rng_state") and name.endswith(".pth")
 
 

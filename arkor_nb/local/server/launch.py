@@ -118,9 +118,10 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
               file=sys.stderr, flush=True)
         from arkor_nb.local.server.request_timeouts import TimedH11Protocol
 
-        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert else {}
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=3, http=TimedH11Protocol, **tls)
+                                timeout_graceful_shutdown=3, http=TimedH11Protocol,
+                                ssl_certfile=str(tls_cert) if tls_cert else None,
+                                ssl_keyfile=str(tls_key) if tls_key else None)
         server = uvicorn.Server(config)
         servers.append(server)
         try:

@@ -32,7 +32,11 @@ from arkor_nb.core.events import (
     TrainingPhase,
     TrainingStarted,
 )
+from arkor_nb.core.status import PREPARING, SAVING
+from arkor_nb.local.data.lazy import IndexCancelled
+from arkor_nb.local.data.rows import RowError
 from arkor_nb.local.training.callback import PROGRESS, make_callback
+from arkor_nb.local.training.data_plan import collate_for, load_data
 from arkor_nb.local.training.distributed import (
     RankAbort,
     Ranks,
@@ -41,10 +45,8 @@ from arkor_nb.local.training.distributed import (
 )
 from arkor_nb.local.training.plan import (
     DEFAULTS,
-    DRY_RUN_ROWS,
     describe_arguments,
     describe_lora,
-    load_rows,
     lora_config,
     training_arguments,
 )
@@ -52,6 +54,10 @@ from arkor_nb.local.training.sampler import make_sampler
 from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
 
 log = logging.getLogger("arkor_nb.worker")
+# Rows the worker re-checks before loading anything (the server checked up to MAX_ROWS_CHECKED).
+WORKER_ROWS_CHECKED = 1_000
+# Set once training starts; before that a cancel ends the process at once.
+TRAINING = threading.Event()
 
 
 class Cancelled(Exception):
@@ -103,14 +109,16 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
-    proto.emit(TrainingPhase(phase="preparing", detail="loading data"))
-    train_rows, eval_rows = ranks.share(*_attempt(lambda: load_rows(config, home)))
-    if config.get("dryRun"):
-        train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
+    proto.emit(TrainingPhase(phase=PREPARING, detail="loading data"))
+    try:  # several ranks: the rows themselves travel (eager), so no rank needs the files
+        data = ranks.share(*_attempt(lambda: load_data(
+            config, home, requested, lazy="off" if ranks.distributed else None)))
+    except IndexCancelled:
+        raise Cancelled(0) from None
     checkpoint_cancel()
     building = preparing_detail(config["model"], home)
     if building is not None:
-        proto.emit(TrainingPhase(phase="preparing", detail=building))
+        proto.emit(TrainingPhase(phase=PREPARING, detail=building))
     if ranks.main:  # first, alone: a model built into the cache is built once per host
         model_path = ranks.share(*_attempt(lambda: resolve_model(config["model"], home)))
     else:
@@ -118,7 +126,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
-    proto.emit(TrainingPhase(phase="preparing", detail=f"loading {config['model']} on {device}"))
+    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {config['model']} on {device}"))
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )
@@ -128,14 +136,11 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         limit = min(limit, model_limit)
     responses_only = bool(config.get("trainOnResponsesOnly", DEFAULTS["trainOnResponsesOnly"]))
 
-    def encode(rows: list[dict[str, Any]]) -> tuple[list[dict[str, list[int]]], int]:
-        encoded = [encode_row(r, tokenizer, limit, responses_only) for r in rows]
-        kept = [e for e in encoded if e is not None]
-        return kept, len(encoded) - len(kept)
+    def encode(row: dict[str, Any]) -> dict[str, list[int]] | None:
+        return encode_row(row, tokenizer, limit, responses_only)
 
-    train_set, dropped = encode(train_rows)
-    eval_set, eval_dropped = encode(eval_rows)
-    if not train_set:
+    train_set, eval_set, dropped = data.encoded(encode)
+    if not data.lazy and not train_set:
         raise ConfigError("maxLength", f"every row is cut off before its answer at {limit} tokens; "
                           "raise maxLength")
     checkpoint_cancel()
@@ -159,13 +164,14 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=_ListDataset(train_set),
-        eval_dataset=_ListDataset(eval_set) if has_eval else None,
-        data_collator=lambda feats: collate(feats, pad_id),
+        train_dataset=train_set if data.lazy else _ListDataset(train_set),
+        eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
+        data_collator=collate_for(train_set, collate, pad_id),
         processing_class=tokenizer,
         callbacks=[*relay, callback],
     )
     checkpoint_cancel()
+    TRAINING.set()  # from here a cancel stops after the current optimizer step
     proto.emit(TrainingStarted(metadata={
         "model": config["model"],
         "modelPath": model_path,
@@ -181,8 +187,11 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         "loadIn4bit": bool(config.get("loadIn4bit")),
         "trainRows": len(train_set),
         "evalRows": len(eval_set),
-        "droppedRows": dropped + eval_dropped,
+        # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
+        "droppedRows": dropped,
+        "lazyData": data.lazy,
         "setupSeconds": round(time.perf_counter() - t0, 2),
+        "peakRssMb": peak_rss_mb(),
         "trainingArguments": describe_arguments(args),
         "lora": describe_lora(model),
     }))
@@ -196,7 +205,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
     if not ranks.main:
         return  # rank 0 saves the adapter and reports
-    proto.emit(TrainingPhase(phase="saving", detail="saving the adapter"))
+    proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
@@ -211,6 +220,9 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         "trainSeconds": round(train_seconds, 3),
         "secondsPerStep": round(train_seconds / step, 4) if step else None,
         "samplesPerSecond": callback.summary.get("train_samples_per_second"),
+        "droppedRows": (train_set.dropped + (eval_set.dropped if has_eval else 0)
+                        if data.lazy else dropped),
+        "peakRssMb": peak_rss_mb(),
     }
     artifacts = [{"kind": "adapter", "path": "adapter"}, *callback.checkpoints]
     shutil.rmtree(job_dir / "hf", ignore_errors=True)
@@ -227,7 +239,9 @@ def _attempt(step: Any) -> tuple[Any, BaseException | None]:
 
 def _validated(spec: JobSpec | None, validate: Any) -> tuple[dict[str, Any], Any, Any]:
     assert spec is not None
-    return validate(spec.full_config(), home=spec.home), spec.job_dir, spec.home
+    # The server checked the rows before the job was created; the first few again are enough.
+    config = validate(spec.full_config(), home=spec.home, max_rows_checked=WORKER_ROWS_CHECKED)
+    return config, spec.job_dir, spec.home
 
 
 def _local_home(server_home: Any) -> Any:
@@ -235,6 +249,13 @@ def _local_home(server_home: Any) -> Any:
     from arkor_nb.core.home import home_dir
 
     return Path(server_home) if Path(server_home).is_dir() else home_dir()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark), in MB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _ListDataset:
@@ -248,6 +269,23 @@ class _ListDataset:
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return self.rows[i]
+
+
+def _end_early_on_cancel(proto: WorkerChannel, cancel: threading.Event, code: int = 0) -> None:
+    """A cancel before training starts ends the process at once.
+
+    Preparation (imports, reading data, building or loading the model) has
+    long steps that cannot check a flag; nothing it leaves behind needs a
+    clean stop (model caches are written to a temporary name and renamed).
+    """
+
+    def run() -> None:
+        cancel.wait()
+        if not TRAINING.is_set():
+            proto.emit(TrainingCancelled(step=0))
+            os._exit(code)
+
+    threading.Thread(target=run, name="arkor-early-cancel", daemon=True).start()
 
 
 def main() -> int:
@@ -270,6 +308,8 @@ def main() -> int:
             if not ranks.distributed:
                 return 2
         proto.watch_cancel(requested)
+        # Several ranks: exit 1, so torchrun stops the others at once (the job is cancelled).
+        _end_early_on_cancel(proto, requested, 1 if ranks.distributed else 0)
     try:
         run_job(spec, proto, requested, ranks)
         return 0
@@ -280,6 +320,10 @@ def main() -> int:
         return 0  # rank 0 failed a shared step and reports it
     except ConfigError as exc:
         proto.emit(TrainingFailed(error=str(exc)))
+        return 1
+    except RowError as exc:  # a bad row met on the lazy path, past the rows checked up front
+        proto.emit(TrainingFailed(error=f"datasetSource: {exc}; fix or remove the row",
+                                  step=PROGRESS.get("step")))
         return 1
     except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
         traceback.print_exc()
