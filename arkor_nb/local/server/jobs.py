@@ -37,7 +37,7 @@ from arkor_nb.core.events import (
 )
 from arkor_nb.core.home import child_env
 from arkor_nb.core.redact import REDACTED
-from arkor_nb.core.status import QUEUED, RUNNING
+from arkor_nb.core.status import PREPARING, QUEUED, RUNNING
 from arkor_nb.local.server.store import Store
 from arkor_nb.local.server.torchrun import (
     JOB_ENV,
@@ -339,7 +339,7 @@ class JobManager:
         endpoint = free_endpoint(self.rendezvous_host)
         info = write_rendezvous(job_dir, job_id, processes=int(config.get("processes", 1)),
                                 nodes=nodes, endpoint=endpoint)
-        self.store.append(job_id, [TrainingPhase(phase="preparing", detail=join_hint(job_id, info))])
+        self.store.append(job_id, [TrainingPhase(phase=PREPARING, detail=join_hint(job_id, info))])
         self.notify(job_id)
         return endpoint
 
