@@ -212,3 +212,17 @@ def test_server_restart_leaves_no_rank_behind(tmp_path: Path) -> None:
         assert "server stopped" in record["error"]
     finally:
         srv.stop()
+
+
+def test_processes_and_nodes_are_local_options_checked_at_construction() -> None:
+    import arkor_nb as ak
+
+    trainer = ak.create_trainer(name="x", model="arkor-nb/tiny", processes="auto", nodes=2,
+                                backend=ak.LocalBackend(url="http://127.0.0.1:1", token="t" * 16))
+    assert (trainer.config["processes"], trainer.config["nodes"]) == ("auto", 2)
+    with pytest.raises(ak.ConfigError, match="^processes: .*whole number"):
+        ak.create_trainer(name="x", model="arkor-nb/tiny", processes=0)
+    with pytest.raises(ak.ConfigError, match="^processes: is a local-backend option"):
+        ak.create_trainer(name="x", model="unsloth/gemma-4-E4B-it", processes=2,
+                          backend=ak.CloudBackend(base_url="http://127.0.0.1:1", token="t",
+                                                  org_slug="o", project_slug="p"))
