@@ -26,11 +26,13 @@ CONFIG_KEYS: dict[str, str] = {
     **{f"lora.{key}": wire for key, wire in LORA_OPTIONS.items()},
 }
 WIRE_CONFIG_KEYS: tuple[str, ...] = tuple(CONFIG_KEYS.values())
-# Local-backend extensions (docs/protocol.md): keyword -> wire key. ``ak.live``
-# adds the sample keys, ``create_trainer(processes=, nodes=)`` the others, and
-# only to a job on the local backend, so the cloud never receives them.
+# Local-backend extensions (docs/protocol.md): keyword -> wire key. Only
+# ``ak.live`` (samples) and ``create_trainer(task_eval=..., processes=...,
+# nodes=...)`` add them, and only to a job on the local backend, so the cloud
+# never receives them.
 LOCAL_CONFIG_KEYS: dict[str, str] = {"sample_prompts": "samplePrompts",
                                      "sample_max_tokens": "sampleMaxTokens",
+                                     "task_eval": "taskEval",
                                      "processes": "processes", "nodes": "nodes"}
 KEYWORD_OF: dict[str, str] = {wire: keyword for keyword, wire in CONFIG_KEYS.items()}
 # dataset type -> its wire keys (the required one first)

@@ -333,15 +333,6 @@ def pick_device() -> str:
     return "cpu"
 
 
-def gpu_memory_mb() -> float | None:
-    """Peak CUDA memory this process allocated, in MiB (None without CUDA)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-
-
 def load_model_and_tokenizer(path: str, device: str, *, load_in_4bit: bool = False) -> tuple[Any, Any]:
     """Load a causal LM + tokenizer the way a hub model is loaded (never remote code).
 

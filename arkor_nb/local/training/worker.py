@@ -35,7 +35,7 @@ from arkor_nb.core.events import (
 from arkor_nb.core.status import PREPARING, SAVING
 from arkor_nb.local.data.lazy import IndexCancelled
 from arkor_nb.local.data.rows import RowError
-from arkor_nb.local.training.callback import PROGRESS, make_callback
+from arkor_nb.local.training.callback import PROGRESS, TokenCounter, make_callback, peak_rss_mb
 from arkor_nb.local.training.data_plan import collate_for, load_data
 from arkor_nb.local.training.distributed import (
     RankAbort,
@@ -43,6 +43,7 @@ from arkor_nb.local.training.distributed import (
     cancel_relay,
     describe_failure,
 )
+from arkor_nb.local.training.evals import make_evaluator
 from arkor_nb.local.training.plan import (
     DEFAULTS,
     describe_arguments,
@@ -156,9 +157,23 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     if config.get("loadIn4bit"):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(model, lora_config(config))
-    sampler = make_sampler(proto, config, tokenizer, device, requested) if ranks.main else None
+    # Rank 0 alone samples and evaluates (the others have no stdout, nothing to add).
+    sample = make_sampler(proto, config, tokenizer, device, requested) if ranks.main else None
+    evaluate = (make_evaluator(proto, config, tokenizer, device, requested, limit=limit)
+                if ranks.main else None)
+    evaluated: list[int] = []
+
+    def after_save(saved_model: Any, step: int) -> None:
+        if sample is not None:
+            sample(saved_model, step)
+        if evaluate is not None and not requested.is_set():
+            evaluate(saved_model, step)
+            evaluated.append(step)
+
+    tokens = TokenCounter()
     callback = make_callback(proto, cancel, job_dir,
-                             args.per_device_train_batch_size * ranks.world_size, sampler)
+                             args.per_device_train_batch_size * ranks.world_size,
+                             after_save, tokens=tokens)
     relay = [cancel_relay(ranks, requested, cancel)] if ranks.distributed else []
     pad_id = tokenizer.pad_token_id
     trainer = Trainer(
@@ -166,7 +181,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
-        data_collator=collate_for(train_set, collate, pad_id),
+        data_collator=tokens.counting(collate_for(train_set, collate, pad_id)),
         processing_class=tokenizer,
         callbacks=[*relay, callback],
     )
@@ -186,6 +201,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         "datasetSplit": config.get("datasetSplit"),
         "loadIn4bit": bool(config.get("loadIn4bit")),
         "trainRows": len(train_set),
+        "taskEvalRows": len(config["taskEval"]["rows"]) if config.get("taskEval") else 0,
         "evalRows": len(eval_set),
         # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
         "droppedRows": dropped,
@@ -205,6 +221,10 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
     if not ranks.main:
         return  # rank 0 saves the adapter and reports
+    if evaluate is not None and step not in evaluated:
+        evaluate(model, step)  # task metrics of the final weights
+        if requested.is_set():
+            raise Cancelled(step)
     proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
     model.save_pretrained(adapter_dir)
@@ -249,13 +269,6 @@ def _local_home(server_home: Any) -> Any:
     from arkor_nb.core.home import home_dir
 
     return Path(server_home) if Path(server_home).is_dir() else home_dir()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (the kernel's high-water mark), in MB."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _ListDataset:
