@@ -306,6 +306,7 @@ def main() -> int:
     proto = WorkerChannel(silent=not ranks.main)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(name)s rank {ranks.rank} %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line shows whole URLs
     requested = threading.Event()
     spec: JobSpec | None = None
     try:
