@@ -56,6 +56,7 @@ from arkor_nb.core.events import (
 )
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
+from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
 from arkor_nb.sdk.callbacks import Call, run_callbacks
 from arkor_nb.sdk.client import SyncChatClient
@@ -175,7 +176,7 @@ class Trainer:
     ) -> Trainer:
         """A trainer bound to an existing job: ``start()`` returns ``job_id``
         without POSTing and ``wait()`` streams the job's log from the start."""
-        non_empty_str("job_id", job_id)
+        check_job_id(job_id)
         return cls(
             name=job_id,
             config={},
