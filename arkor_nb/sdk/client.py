@@ -280,21 +280,6 @@ class CloudApiClient:
         data = response.json()
         return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
 
-    async def download_to(self, scope: ProjectScope, url: str, dest: str | os.PathLike[str]) -> int:
-        """Stream one artifact file (absolute URL or API path) to ``dest``; returns bytes written.
-
-        Written to ``dest + ".part"`` and renamed, so a dropped download never
-        leaves a truncated file under the final name."""
-        target = os.fspath(dest)
-        partial = target + ".part"
-        absolute = url.startswith(("http://", "https://"))
-        if absolute and not url.startswith(self.base_url + "/"):
-            # Another host (e.g. a signed storage URL): never send it our token.
-            async with httpx.AsyncClient(timeout=self.timeout, verify=tls_verify()) as other:
-                return await _stream_to(other, url, None, partial, target)
-        params = None if absolute else scope.params()
-        return await _stream_to(self.http, url, params, partial, target)
-
     async def cancel_job(self, scope: ProjectScope, job_id: str) -> TrainingJob | None:
         data = await self.request_json(
             "POST", f"/v1/jobs/{job_id}/cancel", params=scope.params()
@@ -343,20 +328,6 @@ class CloudApiClient:
         if not isinstance(project, dict):
             raise CloudApiError(200, f"POST /v1/projects returned no project: {data!r}")
         return project
-
-
-async def _stream_to(
-    http: httpx.AsyncClient, url: str, params: Mapping[str, str] | None, partial: str, target: str
-) -> int:
-    size = 0
-    async with http.stream("GET", url, params=params) as response:
-        await raise_for_status_async(response)
-        with open(partial, "wb") as out:
-            async for chunk in response.aiter_bytes():
-                out.write(chunk)
-                size += len(chunk)
-    os.replace(partial, target)
-    return size
 
 
 def _job_from(data: Any, what: str) -> TrainingJob:

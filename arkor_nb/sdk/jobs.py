@@ -21,6 +21,7 @@ from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import ResolvedApi
 from arkor_nb.sdk.client import CloudApiClient
+from arkor_nb.sdk.download import download_file, safe_relative
 from arkor_nb.sdk.sync import run_sync
 
 PAGE_SIZE = 1000  # jobs or events per request when more are asked for
@@ -274,35 +275,35 @@ async def download_async(job_id: str, to: str | os.PathLike[str] = "adapter", st
         dest.mkdir(parents=True, exist_ok=True)
         if listing is None:  # a single file
             url = str(record.get("url") or f"/v1/jobs/{job_id}/artifacts/{path}")
-            await client.download_to(api.scope, url, dest / Path(path).name)
+            name = safe_relative(path, f"job {job_id}'s artifact")[-1]
+            await download_file(client, api.scope, url, dest, [name])
             return dest
+        wanted: list[tuple[list[str], str]] = []
         for item in listing["files"]:
-            rel = _relative(str(item.get("path", "")), path)
-            if rel is None or Path(rel).name in TRAINING_STATE_FILES or _rng_state(rel):
+            if not isinstance(item, dict):
+                raise CloudApiError(200, f"the backend listed {item!r:.100} in job {job_id}'s "
+                                         f"artifact {path!r}; expected {{path, size, url}} objects")
+            parts = safe_relative(_relative(item.get("path"), path), f"job {job_id}'s artifact")
+            if parts[-1] in TRAINING_STATE_FILES or _rng_state(parts[-1]):
                 continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            url = str(item.get("url") or f"/v1/jobs/{job_id}/artifacts/{item['path']}")
-            await client.download_to(api.scope, url, target)
+            url = item.get("url") or f"/v1/jobs/{job_id}/artifacts/{item['path']}"
+            wanted.append((parts, str(url)))
+        for parts, url in wanted:
+            await download_file(client, api.scope, url, dest, parts)
     if not (dest / "adapter_config.json").is_file():
         raise CloudApiError(200, f"job {job_id}'s artifact {path!r} has no adapter_config.json, "
                                  f"so {dest} is not a peft adapter folder")
     return dest
 
 
-def _relative(file_path: str, root: str) -> str | None:
-    """``adapter/x.json`` under root ``adapter`` -> ``x.json``; None for anything unsafe."""
-    rel = file_path.strip("/")
-    if rel.startswith(root + "/"):
-        rel = rel[len(root) + 1:]
-    parts = Path(rel).parts
-    if not rel or any(p in ("..", "") for p in parts) or Path(rel).is_absolute():
-        return None
-    return rel
+def _relative(file_path: object, root: str) -> object:
+    """``adapter/x.json`` under root ``adapter`` -> ``x.json`` (anything else as given)."""
+    if isinstance(file_path, str) and file_path.startswith(root + "/"):
+        return file_path[len(root) + 1:]
+    return file_path
 
 
-def _rng_state(rel: str) -> bool:
-    name = Path(rel).name
+def _rng_state(name: str) -> bool:
     return name.startswith("rng_state") and name.endswith(".pth")
 
 
