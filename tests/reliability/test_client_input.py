@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import arkor_nb as ak
+from arkor_nb.sdk.jobs import cancel_job
 from tests.reliability.harness import LocalServer, report, synthetic_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def test_bad_job_ids_are_config_errors_on_every_entry(job_id: str, tmp_path: Pat
     calls = [
         lambda: ak.job(job_id, backend=backend()),
         lambda: ak.events(job_id, backend=backend()),
-        lambda: ak.cancel_job(job_id, backend=backend()),
+        lambda: cancel_job(job_id, backend=backend()),
         lambda: ak.download(job_id, to=tmp_path / "out", backend=backend()),
         lambda: ak.chat(job_id, "hi", backend=backend()),
         lambda: ak.Trainer.attach(job_id, backend=backend()),

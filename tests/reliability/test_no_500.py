@@ -9,7 +9,6 @@ overflows, and ``model`` specs with non-ASCII digits.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from arkor_nb.local.training.models import ensure_tiny_model, tiny_model_dir
-from tests.local.training_helpers import home as session_home
-from tests.reliability.harness import SCOPE, LocalServer, report
+from tests.reliability.harness import SCOPE, LocalServer, report, with_tiny_model
 
 _STATE: dict[str, Any] = {}
 
@@ -29,8 +26,7 @@ _STATE: dict[str, Any] = {}
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     root = tmp_path_factory.mktemp("no500")
     home = root / "home"
-    built = ensure_tiny_model(session_home())
-    shutil.copytree(built, tiny_model_dir(home))
+    with_tiny_model(home)
     data = root / "data"
     data.mkdir()
     with LocalServer(home, env={"ARKOR_NB_DATA_ROOTS": str(data)}) as server:
