@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-test: $(STAMP) browser
+# The lint runs first: a layer crossed or a type error fails before any test runs.
+test: lint browser
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -41,8 +42,11 @@ bench-quick: $(STAMP)
 binder:
 	$(PYTHON) scripts/binder_requirements.py
 
+# ruff; the import contracts in pyproject.toml (layers, local independent); mypy on the package.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .import_linter_cache build *.egg-info

@@ -33,6 +33,7 @@ from arkor_nb.core.events import TrainingEvent
 from arkor_nb.core.version import __version__
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook import LiveRun, compare, live, replay
+from arkor_nb.notebook.jobs_table import jobs, jobs_async
 from arkor_nb.notebook.playground import playground
 from arkor_nb.sdk.abort import AbortController, AbortSignal
 from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend
@@ -50,8 +51,6 @@ from arkor_nb.sdk.jobs import (
     events_async,
     job,
     job_async,
-    jobs,
-    jobs_async,
 )
 from arkor_nb.sdk.runner import Arkor, create_arkor, run_trainer
 from arkor_nb.sdk.state import read_state, write_state

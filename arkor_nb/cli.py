@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from arkor_nb.core.contexts import StreamNotice
 from arkor_nb.core.errors import ArkorError, ConfigError
 from arkor_nb.core.events import (
     CheckpointSaved,
@@ -28,7 +29,14 @@ from arkor_nb.core.events import (
     TrainingLog,
     TrainingStarted,
 )
+from arkor_nb.core.format import cancel_hint
+from arkor_nb.core.format import event_line as format_event
+from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
+from arkor_nb.sdk import chat as chat_api
+from arkor_nb.sdk import jobs as jobs_api
+from arkor_nb.sdk.runner import default_entry, load_trainer, run_loaded
+from arkor_nb.sdk.trainer import Trainer
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed", "on_cancelled")
@@ -57,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                           "[tool.arkor-nb] entry in pyproject.toml, else trainer.py, "
                           "src/arkor/index.py or src/arkor/trainer.py)")
     jobs = with_backend(command("jobs", "list jobs, newest first"))
-    jobs.add_argument("--status", choices=("queued", "running", "completed", "failed", "cancelled"))
+    jobs.add_argument("--status", choices=JOB_STATUSES)
     jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     jobs.add_argument("--json", action="store_true", help="print a JSON array (wire form)")
     logs = with_backend(command("logs", "print a job's recorded events as text progress"))
@@ -86,14 +94,6 @@ def _err(message: str) -> None:
     print(f"arkor-nb: {message}", file=sys.stderr, flush=True)
 
 
-def cancel_hint(job_id: str | None, backend_kind: str = "local") -> str:
-    """The exact shell command that cancels the job."""
-    if job_id is None:
-        return "no job was created"
-    flag = " --backend cloud" if backend_kind == "cloud" else ""
-    return f"cancel it with: arkor-nb cancel {job_id}{flag}"
-
-
 # ----------------------------------------------------------------- run
 
 
@@ -115,8 +115,6 @@ def _failed_callback(trainer: Any, error: BaseException) -> str | None:
 
 
 def _run(path: str | None) -> int:
-    from arkor_nb.sdk.runner import default_entry, load_trainer, run_loaded
-
     try:
         trainer = load_trainer(default_entry() if path is None else path)
     except ConfigError as exc:
@@ -148,46 +146,20 @@ def _run(path: str | None) -> int:
         _err(f"callback {where} raised {type(exc).__name__}: {exc}; job {trainer.job_id} "
              f"keeps running on its {kind} backend; {cancel_hint(trainer.job_id, kind)}")
         return EXIT_JOB_FAILED
-    return EXIT_OK if result.job.status == "completed" else EXIT_JOB_FAILED
+    return EXIT_OK if result.job.status == COMPLETED else EXIT_JOB_FAILED
 
 
 # ---------------------------------------------------------------- jobs
 
 
-def _fnum(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+# What ``logs`` prints: the job's own events (not phases, samples or stream notices).
+PRINTED = (TrainingStarted, TrainingLog, CheckpointSaved, TrainingCompleted, TrainingFailed,
+           TrainingCancelled)
 
 
 def event_line(event: Any) -> str | None:
     """One recorded event as one line of text progress (None for nothing to say)."""
-    if isinstance(event, TrainingStarted):
-        meta = event.metadata or {}
-        extra = "".join(f" {k}={meta[k]}" for k in ("model", "device", "trainRows") if k in meta)
-        return f"started{extra}"
-    if isinstance(event, TrainingLog):
-        bits = [f"step {event.step}"]
-        if event.loss is not None:
-            bits.append(f"loss {_fnum(event.loss)}")
-        if event.eval_loss is not None:
-            bits.append(f"eval_loss {_fnum(event.eval_loss)}")
-        if event.learning_rate is not None:
-            bits.append(f"lr {event.learning_rate:.3g}")
-        if event.epoch is not None:
-            bits.append(f"epoch {event.epoch:.2f}")
-        return "  ".join(bits)
-    if isinstance(event, CheckpointSaved):
-        return f"checkpoint saved at step {event.step}"
-    if isinstance(event, TrainingCompleted):
-        metrics = event.metrics or {}
-        shown = " ".join(f"{k}={_fnum(v)}" for k, v in metrics.items() if isinstance(v, (int, float)))
-        return f"completed {shown}".rstrip()
-    if isinstance(event, TrainingFailed):
-        at = f" at step {event.step}" if event.step is not None else ""
-        return f"failed{at}: {event.error}"
-    if isinstance(event, TrainingCancelled):
-        at = f" at step {event.step}" if event.step is not None else ""
-        return f"cancelled{at}"
-    return None
+    return format_event(event, sep="  ") if isinstance(event, PRINTED) else None
 
 
 def _print_event(event: Any) -> None:
@@ -197,13 +169,11 @@ def _print_event(event: Any) -> None:
 
 
 def _status_code(status: str) -> int:
-    return EXIT_OK if status == "completed" else EXIT_JOB_FAILED
+    return EXIT_OK if status == COMPLETED else EXIT_JOB_FAILED
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from arkor_nb.sdk.jobs import jobs
-
-    listed = jobs(status=args.status, limit=args.limit, backend=args.backend)
+    listed = jobs_api.jobs(status=args.status, limit=args.limit, backend=args.backend)
     if args.json:
         print(json.dumps([j.to_wire() for j in listed], indent=2))
     else:
@@ -212,15 +182,10 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from arkor_nb.sdk.jobs import events
-
     if not args.follow:
-        for event in events(args.job, backend=args.backend):
+        for event in jobs_api.events(args.job, backend=args.backend):
             _print_event(event)
         return EXIT_OK
-    from arkor_nb.core.contexts import StreamNotice
-    from arkor_nb.sdk.trainer import Trainer
-
     trainer = Trainer.attach(args.job, backend=args.backend)  # unknown id: JobNotFoundError
     trainer.subscribe(lambda item: None if isinstance(item, StreamNotice) else _print_event(item))
     try:
@@ -233,9 +198,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from arkor_nb.sdk.jobs import cancel_job
-
-    job = cancel_job(args.job, backend=args.backend)
+    job = jobs_api.cancel_job(args.job, backend=args.backend)
     if job.is_terminal:
         print(f"job {job.id} is {job.status}")
     else:
@@ -245,20 +208,16 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from arkor_nb.sdk.jobs import download
-
     default = args.job if args.step is None else f"{args.job}-step-{args.step}"
-    folder = download(args.job, to=args.output or default, step=args.step, backend=args.backend)
+    folder = jobs_api.download(args.job, to=args.output or default, step=args.step, backend=args.backend)
     print(folder)
     return EXIT_OK
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from arkor_nb.sdk.chat import chat
-
     sampling = {k: v for k, v in (("max_tokens", args.max_tokens),
                                   ("temperature", args.temperature)) if v is not None}
-    for piece in chat(args.job, args.prompt, step=args.step, stream=True, backend=args.backend,
+    for piece in chat_api.chat(args.job, args.prompt, step=args.step, stream=True, backend=args.backend,
                       **sampling):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -274,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         # Everything after `serve` belongs to the server's own parser
         # (argparse.REMAINDER would stop at the first option, e.g. --port).
-        from arkor_nb.local.server.launch import serve_main  # lazy: needs the [local] extra
+        from arkor_nb.local.server.launch import serve_main  # deferred: needs the [local] extra
 
         return int(serve_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)

@@ -12,12 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from arkor_nb.core.events import (
-    CheckpointSaved,
-    TrainingCancelled,
-    TrainingCompleted,
-    TrainingFailed,
-    TrainingLog,
-    TrainingStarted,
+    TrainingEvent,
 )
 from arkor_nb.core.wire import TrainingJob
 
@@ -116,23 +111,14 @@ class Callbacks:
 
 # ------------------------------------------------------- what listeners get
 
-ListenerItem = (
-    TrainingStarted
-    | TrainingLog
-    | CheckpointSaved
-    | TrainingCompleted
-    | TrainingFailed
-    | TrainingCancelled
-    | StreamNotice
-    | CheckpointContext
-)
+ListenerItem = TrainingEvent | StreamNotice | CheckpointContext
 """One item delivered to a ``trainer.subscribe(listener)`` listener.
 
 In stream order, on the streaming loop, before user callbacks:
 
-* every parsed wire event (``TrainingStarted``, ``TrainingLog``,
-  ``CheckpointSaved``, ``TrainingCompleted``, ``TrainingFailed``,
-  ``TrainingCancelled``), each with ``event_id`` set;
+* every parsed wire event (a ``TrainingEvent``: ``TrainingStarted``,
+  ``TrainingLog``, ``CheckpointSaved``, ``TrainingCompleted``, ``TrainingFailed``,
+  ``TrainingCancelled``, ``TrainingPhase``, ...), each with ``event_id`` set;
 * right after each ``CheckpointSaved``, a :class:`CheckpointContext` for the
   same step whose ``infer`` samples that checkpoint (so a panel can sample
   without touching ``trainer.callbacks``; ``infer`` blocks: call it from a

@@ -12,12 +12,16 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.home import home_dir
+from arkor_nb.core.status import COMPLETED
 from arkor_nb.demo.report import ReportData, Sample, render_report
+from arkor_nb.notebook import live
+from arkor_nb.sdk.local_server import ensure_server
+from arkor_nb.sdk.trainer import create_trainer
 
 DATASET = Path("data/triage.jsonl")
 EVAL_DATASET = Path("data/triage_eval.jsonl")
@@ -168,10 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ARKOR_NB_DATA_ROOTS"] = os.pathsep.join(r for r in roots if r)
     began = time.monotonic()
 
-    from arkor_nb.core.home import home_dir
-    from arkor_nb.sdk.local_server import ensure_server
-
     if args.prepare_only:
+        # deferred: the [local] training stack (torch), and after OMP_WAIT_POLICY is set
         from arkor_nb.local.training.models import resolve_model
 
         _say(f"built-in model ready at {resolve_model(args.model, home_dir())}")
@@ -182,15 +184,13 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"error: {path} not found. Run `make demo` from the repository root.")
             return 2
 
-    import arkor_nb as ak
-
     model = args.model
     _say(f"arkor-nb demo: fine-tune {model} on support-ticket triage, on this CPU")
     server = ensure_server()
     _say(f"  backend   local server {server.url} (pid {server.pid}), data in {home_dir()}")
 
     recorder = _Recorder()
-    trainer = ak.create_trainer(
+    trainer = create_trainer(
         name=RUN_NAME,
         model=model,
         dataset={
@@ -211,12 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     first = "builds the model, ~20 s" if model == MODEL else "prepares the model"
     _say(f"  training  {model}, {args.steps} steps (first run also {first})")
     train_began = time.monotonic()
-    run = ak.live(trainer)
+    run = live(trainer)
     result = run.result()
     train_s = time.monotonic() - train_began
     status = result.job.status
     _say(f"  finished  job {result.job.id}: {status} in {train_s:.1f} s")
-    if status != "completed":
+    if status != COMPLETED:
         _say(f"error: the run ended {status}: {result.job.error or 'see the log above'}")
         return 1
 

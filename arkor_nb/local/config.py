@@ -47,14 +47,17 @@ _SOURCE_KEYS = {kind: {"type", *keys} for kind, keys in DATASET_SOURCE_KEYS.item
 MAX_ROWS_CHECKED = 200_000
 
 
-def validate_config(config: dict[str, Any], *, home: Path) -> dict[str, Any]:
+def validate_config(config: dict[str, Any], *, home: Path,
+                    max_rows_checked: int = MAX_ROWS_CHECKED) -> dict[str, Any]:
     """Check a wire config; return it normalised (dataset paths absolute, model id stripped).
 
     A refusal names the wire key and, where it differs, the Python keyword the
-    user typed (``learningRate`` -> ``learning_rate=``).
+    user typed (``learningRate`` -> ``learning_rate=``). ``max_rows_checked``
+    caps the file rows read (the worker, re-checking what the server checked,
+    reads only the first few, so its start does not grow with the file).
     """
     try:
-        return _validate(config, home)
+        return _validate(config, home, max_rows_checked)
     except ConfigError as err:
         hint = python_keyword(err.field)
         if hint is None:
@@ -76,7 +79,7 @@ def python_keyword(field: str) -> str | None:
     return f"{keyword}="
 
 
-def _validate(config: dict[str, Any], home: Path) -> dict[str, Any]:
+def _validate(config: dict[str, Any], home: Path, max_rows: int) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError("config", "must be a JSON object of training settings")
     unknown = sorted(set(config) - set(KNOWN_KEYS))
@@ -130,7 +133,8 @@ def _validate(config: dict[str, Any], home: Path) -> dict[str, Any]:
         if not synthetic:
             raise ConfigError("datasetSource", 'is required, e.g. {"type": "file", "path": "data/triage.jsonl"}')
     else:
-        out["datasetSource"] = _dataset(source, fmt, split, Path(home), check_rows=not synthetic)
+        out["datasetSource"] = _dataset(source, fmt, split, Path(home), check_rows=not synthetic,
+                                         max_rows=max_rows)
     if isinstance(split, str) and source is not None and out["datasetSource"]["type"] != "huggingface":
         raise ConfigError("datasetSplit", "a split name only applies to huggingface datasets; "
                           "use a fraction like 0.1 to hold out evaluation rows from a file")
@@ -197,7 +201,8 @@ def _check_4bit() -> None:
 # ----------------------------------------------------------------- dataset
 
 
-def _dataset(source: Any, fmt: RowFormat, split: Any, home: Path, *, check_rows: bool) -> dict[str, Any]:
+def _dataset(source: Any, fmt: RowFormat, split: Any, home: Path, *, check_rows: bool,
+             max_rows: int = MAX_ROWS_CHECKED) -> dict[str, Any]:
     field = "datasetSource"
     if not isinstance(source, dict):
         raise ConfigError(field, 'must be an object like {"type": "file", "path": "data/triage.jsonl"}')
@@ -214,9 +219,9 @@ def _dataset(source: Any, fmt: RowFormat, split: Any, home: Path, *, check_rows:
         if source.get("evalPath") is not None:
             out["evalPath"] = str(resolve_data_path(source["evalPath"], f"{field}.evalPath", home))
         if check_rows:
-            _check_file_rows(Path(out["path"]), fmt, f"{field}.path")
+            _check_file_rows(Path(out["path"]), fmt, f"{field}.path", max_rows)
             if out.get("evalPath"):
-                _check_file_rows(Path(out["evalPath"]), fmt, f"{field}.evalPath")
+                _check_file_rows(Path(out["evalPath"]), fmt, f"{field}.evalPath", max_rows)
     elif kind == "huggingface":
         for key in ("name", "split", "subset", "evalSplit"):
             if key in source and (not isinstance(source[key], str) or not source[key].strip()):
@@ -234,10 +239,10 @@ def _dataset(source: Any, fmt: RowFormat, split: Any, home: Path, *, check_rows:
     return out
 
 
-def _check_file_rows(path: Path, fmt: RowFormat, field: str) -> None:
+def _check_file_rows(path: Path, fmt: RowFormat, field: str, max_rows: int) -> None:
     def limited() -> Any:
         for i, item in enumerate(iter_file_rows(path)):
-            if i >= MAX_ROWS_CHECKED:
+            if i >= max_rows:
                 return
             yield item
 

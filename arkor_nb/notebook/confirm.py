@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from arkor_nb.core.format import fix_for
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook.progress import RunState
-from arkor_nb.notebook.text import fix_for
 
 CANCEL_CONFIRM_S = 20.0  # how long we poll the backend for the final status
 

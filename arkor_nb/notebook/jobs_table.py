@@ -1,8 +1,12 @@
-"""How a list of jobs looks: a text table, a static HTML table, a widget table.
+"""``ak.jobs()`` in a notebook: the job list as a static HTML table and as a widget table.
 
-The widget table has a button per row to open the live panel and, for
-running or queued jobs, to cancel. Button handlers only start a thread; the
-thread updates widgets by assigning traits (see DESIGN.md, notebook rules).
+:class:`JobTable` is the SDK's :class:`~arkor_nb.sdk.jobs.JobList` (a plain list
+that prints as the text table of :func:`arkor_nb.core.format.jobs_text`) plus
+the notebook's views: a static HTML table (no JavaScript, for saved notebooks
+and nbviewer) and, in Jupyter, a widget table with a button per row to open the
+live panel and, for running or queued jobs, to cancel. Button handlers only
+start a thread; the thread updates widgets by assigning traits (a click never
+blocks the kernel).
 """
 
 from __future__ import annotations
@@ -11,68 +15,49 @@ import html
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
+from arkor_nb.core.format import JOB_COLUMNS, job_row, jobs_text
+from arkor_nb.core.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from arkor_nb.core.wire import TrainingJob
+from arkor_nb.notebook.live import live
+from arkor_nb.sdk import jobs as jobs_api
+from arkor_nb.sdk.backends import BackendSpec
+from arkor_nb.sdk.jobs import JobList
+from arkor_nb.sdk.sync import run_sync
 
 CANCEL_CONFIRM_S = 30.0  # how long a Cancel click follows the job for the final status
-COLUMNS = ("name", "id", "status", "step", "best loss", "created", "duration")
-_BADGE = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
-          "failed": "#dc2626", "cancelled": "#d97706"}
+COLUMNS = JOB_COLUMNS
+_BADGE: dict[str, str] = {QUEUED: "#6b7280", RUNNING: "#2563eb", COMPLETED: "#16a34a",
+          FAILED: "#dc2626", CANCELLED: "#d97706"}
 
 
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+class JobTable(JobList):
+    """What ``ak.jobs()`` returns: a :class:`JobList` that renders as a table in Jupyter
+    (a widget table with Open and Cancel buttons; the static HTML table where widgets
+    do not render)."""
+
+    def _repr_html_(self) -> str:
+        return html_table(self)
+
+    def _ipython_display_(self) -> None:
+        display_jobs(self)
 
 
-def _duration(job: TrainingJob, now: datetime | None = None) -> str:
-    start = _when(job.started_at)
-    if start is None:
-        return ""
-    end = _when(job.completed_at) or (now or datetime.now(timezone.utc))
-    seconds = max(0, int((end - start).total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+async def jobs_async(status: str | None = None, limit: int | None = 100, *,
+                     backend: BackendSpec = "local") -> JobTable:
+    """Jobs on the backend, newest first (see :func:`arkor_nb.sdk.jobs.jobs_async`),
+    as a :class:`JobTable`."""
+    listed = await jobs_api.jobs_async(status, limit, backend=backend)
+    table = JobTable(listed)
+    table.backend = listed.backend
+    return table
 
 
-def row(job: TrainingJob) -> dict[str, str]:
-    """One job as display strings, keyed by COLUMNS."""
-    extra = job.model_extra or {}
-    step = extra.get("step")
-    max_steps = job.config.get("maxSteps")
-    steps = "" if step is None else str(step)
-    if max_steps is not None:
-        steps = f"{steps or '-'}/{max_steps}"
-    best = extra.get("bestLoss")
-    created = _when(job.created_at)
-    return {
-        "name": job.name,
-        "id": job.id,
-        "status": job.status,
-        "step": steps,
-        "best loss": f"{best:.4g}" if isinstance(best, (int, float)) else "",
-        "created": created.strftime("%Y-%m-%d %H:%M:%S") if created else "",
-        "duration": _duration(job),
-    }
-
-
-def text_table(jobs: Sequence[TrainingJob]) -> str:
-    """A fixed-width table (what ``print(ak.jobs())`` and ``arkor-nb jobs`` show)."""
-    if not jobs:
-        return "no jobs"
-    rows = [row(j) for j in jobs]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in COLUMNS).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows]
-    return "\n".join(lines)
+def jobs(status: str | None = None, limit: int | None = 100, *,
+         backend: BackendSpec = "local") -> JobTable:
+    """Sync twin of :func:`jobs_async`."""
+    return run_sync(jobs_async(status, limit, backend=backend))
 
 
 def _badge(status: str) -> str:
@@ -88,7 +73,7 @@ def html_table(jobs: Sequence[TrainingJob]) -> str:
     head = "".join(f"<th style='text-align:left'>{c}</th>" for c in COLUMNS)
     body = []
     for job in jobs:
-        r = row(job)
+        r = job_row(job)
         cells = [html.escape(r["name"]), f"<code>{html.escape(r['id'])}</code>", _badge(r["status"]),
                  *(html.escape(r[c]) for c in COLUMNS[3:])]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -96,11 +81,11 @@ def html_table(jobs: Sequence[TrainingJob]) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def display_jobs(jobs: Any) -> None:
+def display_jobs(jobs: Sequence[TrainingJob]) -> None:
     """Jupyter: the widget table; elsewhere (or without ipywidgets) the HTML/text table."""
     from IPython.display import display
 
-    bundle = {"text/plain": text_table(jobs), "text/html": html_table(jobs)}
+    bundle = {"text/plain": jobs_text(jobs), "text/html": html_table(jobs)}
     try:
         widget = JobsWidget(list(jobs), getattr(jobs, "backend", "local")).widget
     except ImportError:
@@ -131,7 +116,7 @@ class JobsWidget:
         self.threads: list[threading.Thread] = []
         cells: list[Any] = [w.HTML(f"<b>{c}</b>") for c in COLUMNS] + [w.HTML(""), w.HTML("")]
         for job in jobs:
-            r = row(job)
+            r = job_row(job)
             self.badges[job.id] = w.HTML(_badge(r["status"]))
             open_button = w.Button(description="Open", tooltip=f"live panel of {job.id}",
                                    layout=w.Layout(width="70px"))
@@ -163,8 +148,6 @@ class JobsWidget:
         thread.start()
 
     def _open(self, job_id: str) -> None:
-        from arkor_nb.notebook import live
-
         try:
             run = live(job_id=job_id, backend=self.backend, display=False)
             panel = getattr(run, "panel", None)
@@ -177,13 +160,11 @@ class JobsWidget:
 
     def _cancel(self, job_id: str) -> None:
         """Ask the backend, then follow the job until it confirms (badge and button say so)."""
-        from arkor_nb.sdk.jobs import cancel_job, job
-
         button = self.cancel_buttons[job_id]
         button.disabled = True
         button.description = "Cancelling"
         try:
-            current = cancel_job(job_id, backend=self.backend)
+            current = jobs_api.cancel_job(job_id, backend=self.backend)
         except Exception as err:
             button.disabled = False
             button.description = "Cancel"
@@ -195,7 +176,7 @@ class JobsWidget:
             self.badges[job_id].value = _badge(current.status)
             time.sleep(0.5)  # polling the backend's status, not synchronising a test
             try:
-                current = job(job_id, backend=self.backend)
+                current = jobs_api.job(job_id, backend=self.backend)
             except Exception:
                 break
         self.badges[job_id].value = _badge(current.status)

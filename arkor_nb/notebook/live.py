@@ -29,6 +29,8 @@ from typing import Any, TextIO
 
 from arkor_nb.core.contexts import CheckpointContext, StreamNotice, TrainingResult
 from arkor_nb.core.errors import AbortedError, ConfigError
+from arkor_nb.core.format import cancel_command, fix_for, status_line
+from arkor_nb.core.status import CANCELLED, DETACHED
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook.confirm import CancelConfirmation
 from arkor_nb.notebook.progress import TERMINAL, RunState
@@ -36,7 +38,7 @@ from arkor_nb.notebook.queue import QueueWatch
 from arkor_nb.notebook.record import Recorder
 from arkor_nb.notebook.sampler import Sampler
 from arkor_nb.notebook.snapshot import snapshot_html
-from arkor_nb.notebook.text import TextProgress, fix_for, status_line
+from arkor_nb.notebook.text import TextProgress
 from arkor_nb.notebook.ticker import Ticker
 from arkor_nb.sdk.abort import AbortController
 
@@ -387,13 +389,12 @@ class LiveRun:
         job_id = s["job_id"]
         if job_id is None:
             return "interrupted before the job was created: nothing runs on the backend"
-        flag = " --backend cloud" if s["backend"] == "cloud" else ""
-        stop = (f"stop it with: arkor-nb cancel {job_id}{flag} (or reattach: "
+        stop = (f"stop it with: {cancel_command(job_id, s['backend'])} (or reattach: "
                 f'ak.live(job_id="{job_id}"), then Cancel)')
         status, cancel = s["status"], s["cancel_state"]
-        if cancel == "remote-ok" and status == "cancelled":
+        if cancel == "remote-ok" and status == CANCELLED:
             return f"interrupted: job {job_id} cancelled on the backend at step {s['step']}"
-        if status in TERMINAL and status != "detached":
+        if status in TERMINAL and status != DETACHED:
             return f"interrupted: job {job_id} had already ended ({status}) at step {s['step']}"
         if self._cancel_remote:
             why = s["cancel_detail"] or "no answer from the backend yet"

@@ -23,10 +23,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from arkor_nb.core.format import event_line, fduration, fnum, fsci
+from arkor_nb.core.status import CANCELLED, COMPLETED, DETACHED, FAILED, PREPARING, SAVING
 from arkor_nb.notebook.livechart import new_live_chart
 from arkor_nb.notebook.progress import TERMINAL, RunState
 from arkor_nb.notebook.snapshot import badge, run_lines, samples_html, svg_chart
-from arkor_nb.notebook.text import describe, esc, fduration, fnum, fsci
+from arkor_nb.notebook.text import esc
 
 LOG_LINES = 120  # event-log lines sent to the browser (the ring keeps LOG_RING = 300)
 LOG_EVERY = 1.0  # seconds between event-log redraws while streaming
@@ -44,12 +46,13 @@ CSS_CLASSES = {
     "log": "arkor-log",
 }
 
-FINAL_LABELS = {
-    "completed": "Completed",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-    "detached": "Stopped",
+FINAL_LABELS: dict[str, str] = {
+    COMPLETED: "Completed",
+    FAILED: "Failed",
+    CANCELLED: "Cancelled",
+    DETACHED: "Stopped",
 }
+PHASES_SHOWN = (PREPARING, SAVING)  # a running job's phase the header names instead of "running"
 
 
 _LEVEL_STYLE = {"error": ' style="color:#c62828"', "warn": ' style="color:#ef6c00"'}
@@ -209,7 +212,7 @@ class LivePanel(widgets.VBox):
     def _draw_svg(self, hover: bool = False) -> None:
         smoothing, log_y = self._view
         st = self.run_state
-        empty = EMPTY_CHART if not st.terminal and st.status != "detached" else "no steps were logged"
+        empty = EMPTY_CHART if not st.terminal and st.status != DETACHED else "no steps were logged"
         self._set(self.svg_chart, svg_chart(run_lines(st, smoothing=smoothing), log_y=log_y,
                                             hover=hover, empty=empty))
 
@@ -275,7 +278,7 @@ class LivePanel(widgets.VBox):
         progress = st.progress()
         bar = ""
         if progress is not None:
-            color = "#c62828" if s["status"] == "failed" else "#1565c0"
+            color = "#c62828" if s["status"] == FAILED else "#1565c0"
             bar = (f'<div class="arkor-progress" style="background:#e0e0e0;height:6px;border-radius:3px;'
                    f'margin:4px 0;width:100%"><div style="background:{color};height:6px;border-radius:3px;'
                    f'width:{100 * progress:.1f}%"></div></div>')
@@ -299,7 +302,7 @@ class LivePanel(widgets.VBox):
         cells = " ".join(f'<span class="arkor-metric" style="display:inline-block;white-space:nowrap;'
                         f'margin-right:14px"><span style="color:#777">{k}</span> {v}</span>'
                         for k, v in metrics)
-        shown = s["phase"] if s["phase"] in ("preparing", "saving") else s["status"]
+        shown = s["phase"] if s["phase"] in PHASES_SHOWN else s["status"]
         header = (f'<b class="arkor-name">{esc(s["name"] or "run")}</b> '
                   f'<code class="arkor-job-id">{esc(s["job_id"] or "not started")}</code> '
                   f'<span style="color:#777">{esc(s["backend"])}</span> {badge(shown)}')
@@ -310,7 +313,7 @@ class LivePanel(widgets.VBox):
             extra.append(f'<div class="arkor-queue" style="color:#6d4c41">waiting for the local backend\'s '
                          f'training slot, held by <b>{esc(job["name"] or "a job")}</b> '
                          f'<code>{esc(job["id"])}</code>{esc(at)}</div>')
-        if s["phase"] in ("preparing", "saving") and s["phase_detail"]:
+        if s["phase"] in PHASES_SHOWN and s["phase_detail"]:
             extra.append(f'<div class="arkor-phase" style="color:#5e35b1">{esc(s["phase"])}: '
                          f'{esc(s["phase_detail"])}</div>')
         if s["error"]:
@@ -350,7 +353,7 @@ class LivePanel(widgets.VBox):
         for e in entries:
             line = e.html
             if line is None:  # formatted once, when first shown
-                text = f"+{e.wall - t0:.1f}s {esc(describe(e.item))}"
+                text = f"+{e.wall - t0:.1f}s {esc(event_line(e.item))}"
                 style = _LEVEL_STYLE.get(e.level)
                 line = e.html = f"<span{style}>{text}</span>" if style else text
             lines.append(line)

@@ -27,7 +27,7 @@ class Playground:
         self.base_model = str(self.job.config.get("model") or "")
         self.step = step
         self.backend = backend
-        self.sampling = {"max_tokens": max_tokens, "temperature": temperature}
+        self.max_tokens, self.temperature = max_tokens, temperature
         self.busy = threading.Event()
         self.widget: Any = None
         self.replies = ["", ""]  # the texts last shown (base, fine-tuned)
@@ -36,10 +36,11 @@ class Playground:
     def ask(self, prompt: str) -> tuple[str, str]:
         """(base reply, fine-tuned reply) to ``prompt``; updates the widgets when shown."""
         replies = ["", ""]
-        targets = [{"model": self.base_model}, {"job_id": self.job.id, "step": self.step}]
+        targets: list[dict[str, Any]] = [{"model": self.base_model}, {"job_id": self.job.id, "step": self.step}]
         for index, target in enumerate(targets):
             for piece in chat(messages=prompt, stream=True, backend=self.backend,
-                              **target, **self.sampling):
+                              max_tokens=self.max_tokens, temperature=self.temperature,
+                              **target):
                 replies[index] += piece
                 self._show(index, replies[index])
         return replies[0], replies[1]

@@ -28,25 +28,27 @@ from arkor_nb.core.events import (
     TrainingPhase,
     TrainingStarted,
 )
-from arkor_nb.core.status import TERMINAL_STATUSES
+from arkor_nb.core.format import describe_notice
+from arkor_nb.core.status import (
+    ACTIVE_STATUSES,
+    COMPLETED,
+    CONNECTING,
+    DETACHED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SAVING,
+    TERMINAL_STATUSES,
+    TRAINING,
+)
 from arkor_nb.notebook.series import DecimatedSeries
 
 LOG_RING = 300  # events kept for the event log
 MAX_POINTS = 2000  # per loss curve
 SIDE_POINTS = 1000  # eval loss / learning rate curves (sparser or smooth)
 
-STATUS_LABELS = {
-    "connecting": "connecting",
-    "queued": "queued",
-    "running": "running",
-    "preparing": "preparing",
-    "saving": "saving",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "detached": "stopped watching",
-}
-TERMINAL = TERMINAL_STATUSES  # the one definition lives in types.py
+TERMINAL = TERMINAL_STATUSES  # the one definition lives in core/status.py
+WAITING = frozenset({CONNECTING, QUEUED})  # no step yet: the first sign of life makes it running
 
 
 @dataclass
@@ -89,14 +91,14 @@ class RunState:
         self.backend = backend
         self.max_steps = max_steps
         self.num_epochs = num_epochs
-        self.status = "connecting"
+        self.status: str = CONNECTING
         self.created = clock()  # when this view began; elapsed counts from the job's creation
         self.job_created: float | None = None  # the job's createdAt, on this clock
         self.started: float | None = None
         self.ended: float | None = None
         self.step = 0
         self.ahead: list[dict[str, Any]] = []  # queued: the jobs holding the backend's slot
-        self.phase: str | None = None  # preparing | training | saving (local backend)
+        self.phase: str | None = None  # a ViewState: PREPARING | TRAINING | SAVING (local backend)
         self.phase_detail: str | None = None
         self.epoch: float | None = None
         self.loss: float | None = None
@@ -169,13 +171,13 @@ class RunState:
                 return
             level = "info"
             if isinstance(item, TrainingPhase):
-                if self.status in ("connecting", "queued"):
-                    self.status = "running"
+                if self.status in WAITING:
+                    self.status = RUNNING
                 self.phase, self.phase_detail = item.phase, item.detail
             elif isinstance(item, TrainingStarted):
-                self.phase, self.phase_detail = "training", None
+                self.phase, self.phase_detail = TRAINING, None
                 if self.status not in TERMINAL:
-                    self.status = "running"
+                    self.status = RUNNING
                 self.started = self.started or t
                 self.metadata = dict(item.metadata or {})
                 self._max_from(self.metadata)
@@ -183,24 +185,18 @@ class RunState:
                 self.checkpoints.append(Checkpoint(item.step, t, list(item.artifacts or [])))
                 self.ckpt_version += 1
                 self.step = max(self.step, item.step)
-            elif isinstance(item, TrainingCompleted):
-                self.status = "completed"
-                self.metrics = dict(item.metrics or {})
-                self.artifacts = list(item.artifacts or [])
+            elif isinstance(item, (TrainingCompleted, TrainingFailed, TrainingCancelled)):
+                self.status = item.job_status
                 self.ended = t
-            elif isinstance(item, TrainingFailed):
-                self.status = "failed"
-                self.error = item.error
-                if item.step is not None:
-                    self.step = max(self.step, item.step)
-                self.ended = t
-                level = "error"
-            elif isinstance(item, TrainingCancelled):
-                self.status = "cancelled"
-                if item.step is not None:
-                    self.step = max(self.step, item.step)
-                self.ended = t
-                level = "warn"
+                if isinstance(item, TrainingCompleted):
+                    self.metrics = dict(item.metrics or {})
+                    self.artifacts = list(item.artifacts or [])
+                else:
+                    if item.step is not None:
+                        self.step = max(self.step, item.step)
+                    if isinstance(item, TrainingFailed):
+                        self.error = item.error
+                    level = "error" if isinstance(item, TrainingFailed) else "warn"
             elif isinstance(item, str):
                 level = "info"
             else:
@@ -211,10 +207,10 @@ class RunState:
 
     def _fold_log(self, ev: TrainingLog, t: float) -> None:
         step = ev.step
-        if self.phase != "training" and self.phase != "saving":
-            self.phase, self.phase_detail = "training", None
-        if self.status in ("connecting", "queued"):
-            self.status = "running"
+        if self.phase not in (TRAINING, SAVING):
+            self.phase, self.phase_detail = TRAINING, None
+        if self.status in WAITING:
+            self.status = RUNNING
         if self.started is None:
             self.started = t
         if step > self.step:
@@ -244,8 +240,6 @@ class RunState:
             self.samples_per_second = ev.samples_per_second
 
     def _fold_notice(self, n: StreamNotice) -> None:
-        from arkor_nb.notebook.text import describe_notice  # formatting lives with the text helpers
-
         if n.kind == "connected":
             if self.transport_level != "info" or self.transport:
                 self.transport = None
@@ -255,10 +249,10 @@ class RunState:
         self.transport = text
         self.transport_level = level
         if n.kind == "aborted" and self.status not in TERMINAL:
-            self.status = "detached"
+            self.status = DETACHED
             self.ended = self.ended or self.clock()
         if n.kind == "error" and self.status not in TERMINAL:
-            self.status = "detached"  # we stopped watching; the job itself may still run
+            self.status = DETACHED  # we stopped watching; the job itself may still run
             self.ended = self.ended or self.clock()
         self.log.append(LogEntry(self.clock(), n, level))
         self.log_total += 1
@@ -303,9 +297,9 @@ class RunState:
             if status in TERMINAL and self.status not in TERMINAL:
                 self.status = status
                 self.ended = self.ended or self.clock()
-                if status == "failed" and not self.error:
+                if status == FAILED and not self.error:
                     self.error = getattr(job, "error", None)
-            elif status in ("queued", "running") and self.status in ("connecting", "queued"):
+            elif status in ACTIVE_STATUSES and self.status in WAITING:
                 self.status = status
             config = getattr(job, "config", None) or {}
             self.apply_config(config)
@@ -336,7 +330,7 @@ class RunState:
             self.transport = text
             self.transport_level = level
             if self.status not in TERMINAL:
-                self.status = "detached"
+                self.status = DETACHED
                 self.ended = self.ended or self.clock()
             self.log.append(LogEntry(self.clock(), text, level))
             self.log_total += 1
@@ -395,7 +389,7 @@ class RunState:
 
     def progress(self) -> float | None:
         if self.max_steps:
-            done = 1.0 if self.status == "completed" else self.step / self.max_steps
+            done = 1.0 if self.status == COMPLETED else self.step / self.max_steps
             return min(1.0, max(0.0, done))
         if self.num_epochs and self.epoch is not None:
             return min(1.0, max(0.0, self.epoch / self.num_epochs))
@@ -418,9 +412,9 @@ class RunState:
                 "job_id": self.job_id,
                 "backend": self.backend,
                 "status": self.status,
-                "ahead": list(self.ahead) if self.status == "queued" else [],
-                "phase": self.phase if self.status == "running" else None,
-                "phase_detail": self.phase_detail if self.status == "running" else None,
+                "ahead": list(self.ahead) if self.status == QUEUED else [],
+                "phase": self.phase if self.status == RUNNING else None,
+                "phase_detail": self.phase_detail if self.status == RUNNING else None,
                 "step": self.step,
                 "max_steps": self.max_steps,
                 "epoch": self.epoch,

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from arkor_nb.notebook.progress import RunState
+from arkor_nb.core.status import QUEUED, RUNNING
+from arkor_nb.notebook.progress import WAITING, RunState
+from arkor_nb.sdk.jobs import cancel_job, jobs
 
 POLL_S = 2.0
 
@@ -43,11 +45,9 @@ class QueueWatch:
         self._wake.set()
 
     def _loop(self) -> None:
-        from arkor_nb.sdk.jobs import cancel_job, jobs
-
         while not self._stop.is_set():
             status = self.state.status
-            if status not in ("connecting", "queued"):
+            if status not in WAITING:
                 self.state.set_ahead([])
                 self.on_change()
                 return
@@ -57,8 +57,8 @@ class QueueWatch:
                     cancel_job(target, backend=self.backend)
                     self.state.note(f"asked the backend to cancel job {target}, which held the "
                                     "training slot")
-                if status == "queued":
-                    running = jobs(status="running", limit=3, backend=self.backend)
+                if status == QUEUED:
+                    running = jobs(status=RUNNING, limit=3, backend=self.backend)
                     self.state.set_ahead([{
                         "id": j.id, "name": j.name, "step": getattr(j, "step", None),
                         "max_steps": (j.config or {}).get("maxSteps"),

@@ -13,25 +13,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.format import describe_notice, event_line, fduration, fnum, fsci, status_label
+from arkor_nb.core.status import (
+    CANCELLED,
+    COMPLETED,
+    CONNECTING,
+    DETACHED,
+    FAILED,
+    PREPARING,
+    QUEUED,
+    RUNNING,
+    SAVING,
+)
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.series import ema, thin
-from arkor_nb.notebook.text import describe, describe_notice, esc, fduration, fnum, fsci
+from arkor_nb.notebook.text import esc
 
 SNAPSHOT_POINTS = 400
 W, H = 720, 260
 PAD_L, PAD_R, PAD_T, PAD_B = 58, 62, 24, 34
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 LR_COLOR = "#7f7f7f"
-STATUS_COLORS = {
-    "completed": "#2e7d32",
-    "failed": "#c62828",
-    "cancelled": "#ef6c00",
-    "running": "#1565c0",
-    "preparing": "#5e35b1",
-    "saving": "#5e35b1",
-    "queued": "#6d4c41",
-    "connecting": "#6d4c41",
-    "detached": "#6d4c41",
+STATUS_COLORS: dict[str, str] = {
+    COMPLETED: "#2e7d32",
+    FAILED: "#c62828",
+    CANCELLED: "#ef6c00",
+    RUNNING: "#1565c0",
+    PREPARING: "#5e35b1",
+    SAVING: "#5e35b1",
+    QUEUED: "#6d4c41",
+    CONNECTING: "#6d4c41",
+    DETACHED: "#6d4c41",
 }
 
 
@@ -55,7 +67,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.ceil(lo / step) * step
-    out = []
+    out: list[float] = []
     v = start
     while v <= hi + step * 1e-9 and len(out) < 12:
         out.append(round(v, 12))
@@ -170,7 +182,7 @@ def svg_chart(lines: list[Line], *, log_y: bool = False, width: int = W, height:
         for ln in right:
             parts.append(path(ln, lo2, hi2, f2))
     # legend
-    lx = PAD_L + 6
+    lx: float = PAD_L + 6
     for ln in [ln for ln in lines if ln.name and ln.opacity >= 0.5]:
         parts.append(f'<rect x="{lx}" y="6" width="12" height="3" fill="{ln.color}"/>'
                      f'<text x="{lx + 15}" y="11" fill="#333">{esc(ln.name)}</text>')
@@ -206,10 +218,8 @@ def run_lines(state: RunState, *, smoothing: float = 0.6, color: str = COLORS[0]
 
 
 def badge(status: str) -> str:
-    from arkor_nb.notebook.progress import STATUS_LABELS
-
     color = STATUS_COLORS.get(status, "#555")
-    label = STATUS_LABELS.get(status, status)
+    label = status_label(status)
     return (f'<span class="arkor-badge arkor-badge-{esc(status)}" style="background:{color};color:#fff;'
             f'border-radius:3px;padding:1px 6px;font-size:90%">{esc(label)}</span>')
 
@@ -288,7 +298,7 @@ def snapshot_html(state: RunState, *, smoothing: float = 0.6, log_y: bool = Fals
     with state.lock:
         failures = [e for e in state.log if e.level == "error"]
     if failures and not state.error:
-        last_error = f'<div style="color:#c62828">{esc(describe(failures[-1].item))}</div>'
+        last_error = f'<div style="color:#c62828">{esc(event_line(failures[-1].item))}</div>'
     return (f'<div class="arkor-snapshot" style="font-family:sans-serif">'
             f'<div style="font-weight:600;margin:2px 0">{title} {badge(state.status)}</div>'
             f'<div style="display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start">'

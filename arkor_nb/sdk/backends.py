@@ -235,3 +235,22 @@ class CloudBackend(_Backend):
             f"CloudBackend(base_url={self.base_url!r}, org_slug={self.org_slug!r}, "
             f"project_slug={self.project_slug!r})"
         )
+
+
+Backend = LocalBackend | CloudBackend
+# What ``backend=`` accepts everywhere: "local", "cloud" or a configured backend.
+BackendSpec = str | LocalBackend | CloudBackend
+
+
+def make_backend(backend: BackendSpec) -> Backend:
+    """``backend=`` as given by the user -> the backend object (one clear error otherwise)."""
+    if isinstance(backend, (LocalBackend, CloudBackend)):
+        return backend
+    if backend == "local":
+        return LocalBackend()
+    if backend == "cloud":
+        return CloudBackend()
+    raise ConfigError(
+        "backend",
+        f'must be "local", "cloud", ak.LocalBackend(...) or ak.CloudBackend(...), got {backend!r}',
+    )

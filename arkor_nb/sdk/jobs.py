@@ -15,13 +15,15 @@ from typing import Any
 
 from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
 from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingEvent, parse_event
+from arkor_nb.core.format import jobs_text
 from arkor_nb.core.redact import redact_config
-from arkor_nb.core.status import JOB_STATUSES
+from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.arguments import check_job_id
-from arkor_nb.sdk.backends import ResolvedApi
+from arkor_nb.sdk.backends import ResolvedApi, make_backend
 from arkor_nb.sdk.client import CloudApiClient
 from arkor_nb.sdk.download import download_file, safe_relative
+from arkor_nb.sdk.stream import describe_backend
 from arkor_nb.sdk.sync import run_sync
 
 PAGE_SIZE = 1000  # jobs or events per request when more are asked for
@@ -37,9 +39,6 @@ TRAINING_STATE_FILES = frozenset({"optimizer.pt", "scheduler.pt", "training_args
 async def resolve_api(backend: Any) -> tuple[ResolvedApi, str]:
     """The backend's API, as create_trainer resolves it, and words naming it for errors
     ("the local backend at http://...")."""
-    from arkor_nb.sdk.stream import describe_backend
-    from arkor_nb.sdk.trainer import make_backend  # lazy: trainer imports this module's neighbours
-
     resolved = make_backend(backend)
     api = await resolved.resolve()
     return api, describe_backend(resolved.kind, api.base_url)
@@ -65,34 +64,22 @@ def _redacted(job: TrainingJob) -> TrainingJob:
 
 
 class JobList(list[TrainingJob]):
-    """A plain ``list`` of :class:`TrainingJob` (newest first) that prints as a table.
+    """A plain ``list`` of :class:`TrainingJob` (newest first) that prints as a text table.
 
-    ``print(ak.jobs())`` gives a text table; in Jupyter it renders as a table
-    with a button per row to open the live panel and, for running jobs, to
-    cancel. ``backend`` is what the buttons use.
+    ``print(ak.jobs())`` gives the table; ``backend`` is where the jobs live.
+    (``ak.jobs`` is the notebook's :class:`~arkor_nb.notebook.jobs_table.JobTable`,
+    this list plus the HTML and widget tables.)
     """
 
     backend: Any = "local"
 
     def __str__(self) -> str:
-        from arkor_nb.notebook.jobs_table import text_table
-
-        return text_table(self)
+        return jobs_text(self)
 
     __repr__ = __str__  # a REPL shows the table too; it is still a list for code
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal
         printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        from arkor_nb.notebook.jobs_table import html_table
-
-        return html_table(self)
-
-    def _ipython_display_(self) -> None:
-        from arkor_nb.notebook.jobs_table import display_jobs
-
-        display_jobs(self)
 
 
 def _check_listing(status: Any, limit: Any) -> None:
@@ -229,7 +216,7 @@ def _artifact_for(job: TrainingJob, events: list[TrainingEvent], step: int | Non
         for record in reversed(records):
             if record.get("kind") == "adapter":
                 return record
-        if job.status != "completed":
+        if job.status != COMPLETED:
             raise ConfigError("step", f"job {job.id} is {job.status}, so it has no final adapter; "
                                       f"pass step= one of its saved checkpoints ({listed})")
         return {"kind": "adapter", "path": "adapter"}

@@ -22,6 +22,7 @@ from typing import Any, Literal, TextIO
 
 from arkor_nb.core.contexts import TrainingResult
 from arkor_nb.core.errors import ConfigError
+from arkor_nb.core.status import FAILED
 from arkor_nb.sdk.trainer import Trainer
 
 
@@ -166,7 +167,7 @@ def run_loaded(trainer: Trainer, *, out: TextIO | None = None) -> TrainingResult
     print(f"Started job {job_id}", file=stream, flush=True)
     result = trainer.wait()
     line = f"Job {job_id} {result.job.status}"
-    if result.job.status == "failed" and result.job.error:
+    if result.job.status == FAILED and result.job.error:
         line += f": {result.job.error}"
     print(line, file=stream, flush=True)
     return result

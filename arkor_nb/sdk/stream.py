@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
 import httpx
@@ -136,7 +136,7 @@ class JobStream:
             for item in batch:
                 yield item
 
-    async def batches(self) -> AsyncIterator[list[StreamItem]]:
+    async def batches(self) -> AsyncGenerator[list[StreamItem], None]:
         """Items one list per received chunk, until ``event: end`` (then return)."""
         api = await self.backend.resolve()
         client = api.client()

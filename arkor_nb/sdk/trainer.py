@@ -54,10 +54,16 @@ from arkor_nb.core.events import (
     TrainingLog,
     TrainingStarted,
 )
+from arkor_nb.core.format import cancel_hint
+from arkor_nb.core.status import CANCELLED, QUEUED, RUNNING
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
 from arkor_nb.sdk.arguments import check_job_id
-from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend, ResolvedApi
+from arkor_nb.sdk.backends import (
+    SUPPORTED_MODELS,
+    ResolvedApi,
+    make_backend,
+)
 from arkor_nb.sdk.callbacks import Call, run_callbacks
 from arkor_nb.sdk.client import SyncChatClient
 from arkor_nb.sdk.config import build_config, non_empty_str
@@ -67,22 +73,8 @@ from arkor_nb.sdk.sync import AsyncOnce, SharedRun, run_sync
 
 logger = logging.getLogger("arkor_nb")
 
-Backend = LocalBackend | CloudBackend
 # What a best-effort job lookup may swallow.
 LOOKUP_ERRORS: tuple[type[Exception], ...] = (CloudApiError, *STREAM_ERRORS)
-
-
-def make_backend(backend: Any) -> Backend:
-    if isinstance(backend, (LocalBackend, CloudBackend)):
-        return backend
-    if backend == "local":
-        return LocalBackend()
-    if backend == "cloud":
-        return CloudBackend()
-    raise ConfigError(
-        "backend",
-        f'must be "local", "cloud", ak.LocalBackend(...) or ak.CloudBackend(...), got {backend!r}',
-    )
 
 
 def make_callbacks(callbacks: Any) -> Callbacks:
@@ -280,11 +272,10 @@ class Trainer:
         job_id = self.job_id
         if job_id is None:
             return "arkor-nb: interrupted before the job was created; nothing is running"
-        flag = " --backend cloud" if self.backend_kind == "cloud" else ""
         return (
             f"arkor-nb: stopped waiting; job {job_id} keeps running on the {self.backend_kind} "
-            f"backend; stop it with trainer.cancel() or the panel's Cancel button, or cancel "
-            f"it with: arkor-nb cancel {job_id}{flag}"
+            f"backend; stop it with trainer.cancel() or the panel's Cancel button, or "
+            f"{cancel_hint(job_id, self.backend_kind)}"
         )
 
     async def wait_async(self, *, abort_signal: AbortSignal | None = None) -> TrainingResult:
@@ -388,7 +379,7 @@ class Trainer:
         except LOOKUP_ERRORS as exc:
             logger.info("arkor_nb: job %s: stream ended; status lookup failed: %s", job_id, exc)
         job = self.job or TrainingJob(id=job_id, name=self.name)
-        return TrainingResult(job=job, artifacts=list(saved) if job.status == "cancelled" else [])
+        return TrainingResult(job=job, artifacts=list(saved) if job.status == CANCELLED else [])
 
     # ----------------------------------------------------------- dispatch
 
@@ -425,8 +416,8 @@ class Trainer:
         job = self.job or TrainingJob(id=job_id, name=self.name)
         cb = self.callbacks
         if isinstance(event, TrainingLog):
-            if job.status == "queued":
-                job = self.job = job.model_copy(update={"status": "running"})
+            if job.status == QUEUED:
+                job = self.job = job.model_copy(update={"status": RUNNING})
             if cb.on_log is None:
                 return None, None, None  # the hot path: no context to build
             ctx = LogContext(
@@ -441,7 +432,7 @@ class Trainer:
             return cb.on_log, ctx, None
         if isinstance(event, TrainingStarted):
             job = self.job = job.model_copy(
-                update={"status": "running", "started_at": event.timestamp or job.started_at}
+                update={"status": RUNNING, "started_at": event.timestamp or job.started_at}
             )
             return cb.on_started, StartedContext(job=job), None
         if isinstance(event, CheckpointSaved):
@@ -450,26 +441,26 @@ class Trainer:
             adapter = {"kind": "checkpoint", "jobId": job_id, "step": event.step}
             assert chat is not None
             infer = CheckpointInfer(chat[0], chat[1], adapter)
-            ctx = CheckpointContext(
+            checkpoint = CheckpointContext(
                 step=event.step, adapter=adapter, job=job, infer=infer, artifacts=artifacts
             )
-            return cb.on_checkpoint, ctx, None
-        ended = event.timestamp or None
-        if isinstance(event, TrainingCompleted):
-            artifacts = list(event.artifacts or [])
-            job = self.job = job.model_copy(update={"status": "completed", "completed_at": ended})
-            ctx = CompletedContext(job=job, artifacts=artifacts)
-            return cb.on_completed, ctx, TrainingResult(job=job, artifacts=artifacts)
-        if isinstance(event, TrainingFailed):
-            update = {"status": "failed", "error": event.error, "completed_at": ended}
+            return cb.on_checkpoint, checkpoint, None
+        if isinstance(event, (TrainingCompleted, TrainingFailed, TrainingCancelled)):
+            update: dict[str, Any] = {"status": event.job_status,
+                                      "completed_at": event.timestamp or None}
+            if isinstance(event, TrainingFailed):
+                update["error"] = event.error
             job = self.job = job.model_copy(update=update)
-            ctx = FailedContext(job=job, error=event.error)
-            return cb.on_failed, ctx, TrainingResult(job=job, artifacts=[])
-        if isinstance(event, TrainingCancelled):
+            if isinstance(event, TrainingCompleted):
+                artifacts = list(event.artifacts or [])
+                done = CompletedContext(job=job, artifacts=artifacts)
+                return cb.on_completed, done, TrainingResult(job=job, artifacts=artifacts)
+            if isinstance(event, TrainingFailed):
+                failed = FailedContext(job=job, error=event.error)
+                return cb.on_failed, failed, TrainingResult(job=job, artifacts=[])
             artifacts = list(event.artifacts) if event.artifacts is not None else list(saved)
-            job = self.job = job.model_copy(update={"status": "cancelled", "completed_at": ended})
-            ctx = CancelledContext(job=job, artifacts=artifacts, step=event.step)
-            return cb.on_cancelled, ctx, TrainingResult(job=job, artifacts=artifacts)
+            stopped = CancelledContext(job=job, artifacts=artifacts, step=event.step)
+            return cb.on_cancelled, stopped, TrainingResult(job=job, artifacts=artifacts)
         return None, None, None
 
     async def _chat_for(self) -> tuple[SyncChatClient, Any]:

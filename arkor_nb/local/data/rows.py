@@ -207,7 +207,7 @@ def check_rows(
     rows: Iterator[tuple[str, Any]], fmt: RowFormat, *, max_errors: int = 5
 ) -> tuple[int, list[str]]:
     """Count good rows and describe the first few bad ones (with line numbers)."""
-    good, errors = 0, []
+    good, errors = 0, list[str]()
     for where, raw in rows:
         try:
             normalize_row(raw, where, fmt)

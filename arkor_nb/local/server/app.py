@@ -257,7 +257,7 @@ class LocalApi:
         if not target.is_relative_to(base):
             raise ApiError(404, f"artifact path {rel!r} is outside the job's directory", "path")
         if target.is_dir():
-            files = []
+            files: list[dict[str, Any]] = []
             for path in sorted(target.rglob("*")):
                 resolved = path.resolve()
                 if path.is_file() and resolved.is_relative_to(base) and len(files) < 1000:

@@ -6,7 +6,6 @@ GPU path is one place to change; ``worker`` only carries the plan out.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +35,18 @@ DRY_RUN_STEPS = 3
 
 
 def _split_rows(rows: list[Any], fraction: float) -> tuple[list[Any], list[Any]]:
-    """Deterministic hold-out: shuffle a copy with a fixed seed, take the fraction."""
-    order = list(range(len(rows)))
-    random.Random(0).shuffle(order)
-    n_eval = max(1, round(len(rows) * fraction))
-    if n_eval >= len(rows):
-        raise ConfigError("datasetSplit", f"holding out {fraction} of {len(rows)} rows leaves nothing "
+    """Deterministic hold-out (``lazy.holdout``: the lazy data path holds out the same rows)."""
+    from arkor_nb.local.data.lazy import holdout
+
+    check_holdout(len(rows), fraction)
+    train, held = holdout(len(rows), fraction)
+    return [rows[i] for i in train], [rows[i] for i in held]
+
+
+def check_holdout(n: int, fraction: float) -> None:
+    if max(1, round(n * fraction)) >= n:
+        raise ConfigError("datasetSplit", f"holding out {fraction} of {n} rows leaves nothing "
                           "to train on; use a smaller fraction or more rows")
-    held = set(order[:n_eval])
-    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
 def load_rows(config: dict[str, Any], home: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -30,13 +30,15 @@ from arkor_nb.core.events import (
     TrainingPhase,
     TrainingStarted,
 )
+from arkor_nb.core.status import PREPARING, SAVING
+from arkor_nb.local.data.lazy import IndexCancelled
+from arkor_nb.local.data.rows import RowError
 from arkor_nb.local.training.callback import PROGRESS, make_callback
+from arkor_nb.local.training.data_plan import collate_for, load_data
 from arkor_nb.local.training.plan import (
     DEFAULTS,
-    DRY_RUN_ROWS,
     describe_arguments,
     describe_lora,
-    load_rows,
     lora_config,
     training_arguments,
 )
@@ -44,6 +46,10 @@ from arkor_nb.local.training.sampler import make_sampler
 from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
 
 log = logging.getLogger("arkor_nb.worker")
+# Rows the worker re-checks before loading anything (the server checked up to MAX_ROWS_CHECKED).
+WORKER_ROWS_CHECKED = 1_000
+# Set once training starts; before that a cancel ends the process at once.
+TRAINING = threading.Event()
 
 
 class Cancelled(Exception):
@@ -62,7 +68,8 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     home = spec.home
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
-    config = validate_config(spec.full_config(), home=home)
+    # The server checked the rows before the job was created; the first few again are enough.
+    config = validate_config(spec.full_config(), home=home, max_rows_checked=WORKER_ROWS_CHECKED)
 
     def checkpoint_cancel(step: int = 0) -> None:
         if cancel.is_set():
@@ -85,18 +92,19 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
-    proto.emit(TrainingPhase(phase="preparing", detail="loading data"))
-    train_rows, eval_rows = load_rows(config, home)
-    if config.get("dryRun"):
-        train_rows, eval_rows = train_rows[:DRY_RUN_ROWS], eval_rows[: DRY_RUN_ROWS // 2]
+    proto.emit(TrainingPhase(phase=PREPARING, detail="loading data"))
+    try:
+        data = load_data(config, home, cancel)
+    except IndexCancelled:
+        raise Cancelled(0) from None
     checkpoint_cancel()
     building = preparing_detail(config["model"], home)
     if building is not None:
-        proto.emit(TrainingPhase(phase="preparing", detail=building))
+        proto.emit(TrainingPhase(phase=PREPARING, detail=building))
     model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
-    proto.emit(TrainingPhase(phase="preparing", detail=f"loading {config['model']} on {device}"))
+    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {config['model']} on {device}"))
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )
@@ -106,14 +114,11 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         limit = min(limit, model_limit)
     responses_only = bool(config.get("trainOnResponsesOnly", DEFAULTS["trainOnResponsesOnly"]))
 
-    def encode(rows: list[dict[str, Any]]) -> tuple[list[dict[str, list[int]]], int]:
-        encoded = [encode_row(r, tokenizer, limit, responses_only) for r in rows]
-        kept = [e for e in encoded if e is not None]
-        return kept, len(encoded) - len(kept)
+    def encode(row: dict[str, Any]) -> dict[str, list[int]] | None:
+        return encode_row(row, tokenizer, limit, responses_only)
 
-    train_set, dropped = encode(train_rows)
-    eval_set, eval_dropped = encode(eval_rows)
-    if not train_set:
+    train_set, eval_set, dropped = data.encoded(encode)
+    if not data.lazy and not train_set:
         raise ConfigError("maxLength", f"every row is cut off before its answer at {limit} tokens; "
                           "raise maxLength")
     checkpoint_cancel()
@@ -135,13 +140,14 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=_ListDataset(train_set),
-        eval_dataset=_ListDataset(eval_set) if has_eval else None,
-        data_collator=lambda feats: collate(feats, pad_id),
+        train_dataset=train_set if data.lazy else _ListDataset(train_set),
+        eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
+        data_collator=collate_for(train_set, collate, pad_id),
         processing_class=tokenizer,
         callbacks=[callback],
     )
     checkpoint_cancel()
+    TRAINING.set()  # from here a cancel stops after the current optimizer step
     proto.emit(TrainingStarted(metadata={
         "model": config["model"],
         "modelPath": model_path,
@@ -155,8 +161,11 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         "loadIn4bit": bool(config.get("loadIn4bit")),
         "trainRows": len(train_set),
         "evalRows": len(eval_set),
-        "droppedRows": dropped + eval_dropped,
+        # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
+        "droppedRows": dropped,
+        "lazyData": data.lazy,
         "setupSeconds": round(time.perf_counter() - t0, 2),
+        "peakRssMb": peak_rss_mb(),
         "trainingArguments": describe_arguments(args),
         "lora": describe_lora(model),
     }))
@@ -169,7 +178,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     train_seconds = time.perf_counter() - started
     if has_eval and callback.eval_step != step:
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
-    proto.emit(TrainingPhase(phase="saving", detail="saving the adapter"))
+    proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
@@ -184,10 +193,20 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         "trainSeconds": round(train_seconds, 3),
         "secondsPerStep": round(train_seconds / step, 4) if step else None,
         "samplesPerSecond": callback.summary.get("train_samples_per_second"),
+        "droppedRows": (train_set.dropped + (eval_set.dropped if has_eval else 0)
+                        if data.lazy else dropped),
+        "peakRssMb": peak_rss_mb(),
     }
     artifacts = [{"kind": "adapter", "path": "adapter"}, *callback.checkpoints]
     shutil.rmtree(job_dir / "hf", ignore_errors=True)
     proto.emit(TrainingCompleted(metrics=metrics, artifacts=artifacts))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark), in MB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _ListDataset:
@@ -203,6 +222,23 @@ class _ListDataset:
         return self.rows[i]
 
 
+def _end_early_on_cancel(proto: WorkerChannel, cancel: threading.Event) -> None:
+    """A cancel before training starts ends the process at once.
+
+    Preparation (imports, reading data, building or loading the model) has
+    long steps that cannot check a flag; nothing it leaves behind needs a
+    clean stop (model caches are written to a temporary name and renamed).
+    """
+
+    def run() -> None:
+        cancel.wait()
+        if not TRAINING.is_set():
+            proto.emit(TrainingCancelled(step=0))
+            os._exit(0)
+
+    threading.Thread(target=run, name="arkor-early-cancel", daemon=True).start()
+
+
 def main() -> int:
     proto = WorkerChannel()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -214,6 +250,7 @@ def main() -> int:
         proto.emit(TrainingFailed(error=f"bad job spec: {exc}"))
         return 2
     proto.watch_cancel(cancel)
+    _end_early_on_cancel(proto, cancel)
     try:
         run_job(spec, proto, cancel)
         return 0
@@ -222,6 +259,10 @@ def main() -> int:
         return 0
     except ConfigError as exc:
         proto.emit(TrainingFailed(error=str(exc)))
+        return 1
+    except RowError as exc:  # a bad row met on the lazy path, past the rows checked up front
+        proto.emit(TrainingFailed(error=f"datasetSource: {exc}; fix or remove the row",
+                                  step=PROGRESS.get("step")))
         return 1
     except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
         traceback.print_exc()
