@@ -1,4 +1,4 @@
-"""Run records: every event to JSONL (``run.save``), ``replay`` and ``compare``.
+"""Run records: every event to JSONL (``run.save``) and ``replay`` (``compare`` is in compare.py).
 
 Why a spool file: a run may log a million events; keeping them all as
 objects would cost gigabytes, and serialising each one on the streaming
@@ -10,7 +10,9 @@ flushes first.
 File format: one JSON object per line. Line 1 is a header
 ``{"type": "arkor.run", "version": 1, "name", "jobId", "backend", "config"}``;
 every other line is a wire event exactly as the SSE data carried it
-(camelCase, with ``jobId`` and ``timestamp``) plus ``"id"``, the SSE event id.
+(camelCase, with ``jobId`` and ``timestamp``) plus ``"id"``, the SSE event id,
+or a client-side ``{"type": "metrics.reported", "step", "metrics"}`` line
+for each ``ctx.report(...)``.
 """
 
 from __future__ import annotations
@@ -22,16 +24,23 @@ import tempfile
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.contexts import CheckpointContext, StreamNotice
+from arkor_nb.core.contexts import (
+    CheckpointContext,
+    MetricSeries,
+    StreamNotice,
+    best_of,
+    metrics_of,
+    parse_reported,
+)
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.events import parse_event
 from arkor_nb.notebook.progress import RunState
-from arkor_nb.notebook.snapshot import compare_html, snapshot_html
+from arkor_nb.notebook.snapshot import snapshot_html
 
 HEADER_TYPE = "arkor.run"
 FORMAT_VERSION = 1
@@ -135,7 +144,9 @@ def read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Iterator[
                     obj = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                ev = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
+                ev: Any = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
+                if ev is None:
+                    ev = parse_reported(obj)  # ctx.report(...) lines
                 if ev is not None:
                     yield ev
 
@@ -176,6 +187,18 @@ class Replay:
         self.path = Path(path)
         self.state = state_from_record(path)
         self._panel: Any = None
+        self._metrics: MetricSeries | None = None
+
+    @property
+    def metrics(self) -> MetricSeries:
+        """Task and reported metrics: name -> ``[(step, value)]``, as ``result.metrics``."""
+        if self._metrics is None:
+            self._metrics = metrics_of(read_record(self.path)[1])
+        return self._metrics
+
+    def best(self, metric: str, mode: str = "max") -> tuple[int, float]:
+        """``(step, value)`` of the best ``metric``, as ``result.best``."""
+        return best_of(self.metrics, metric, mode)
 
     def snapshot_html(self, *, smoothing: float = 0.6, log_y: bool = False) -> str:
         return snapshot_html(self.state, smoothing=smoothing, log_y=log_y)
@@ -201,40 +224,3 @@ class Replay:
 def replay(path: str | os.PathLike[str]) -> Replay:
     """Redraw a saved run (``run.save(path)``) without any backend."""
     return Replay(path)
-
-
-class Comparison:
-    """Several runs overlaid: ``compare([run_a, run_b, "run_c.jsonl"])``."""
-
-    def __init__(self, runs: Iterable[Any]) -> None:
-        self.runs: list[tuple[str, RunState]] = []
-        for i, run in enumerate(runs):
-            self.runs.append(_as_state(run, i))
-        if not self.runs:
-            raise ConfigError("runs", "pass at least one run: a LiveRun, a replay() or a .jsonl path")
-
-    def snapshot_html(self, *, smoothing: float = 0.6, log_y: bool = False) -> str:
-        return compare_html(self.runs, smoothing=smoothing, log_y=log_y)
-
-    def _repr_html_(self) -> str:
-        return self.snapshot_html()
-
-    def __repr__(self) -> str:
-        return "<arkor_nb comparison of " + ", ".join(label for label, _ in self.runs) + ">"
-
-
-def _as_state(run: Any, index: int) -> tuple[str, RunState]:
-    if isinstance(run, (str, os.PathLike)):
-        st = state_from_record(run)
-        return (st.name or Path(run).stem, st)
-    state = getattr(run, "state", None)
-    if isinstance(state, RunState):
-        return (state.name or state.job_id or f"run {index + 1}", state)
-    if isinstance(run, RunState):
-        return (run.name or f"run {index + 1}", run)
-    raise ConfigError(f"runs[{index}]", f"expected a LiveRun, a replay() or a .jsonl path, got {run!r}")
-
-
-def compare(runs: Iterable[Any]) -> Comparison:
-    """Overlay the loss curves of several runs (LiveRun, replay() result or JSONL path)."""
-    return Comparison(runs)

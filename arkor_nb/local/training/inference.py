@@ -199,16 +199,16 @@ class InferenceEngine:
         from arkor_nb.local.training.structured import json_constraint
 
         tok = loaded.tokenizer
-        prompt_ids = _capped_prompt_ids(loaded, messages)
+        ids_in = _capped_prompt_ids(loaded, messages)
         limit = context_length(loaded.model)
-        max_tokens = max(1, min(max_tokens, limit - len(prompt_ids)))
+        max_tokens = max(1, min(max_tokens, limit - len(ids_in)))
         stops = stop_ids(loaded.tokenizer, loaded.model)
         vocab = int(loaded.model.get_output_embeddings().weight.shape[0])
         constraint = json_constraint(response_format, tok, vocab, stops, loaded.cache)
         generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
         def run() -> Iterator[str]:
-            ids = torch.tensor([prompt_ids], device=loaded.device)
+            ids = torch.tensor([ids_in], device=loaded.device)
             past: Any = None
             out: list[int] = []
             sent = ""
@@ -291,12 +291,12 @@ def _capped_prompt_ids(loaded: _Loaded, messages: list[dict[str, Any]]) -> list[
         raise ConfigError("messages", f"the messages ({chars:,} characters, at least {at_least:,} "
                                       f"tokens) do not fit {loaded.name}'s context of {limit:,} "
                                       "tokens; send a shorter prompt")
-    prompt_ids = _prompt_ids(loaded.tokenizer, messages)
-    if len(prompt_ids) >= limit:
-        raise ConfigError("messages", f"the prompt is {len(prompt_ids):,} tokens, and "
+    ids = prompt_ids(loaded.tokenizer, messages)
+    if len(ids) >= limit:
+        raise ConfigError("messages", f"the prompt is {len(ids):,} tokens, and "
                                       f"{loaded.name} reads at most {limit:,} (prompt and reply "
                                       "together); send a shorter prompt")
-    return prompt_ids
+    return ids
 
 
 def _adapter_ctx(loaded: _Loaded, adapter: str | None) -> Any:
@@ -320,7 +320,7 @@ def _check_messages(messages: Any) -> None:
                               "string content")
 
 
-def _prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+def prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
     msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -350,10 +350,10 @@ def greedy_reply(model: Any, tokenizer: Any, prompt: str, *, max_tokens: int, de
     """
     import torch
 
-    prompt_ids = _prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
+    ids_in = prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
     limit = getattr(model.config, "max_position_embeddings", None) or 1_000_000
     max_tokens = max(1, min(max_tokens, limit - 1))
-    ids = torch.tensor([prompt_ids[-(limit - max_tokens):]], device=device)
+    ids = torch.tensor([ids_in[-(limit - max_tokens):]], device=device)
     stops = stop_ids(tokenizer, model)
     params = inspect.signature(model.get_base_model().forward if hasattr(model, "get_base_model")
                                else model.forward).parameters
