@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", "run the trainer a Python file exports, to the end")
     run.add_argument("path", nargs="?", default=None,
                      help="module exporting `arkor`, `trainer` or `default` (default: "
-                          "[tool.arkor-nb] entry in pyproject.toml, else trainer.py)")
+                          "[tool.arkor-nb] entry in pyproject.toml, else trainer.py, "
+                          "src/arkor/index.py or src/arkor/trainer.py)")
     jobs = with_backend(command("jobs", "list jobs, newest first"))
     jobs.add_argument("--status", choices=JOB_STATUSES)
     jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")

@@ -24,7 +24,7 @@ from typing import Any
 import certifi
 import httpx
 
-from arkor_nb.core.errors import CloudApiError, ConfigError
+from arkor_nb.core.errors import CloudApiError, CloudUnreachableError, ConfigError
 from arkor_nb.core.version import __version__
 from arkor_nb.core.wire import TrainingJob
 
@@ -35,6 +35,8 @@ KEEPALIVE_ENV = "ARKOR_NB_KEEPALIVE_S"
 REQUEST_TIMEOUT_S = 30.0
 # Statuses on stream open that will never succeed on retry.
 PERMANENT_STREAM_STATUSES: frozenset[int] = frozenset({401, 403, 410, 426})
+# Transport failures that mean "nobody answered at that address" (not a dropped stream).
+UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
 
 
 @dataclass(frozen=True)
@@ -232,9 +234,10 @@ class CloudApiClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
     ) -> Any:
-        response = await self.http.request(
-            method, path, params=params, json=json_body
-        )
+        try:
+            response = await self.http.request(method, path, params=params, json=json_body)
+        except UNREACHABLE as exc:
+            raise CloudUnreachableError(self.base_url, exc) from exc
         await raise_for_status_async(response)
         if not response.content:
             return None

@@ -63,12 +63,15 @@ def non_empty_str(field: str, value: Any) -> str:
 
 
 def utf8(field: str, value: str) -> str:
-    """Text JSON can carry: a lone surrogate (e.g. a non-UTF-8 file name) is refused."""
+    """Text JSON and URLs can carry: a lone surrogate (what bytes that are not UTF-8, e.g. a
+    file name or a command-line argument in another encoding, decode to) is refused."""
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(field, f"{value!r} is not valid UTF-8 text (a file name in another "
-                          "encoding?); rename the file or pass the text as UTF-8") from None
+    except UnicodeEncodeError as err:
+        shown = value if len(value) <= 80 else value[:80] + "..."
+        raise ConfigError(field, f"{shown!r} is not valid UTF-8 text ({value[err.start]!r} at "
+                                 f"position {err.start}: bytes in another encoding, e.g. a file "
+                                 "name or a command-line argument?); pass UTF-8 text") from None
     return value
 
 

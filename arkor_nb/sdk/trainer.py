@@ -61,6 +61,7 @@ from arkor_nb.core.status import CANCELLED, QUEUED, RUNNING
 from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
+from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import (
     SUPPORTED_MODELS,
     ResolvedApi,
@@ -177,7 +178,7 @@ class Trainer:
         without POSTing and ``wait()`` streams the job's log from the start.
         ``task_eval`` scores its checkpoints in this client (through
         ``ctx.infer``) unless the job was started with one."""
-        non_empty_str("job_id", job_id)
+        check_job_id(job_id)
         return cls(
             name=job_id,
             config={},
