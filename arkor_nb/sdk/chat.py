@@ -129,7 +129,7 @@ def chat(job_id: str | None = None, messages: Any = None, *, step: int | None = 
     """
     body = chat_body(job_id, messages, step=step, model=model, stream=stream, sampling=sampling)
     api, where = run_sync(resolve_api(backend))
-    client = SyncChatClient(api.base_url, api.token)
+    client = SyncChatClient(api.base_url, api.token, verify=api.verify)
     try:
         response = client.chat(api.scope, body, stream=stream)
     except CloudApiError as err:
@@ -161,7 +161,8 @@ async def _achunks(response: Any) -> AsyncIterator[str]:
 
 async def _post(api: ResolvedApi, where: str, body: dict[str, Any], stream: bool) -> Any:
     try:
-        return await post_chat_async(api.base_url, api.token, api.scope, body, stream=stream)
+        return await post_chat_async(api.base_url, api.token, api.scope, body, stream=stream,
+                                     verify=api.verify)
     except CloudApiError as err:
         raise _raise_for(err, body, where) from None
 

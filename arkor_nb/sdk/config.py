@@ -217,3 +217,23 @@ def build_config(
         wire_key, check = SCALAR_FIELDS[keyword]
         config[wire_key] = check(keyword, value)
     return config
+
+
+def scaling_options(processes: Any, nodes: Any, backend_kind: str) -> dict[str, Any]:
+    """``processes`` / ``nodes``: local-backend keys (torch.distributed); never sent to the cloud."""
+    out: dict[str, Any] = {}
+    if processes is not None:
+        out["processes"] = processes if processes == "auto" else _processes("processes", processes)
+    if nodes is not None:
+        out["nodes"] = positive_int("nodes", nodes)
+    if out and backend_kind != "local":
+        raise ConfigError(next(iter(out)), "is a local-backend option (torch.distributed on your "
+                          "own machines); the Arkor cloud picks its own GPUs, so leave it out")
+    return out
+
+
+def _processes(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(field, f'must be a whole number of at least 1 or "auto" (one per GPU), '
+                          f"got {value!r}")
+    return value
