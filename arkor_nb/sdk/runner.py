@@ -147,7 +147,8 @@ def default_entry(cwd: str | Path | None = None) -> Path:
     raise ConfigError(
         "entry",
         f"no entry to run in {root}: set `entry = \"path/to/file.py\"` under [tool.arkor-nb] "
-        f"in {pyproject}, or create one of {', '.join(FALLBACK_ENTRIES)}, or pass the file's path",
+        f"in {pyproject}, or create {root / FALLBACK_ENTRIES[0]} (or "
+        f"{' or '.join(FALLBACK_ENTRIES[1:])}, the TypeScript SDK's layout), or pass the file's path",
     )
 
 
