@@ -44,6 +44,7 @@ from arkor_nb.local.training.plan import (
     training_arguments,
 )
 from arkor_nb.local.training.sampler import make_sampler
+from arkor_nb.local.training.speed import flatten_batch, speed_plan, trainer_class
 from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
 
 log = logging.getLogger("arkor_nb.worker")
@@ -87,9 +88,9 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     )
 
     device = pick_device()
-    threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
+    speed = speed_plan(device, loads_in_4bit=bool(config.get("loadIn4bit")))
     if device == "cpu":
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(speed.threads)
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
@@ -125,7 +126,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     checkpoint_cancel()
 
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     has_eval = bool(eval_set)
     args = training_arguments(config, job_dir, device, has_eval)
@@ -150,12 +151,13 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size,
                              after_save, tokens=tokens)
     pad_id = tokenizer.pad_token_id
-    trainer = Trainer(
+    batch_of = flatten_batch if speed.padding_free else collate
+    trainer = trainer_class(speed, device)(
         model=model,
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
-        data_collator=tokens.counting(collate_for(train_set, collate, pad_id)),
+        data_collator=tokens.counting(collate_for(train_set, batch_of, pad_id)),
         processing_class=tokenizer,
         callbacks=[callback],
     )
@@ -178,6 +180,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
         "droppedRows": dropped,
         "lazyData": data.lazy,
+        "speed": speed.describe(),
         "setupSeconds": round(time.perf_counter() - t0, 2),
         "peakRssMb": peak_rss_mb(),
         "trainingArguments": describe_arguments(args),
