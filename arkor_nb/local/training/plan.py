@@ -51,8 +51,9 @@ def check_holdout(n: int, fraction: float) -> None:
 
 def load_rows(config: dict[str, Any], home: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Normalised train and eval rows for a validated config."""
+    from arkor_nb.local.data.blob import BlobError
     from arkor_nb.local.data.rows import RowError, load_normalized, parse_format
-    from arkor_nb.local.data.sources import BlobError, source_rows
+    from arkor_nb.local.data.sources import source_rows
 
     fmt = parse_format(config.get("datasetFormat"))
     source = config["datasetSource"]
