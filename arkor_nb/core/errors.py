@@ -24,6 +24,21 @@ class CloudApiError(ArkorError):
         super().__init__(text)
 
 
+class CloudUnreachableError(CloudApiError):
+    """No HTTP answer at all from the backend: the name does not resolve, the
+    connection is refused or times out (``status`` is 0, ``url`` the address tried)."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        detail = str(reason) or type(reason).__name__
+        text = (f"cannot reach {url} ({detail}); check the address (for the Arkor cloud: "
+                "ARKOR_CLOUD_API_URL, the arkorCloudApiUrl in ~/.arkor/credentials.json or "
+                "CloudBackend(base_url=...)), your network and proxy settings, and that the "
+                "server is up")
+        super().__init__(0, text)
+        self.url = url
+        self.args = (text,)
+
+
 class AbortedError(ArkorError):
     """The trainer's abort signal fired; the backend job was not cancelled."""
 

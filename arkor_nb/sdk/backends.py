@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arkor_nb.core.errors import ConfigError, ScopeError
-from arkor_nb.sdk.client import CloudApiClient, ProjectScope
+from arkor_nb.sdk.client import CloudApiClient, ProjectScope, Verify, tls_verify
 from arkor_nb.sdk.credentials import (
     credentials_token,
     default_cloud_url,
@@ -49,9 +49,11 @@ class ResolvedApi:
     token: str | None
     scope: ProjectScope
     keepalive: float | None = None
+    verify: Verify = None  # how the server's TLS certificate is checked (None: public CAs)
 
     def client(self) -> CloudApiClient:
-        return CloudApiClient(self.base_url, self.token, keepalive=self.keepalive)
+        return CloudApiClient(self.base_url, self.token, keepalive=self.keepalive,
+                              verify=self.verify)
 
 
 class _Backend(ABC):
@@ -94,6 +96,10 @@ class LocalBackend(_Backend):
     server is an error). ``keepalive`` is the server's ping interval
     in seconds (default: ``ARKOR_NB_KEEPALIVE_S`` or 15); the client treats
     3x that without a byte as a stalled stream.
+
+    ``verify`` checks an ``https://`` server's certificate: the path of a
+    certificate to trust (a self-signed ``cert.pem``), an ``ssl.SSLContext``,
+    or ``False``; default: the public CAs.
     """
 
     kind = "local"
@@ -106,21 +112,26 @@ class LocalBackend(_Backend):
         autostart: bool = True,
         *,
         keepalive: float | None = None,
+        verify: Verify = None,
     ) -> None:
         super().__init__(keepalive)
         if (url is None) != (token is None):
             raise ConfigError(
                 "backend", "LocalBackend needs both url= and token= (or neither, to auto-launch)"
             )
+        if verify is not None:
+            tls_verify(verify)  # a missing certificate file fails here, not at start()
         self.home = Path(home) if home is not None else None
         self.url = url
         self.token = token
         self.autostart = autostart
+        self.verify = verify
         self._missing_since: float | None = None
 
     async def _resolve(self) -> ResolvedApi:
         if self.url is not None:
-            return ResolvedApi(self.url.rstrip("/"), self.token, LOCAL_SCOPE, self.keepalive)
+            return ResolvedApi(self.url.rstrip("/"), self.token, LOCAL_SCOPE, self.keepalive,
+                               self.verify)
         return await self._find_server()
 
     async def relocate(self, stale: ResolvedApi) -> ResolvedApi:

@@ -10,6 +10,7 @@ the async API run on different loops).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -23,7 +24,7 @@ from typing import Any
 import certifi
 import httpx
 
-from arkor_nb.core.errors import CloudApiError, ConfigError
+from arkor_nb.core.errors import CloudApiError, CloudUnreachableError, ConfigError
 from arkor_nb.core.version import __version__
 from arkor_nb.core.wire import TrainingJob
 
@@ -34,6 +35,8 @@ KEEPALIVE_ENV = "ARKOR_NB_KEEPALIVE_S"
 REQUEST_TIMEOUT_S = 30.0
 # Statuses on stream open that will never succeed on retry.
 PERMANENT_STREAM_STATUSES: frozenset[int] = frozenset({401, 403, 410, 426})
+# Transport failures that mean "nobody answered at that address" (not a dropped stream).
+UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
 
 
 @dataclass(frozen=True)
@@ -51,17 +54,37 @@ _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
 
 
-def tls_verify() -> ssl.SSLContext | bool:
-    """One shared TLS context: building one costs ~80 ms, and every
-    start/wait/cancel opens a fresh client. With ``SSL_CERT_FILE`` or
-    ``SSL_CERT_DIR`` set, httpx builds its own so those are honoured."""
+Verify = ssl.SSLContext | bool | str | os.PathLike[str] | None
+
+
+def tls_verify(verify: Verify = None) -> ssl.SSLContext | bool:
+    """How a client checks the server's certificate.
+
+    ``verify`` (from ``LocalBackend(verify=...)``): a CA/certificate file to
+    trust (e.g. a self-signed server's ``cert.pem``), an ``ssl.SSLContext``,
+    or ``False`` (no check). ``None``: one shared context with the public CAs
+    (building one costs ~80 ms, and every start/wait/cancel opens a fresh
+    client); with ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` set, httpx builds its
+    own so those are honoured."""
     global _ssl_context
+    if isinstance(verify, (str, os.PathLike)):
+        return _trust_file(os.fspath(verify))
+    if verify is not None:
+        return verify
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
         return True
     with _ssl_lock:
         if _ssl_context is None:
             _ssl_context = ssl.create_default_context(cafile=certifi.where())
         return _ssl_context
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_file(path: str) -> ssl.SSLContext:
+    if not os.path.isfile(path):
+        raise ConfigError("verify", f"no certificate file at {path!r}; pass the server's "
+                          "certificate (PEM), an ssl.SSLContext, or False")
+    return ssl.create_default_context(cafile=path)
 
 
 def keepalive_interval(value: float | None = None) -> float:
@@ -159,9 +182,11 @@ class CloudApiClient:
         *,
         keepalive: float | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
+        verify: Verify = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.verify = verify
         self.keepalive = keepalive_interval(keepalive)
         self.timeout = timeout
         self._http: httpx.AsyncClient | None = None
@@ -180,7 +205,8 @@ class CloudApiClient:
 
     async def __aenter__(self) -> CloudApiClient:
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, timeout=self.timeout, verify=tls_verify()
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout,
+            verify=tls_verify(self.verify)
         )
         return self
 
@@ -208,9 +234,10 @@ class CloudApiClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
     ) -> Any:
-        response = await self.http.request(
-            method, path, params=params, json=json_body
-        )
+        try:
+            response = await self.http.request(method, path, params=params, json=json_body)
+        except UNREACHABLE as exc:
+            raise CloudUnreachableError(self.base_url, exc) from exc
         await raise_for_status_async(response)
         if not response.content:
             return None
@@ -345,9 +372,11 @@ class SyncChatClient:
     ``httpx.Client`` per trainer, created on first use; thread-safe.
     """
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 300.0) -> None:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 300.0,
+                 verify: Verify = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.verify = verify
         self.timeout = timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
@@ -359,7 +388,8 @@ class SyncChatClient:
                 if self.token:
                     headers["Authorization"] = f"Bearer {self.token}"
                 self._client = httpx.Client(
-                    base_url=self.base_url, headers=headers, timeout=self.timeout, verify=tls_verify()
+                    base_url=self.base_url, headers=headers, timeout=self.timeout,
+                    verify=tls_verify(self.verify)
                 )
             return self._client
 
@@ -409,6 +439,7 @@ async def chat_async(
     *,
     stream: bool,
     timeout: float = 300.0,
+    verify: Verify = None,
 ) -> httpx.Response:
     """Async twin of :meth:`SyncChatClient.chat` on the caller's event loop.
 
@@ -419,7 +450,7 @@ async def chat_async(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     client = httpx.AsyncClient(
-        base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, verify=tls_verify()
+        base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, verify=tls_verify(verify)
     )
     try:
         request = client.build_request(

@@ -61,6 +61,7 @@ from arkor_nb.core.status import CANCELLED, QUEUED, RUNNING
 from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
+from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import (
     SUPPORTED_MODELS,
     ResolvedApi,
@@ -68,7 +69,7 @@ from arkor_nb.sdk.backends import (
 )
 from arkor_nb.sdk.callbacks import Call, run_callbacks
 from arkor_nb.sdk.client import SyncChatClient
-from arkor_nb.sdk.config import build_config, non_empty_str
+from arkor_nb.sdk.config import build_config, non_empty_str, scaling_options
 from arkor_nb.sdk.infer import CheckpointInfer
 from arkor_nb.sdk.judging import Judge, check_task_eval
 from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
@@ -177,7 +178,7 @@ class Trainer:
         without POSTing and ``wait()`` streams the job's log from the start.
         ``task_eval`` scores its checkpoints in this client (through
         ``ctx.infer``) unless the job was started with one."""
-        non_empty_str("job_id", job_id)
+        check_job_id(job_id)
         return cls(
             name=job_id,
             config={},
@@ -506,7 +507,7 @@ class Trainer:
         api: ResolvedApi = await self.backend.resolve()
         with self._chat_lock:
             if self._chat is None or self._chat.base_url != api.base_url.rstrip("/"):
-                self._chat = SyncChatClient(api.base_url, api.token)
+                self._chat = SyncChatClient(api.base_url, api.token, verify=api.verify)
             return self._chat, api.scope
 
 
@@ -539,6 +540,8 @@ def create_trainer(
     dataset_split: str | float | None = None,
     train_on_responses_only: bool | None = None,
     dry_run: bool | None = None,
+    processes: int | str | None = None,
+    nodes: int | None = None,
     callbacks: Callbacks | Mapping[str, Any] | None = None,
     abort_signal: AbortSignal | None = None,
     backend: Any = "local",
@@ -590,6 +593,7 @@ def create_trainer(
     task_eval = check_task_eval(task_eval)
     if task_eval is not None and resolved_backend.kind == "local":
         config["taskEval"] = task_eval.to_wire()
+    config.update(scaling_options(processes, nodes, resolved_backend.kind))
     return Trainer(
         name=name,
         config=config,
