@@ -130,7 +130,10 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
-    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {config['model']} on {device}"))
+    # A GGUF model loads from its dequantized copy: after the first run that is all it does.
+    cached = building is None and Path(model_path).name.startswith("gguf-")
+    what = f"cached weights of {config['model']}" if cached else config["model"]
+    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {what} on {device}"))
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )
