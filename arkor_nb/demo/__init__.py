@@ -22,6 +22,7 @@ from arkor_nb.demo.report import ReportData, Sample, render_report
 from arkor_nb.notebook import live
 from arkor_nb.sdk.local_server import ensure_server
 from arkor_nb.sdk.trainer import create_trainer
+from arkor_nb.local.training.models import resolve_model
 
 DATASET = Path("data/triage.jsonl")
 EVAL_DATASET = Path("data/triage_eval.jsonl")
@@ -173,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
 
     if args.prepare_only:
-        # deferred: the [local] training stack (torch), and after OMP_WAIT_POLICY is set
-        from arkor_nb.local.training.models import resolve_model
-
+        # resolve_model imports torch only now, after OMP_WAIT_POLICY is set
         _say(f"built-in model ready at {resolve_model(args.model, home_dir())}")
         return 0
 

@@ -32,6 +32,7 @@ from arkor_nb.core.errors import AbortedError, ConfigError
 from arkor_nb.core.format import cancel_command, fix_for, status_line
 from arkor_nb.core.status import CANCELLED, DETACHED
 from arkor_nb.core.wire import TrainingJob
+from arkor_nb.notebook.chart import figure
 from arkor_nb.notebook.confirm import CancelConfirmation
 from arkor_nb.notebook.progress import TERMINAL, RunState
 from arkor_nb.notebook.queue import QueueWatch
@@ -41,6 +42,7 @@ from arkor_nb.notebook.snapshot import snapshot_html
 from arkor_nb.notebook.text import TextProgress
 from arkor_nb.notebook.ticker import Ticker
 from arkor_nb.sdk.abort import AbortController
+from arkor_nb.sdk.trainer import Trainer
 
 BEAT_S = 1.0  # the kernel's heartbeat to the panel's watchdog (see livechart)
 INTERRUPT_CONFIRM_S = 10.0  # how long an interrupted wait waits for that answer before its line
@@ -173,7 +175,7 @@ class LiveRun:
     def panel(self) -> Any:
         """The panel widget (built on first use when not displayed)."""
         if self._panel is None:
-            from arkor_nb.notebook.panel import LivePanel
+            from arkor_nb.notebook.panel import LivePanel  # deferred: subclasses an ipywidget
 
             panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
             panel.wake = self._wake.set
@@ -465,8 +467,6 @@ class LiveRun:
         The live panel draws a light SVG chart; plotly's ~5 MB bundle is only
         paid by those who ask for zoom and pan.
         """
-        from arkor_nb.notebook.chart import figure
-
         smoothing = float(self._panel.smoothing.value) if self._panel is not None else 0.6
         return figure(self.state.curves(), smoothing=smoothing, title=self.state.name)
 
@@ -512,8 +512,6 @@ def live(trainer: Any = None, *, job_id: str | None = None, backend: Any = "loca
     if trainer is not None and job_id is not None:
         raise ConfigError("job_id", "pass either a trainer or job_id=..., not both")
     if trainer is None:
-        from arkor_nb.sdk.trainer import Trainer
-
         trainer = Trainer.attach(str(job_id), backend=backend)
     elif not hasattr(trainer, "subscribe") or not hasattr(trainer, "wait"):
         raise ConfigError("trainer", f"expected an ak.Trainer, got {type(trainer).__name__}")

@@ -187,7 +187,7 @@ class Replay:
     def panel(self) -> Any:
         """The live panel's widgets, in their finished state (log scale and smoothing work)."""
         if self._panel is None:
-            from arkor_nb.notebook.panel import LivePanel
+            from arkor_nb.notebook.panel import LivePanel  # deferred: subclasses an ipywidget
 
             self._panel = LivePanel(self.state)
             self._panel.finish()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.redact import redact_config
 from arkor_nb.local.data.rows import FILE_FORMATS, RowError
 
 # ------------------------------------------------------------------ reading
@@ -180,8 +181,6 @@ class BlobError(ValueError):
     field = "datasetSource.url"
 
     def __init__(self, url: str, reason: str) -> None:
-        from arkor_nb.core.redact import redact_config
-
         safe = redact_config(url)
         super().__init__(f"could not download the dataset from {safe}: {reason.replace(url, safe)}; "
                          "check the URL (and the token, for a private file)")

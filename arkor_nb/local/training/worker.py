@@ -31,10 +31,18 @@ from arkor_nb.core.events import (
     TrainingStarted,
 )
 from arkor_nb.core.status import PREPARING, SAVING
+from arkor_nb.local.config import validate_config
 from arkor_nb.local.data.lazy import IndexCancelled
 from arkor_nb.local.data.rows import RowError
+from arkor_nb.local.data.tokenize import collate, encode_row
 from arkor_nb.local.training.callback import PROGRESS, make_callback
 from arkor_nb.local.training.data_plan import collate_for, load_data
+from arkor_nb.local.training.models import (
+    load_model_and_tokenizer,
+    pick_device,
+    preparing_detail,
+    resolve_model,
+)
 from arkor_nb.local.training.plan import (
     DEFAULTS,
     describe_arguments,
@@ -63,8 +71,6 @@ class Cancelled(Exception):
 
 def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> None:
     """Validate, load, train, save; emits every event including the terminal one."""
-    from arkor_nb.local.config import validate_config
-
     home = spec.home
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -76,14 +82,6 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
             raise Cancelled(step)
 
     import torch
-
-    from arkor_nb.local.data.tokenize import collate, encode_row
-    from arkor_nb.local.training.models import (
-        load_model_and_tokenizer,
-        pick_device,
-        preparing_detail,
-        resolve_model,
-    )
 
     device = pick_device()
     threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
