@@ -38,7 +38,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from arkor_nb.core.contexts import ReconnectPolicy, StreamNotice
 from arkor_nb.core.errors import CloudApiError, JobNotFoundError, ReconnectExhaustedError
 from arkor_nb.core.events import TrainingEvent, parse_event_json
-from arkor_nb.sdk.client import PERMANENT_STREAM_STATUSES
+from arkor_nb.sdk.http import PERMANENT_STREAM_STATUSES
 
 # What counts as a transport failure while opening or reading the stream.
 STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)

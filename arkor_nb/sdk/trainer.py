@@ -64,7 +64,7 @@ from arkor_nb.sdk.backends import (
     make_backend,
 )
 from arkor_nb.sdk.callbacks import Call, run_callbacks
-from arkor_nb.sdk.client import SyncChatClient
+from arkor_nb.sdk.chat_transport import SyncChatClient
 from arkor_nb.sdk.config import build_config, non_empty_str
 from arkor_nb.sdk.infer import CheckpointInfer
 from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
