@@ -14,6 +14,7 @@ from arkor_nb.core.contexts import (
     CancelledContext,
     CheckpointContext,
     CompletedContext,
+    EvalContext,
     FailedContext,
     LogContext,
     ReconnectPolicy,
@@ -30,6 +31,7 @@ from arkor_nb.core.errors import (
     ScopeError,
 )
 from arkor_nb.core.events import TrainingEvent
+from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.version import __version__
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook import LiveRun, compare, live, replay
@@ -59,9 +61,9 @@ from arkor_nb.sdk.trainer import Trainer, create_trainer
 __all__ = [
     "AbortController", "AbortSignal", "AbortedError", "Arkor", "ArkorError", "Callbacks",
     "CancelledContext", "CheckpointContext", "CloudApiError", "CloudBackend",
-    "CompletedContext", "ConfigError", "FailedContext", "LiveRun", "LocalBackend",
+    "CompletedContext", "ConfigError", "EvalContext", "FailedContext", "LiveRun", "LocalBackend",
     "LogContext", "ReconnectExhaustedError", "ReconnectPolicy", "SUPPORTED_MODELS",
-    "ScopeError", "StartedContext", "StreamNotice", "Trainer", "TrainingEvent",
+    "ScopeError", "StartedContext", "StreamNotice", "TaskEval", "Trainer", "TrainingEvent",
     "TrainingJob", "TrainingResult", "__version__", "chat", "chat_async", "compare",
     "create_arkor", "create_trainer", "download", "download_async", "ensure_credentials",
     "events", "events_async", "job", "job_async", "jobs", "jobs_async", "live",

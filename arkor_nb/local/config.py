@@ -23,6 +23,7 @@ from arkor_nb.core.config_keys import (
     WIRE_CONFIG_KEYS,
 )
 from arkor_nb.core.errors import ConfigError
+from arkor_nb.core.taskeval import check_wire_task_eval
 from arkor_nb.local.data.rows import FILE_FORMATS, RowFormat, check_rows, parse_format
 from arkor_nb.local.data.sources import iter_file_rows
 from arkor_nb.local.model_check import check_model
@@ -114,6 +115,8 @@ def _validate(config: dict[str, Any], home: Path, max_rows: int) -> dict[str, An
     if out.get("loadIn4bit") and not synthetic:
         _check_4bit()
     _sample_prompts(out)
+    if "taskEval" in out:
+        out["taskEval"] = check_wire_task_eval(out["taskEval"])
 
     try:
         fmt = parse_format(out.get("datasetFormat"))

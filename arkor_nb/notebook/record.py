@@ -10,7 +10,9 @@ flushes first.
 File format: one JSON object per line. Line 1 is a header
 ``{"type": "arkor.run", "version": 1, "name", "jobId", "backend", "config"}``;
 every other line is a wire event exactly as the SSE data carried it
-(camelCase, with ``jobId`` and ``timestamp``) plus ``"id"``, the SSE event id.
+(camelCase, with ``jobId`` and ``timestamp``) plus ``"id"``, the SSE event id,
+or a client-side ``{"type": "metrics.reported", "step", "metrics"}`` line
+for each ``ctx.report(...)``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.contexts import CheckpointContext, StreamNotice
+from arkor_nb.core.contexts import (
+    CheckpointContext,
+    MetricSeries,
+    StreamNotice,
+    best_of,
+    metrics_of,
+    parse_reported,
+)
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.events import parse_event
 from arkor_nb.notebook.progress import RunState
@@ -135,7 +144,9 @@ def read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Iterator[
                     obj = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                ev = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
+                ev: Any = parse_event(obj, obj.get("id") if isinstance(obj, dict) else None)
+                if ev is None:
+                    ev = parse_reported(obj)  # ctx.report(...) lines
                 if ev is not None:
                     yield ev
 
@@ -176,6 +187,18 @@ class Replay:
         self.path = Path(path)
         self.state = state_from_record(path)
         self._panel: Any = None
+        self._metrics: MetricSeries | None = None
+
+    @property
+    def metrics(self) -> MetricSeries:
+        """Task and reported metrics: name -> ``[(step, value)]``, as ``result.metrics``."""
+        if self._metrics is None:
+            self._metrics = metrics_of(read_record(self.path)[1])
+        return self._metrics
+
+    def best(self, metric: str, mode: str = "max") -> tuple[int, float]:
+        """``(step, value)`` of the best ``metric``, as ``result.best``."""
+        return best_of(self.metrics, metric, mode)
 
     def snapshot_html(self, *, smoothing: float = 0.6, log_y: bool = False) -> str:
         return snapshot_html(self.state, smoothing=smoothing, log_y=log_y)

@@ -30,6 +30,7 @@ from arkor_nb.core.contexts import (
     CancelledContext,
     CheckpointContext,
     CompletedContext,
+    EvalContext,
     FailedContext,
     Listener,
     ListenerItem,
@@ -47,6 +48,7 @@ from arkor_nb.core.errors import (
     announced_interrupt,
 )
 from arkor_nb.core.events import (
+    CheckpointEval,
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -56,6 +58,7 @@ from arkor_nb.core.events import (
 )
 from arkor_nb.core.format import cancel_hint
 from arkor_nb.core.status import CANCELLED, QUEUED, RUNNING
+from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
 from arkor_nb.sdk.backends import (
@@ -67,6 +70,7 @@ from arkor_nb.sdk.callbacks import Call, run_callbacks
 from arkor_nb.sdk.chat_transport import SyncChatClient
 from arkor_nb.sdk.config import build_config, non_empty_str
 from arkor_nb.sdk.infer import CheckpointInfer
+from arkor_nb.sdk.judging import Judge, check_task_eval
 from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
 from arkor_nb.sdk.sync import AsyncOnce, SharedRun, run_sync
 
@@ -130,6 +134,7 @@ class Trainer:
         backend: Any = "local",
         reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
         job_id: str | None = None,
+        task_eval: TaskEval | None = None,
     ) -> None:
         if abort_signal is not None and not isinstance(abort_signal, AbortSignal):
             raise ConfigError(
@@ -144,6 +149,8 @@ class Trainer:
         self.reconnect = make_reconnect(reconnect)
         self.job: TrainingJob | None = None
         self._attached_id = job_id
+        self.task_eval = check_task_eval(task_eval)
+        self._judge = Judge(self.task_eval)
         self._start = AsyncOnce[str]()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
@@ -164,9 +171,12 @@ class Trainer:
         callbacks: Callbacks | Mapping[str, Any] | None = None,
         reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
         abort_signal: AbortSignal | None = None,
+        task_eval: TaskEval | None = None,
     ) -> Trainer:
         """A trainer bound to an existing job: ``start()`` returns ``job_id``
-        without POSTing and ``wait()`` streams the job's log from the start."""
+        without POSTing and ``wait()`` streams the job's log from the start.
+        ``task_eval`` scores its checkpoints in this client (through
+        ``ctx.infer``) unless the job was started with one."""
         non_empty_str("job_id", job_id)
         return cls(
             name=job_id,
@@ -176,6 +186,7 @@ class Trainer:
             backend=backend,
             reconnect=reconnect,
             job_id=job_id,
+            task_eval=task_eval,
         )
 
     @property
@@ -378,7 +389,8 @@ class Trainer:
         except LOOKUP_ERRORS as exc:
             logger.info("arkor_nb: job %s: stream ended; status lookup failed: %s", job_id, exc)
         job = self.job or TrainingJob(id=job_id, name=self.name)
-        return TrainingResult(job=job, artifacts=list(saved) if job.status == CANCELLED else [])
+        return TrainingResult(job=job, artifacts=list(saved) if job.status == CANCELLED else [],
+                              metrics=self._judge.series)
 
     # ----------------------------------------------------------- dispatch
 
@@ -391,22 +403,45 @@ class Trainer:
             listeners = list(self._listeners)
         calls: list[Call] = []
         result: TrainingResult | None = None
+        judge = self._judge
         for item in batch:
             if isinstance(item, StreamNotice):
                 _tell(listeners, item)
                 continue
+            if isinstance(item, CheckpointEval):
+                item = judge.complete(item)  # callable scorers run here, on its examples
             chat = await self._chat_for() if isinstance(item, CheckpointSaved) else None
             callback, ctx, result = self._apply(item, job_id, saved, chat)
+            judge.saw_step(getattr(item, "step", None))
             _tell(listeners, item)  # after _apply: listeners may read trainer.job
             if isinstance(ctx, CheckpointContext):
                 _tell(listeners, ctx)  # so a panel can sample with ctx.infer
             if callback is not None:
+                ctx._report = judge.reporter(getattr(ctx, "step", None), job_id)
                 calls.append((callback, ctx))
+            if isinstance(ctx, CheckpointContext) and judge.client_evaluates(self._job_config()):
+                evaluated = await asyncio.to_thread(judge.evaluate, ctx.infer, ctx.step, job_id)
+                eval_callback, eval_ctx, _ = self._apply(evaluated, job_id, saved, None)
+                _tell(listeners, evaluated)
+                if eval_callback is not None:
+                    eval_ctx._report = judge.reporter(evaluated.step, job_id)
+                    calls.append((eval_callback, eval_ctx))
             if result is not None:
+                result.metrics = judge.series
                 break  # nothing after a terminal event belongs to this run
-        if calls:
-            await run_callbacks(calls)
+        try:
+            if calls:
+                await run_callbacks(calls)
+        finally:
+            for reported in judge.take_reported():
+                _tell(listeners, reported)
         return result
+
+    def _job_config(self) -> dict[str, Any]:
+        """The config the job was started with (an attached job's, once known)."""
+        if self.config or self.job is None:
+            return self.config
+        return self.job.config
 
     def _apply(
         self, event: Any, job_id: str, saved: list[Any], chat: tuple[SyncChatClient, Any] | None
@@ -444,6 +479,10 @@ class Trainer:
                 step=event.step, adapter=adapter, job=job, infer=infer, artifacts=artifacts
             )
             return cb.on_checkpoint, checkpoint, None
+        if isinstance(event, CheckpointEval):
+            evaluated = EvalContext(step=event.step, metrics=dict(event.metrics),
+                                    examples=list(event.examples), job=job, n=event.n)
+            return cb.on_eval, evaluated, None
         if isinstance(event, (TrainingCompleted, TrainingFailed, TrainingCancelled)):
             update: dict[str, Any] = {"status": event.job_status,
                                       "completed_at": event.timestamp or None}
@@ -504,8 +543,13 @@ def create_trainer(
     abort_signal: AbortSignal | None = None,
     backend: Any = "local",
     reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
+    task_eval: TaskEval | None = None,
 ) -> Trainer:
     """Build a :class:`Trainer`. Nothing is sent until ``start()``/``wait()``.
+
+    ``task_eval=ak.TaskEval(...)`` scores held-out prompts at every checkpoint:
+    on the local backend the worker does it with the model in memory (sent as
+    ``taskEval``); on the cloud this client does it through ``ctx.infer``.
 
     Keyword-only; an unknown keyword raises TypeError naming it, a bad value
     raises ConfigError naming the field. See docs/protocol.md for each option.
@@ -543,6 +587,9 @@ def create_trainer(
         options=options,
         absolute_paths=resolved_backend.kind == "local",
     )
+    task_eval = check_task_eval(task_eval)
+    if task_eval is not None and resolved_backend.kind == "local":
+        config["taskEval"] = task_eval.to_wire()
     return Trainer(
         name=name,
         config=config,
@@ -550,5 +597,6 @@ def create_trainer(
         abort_signal=abort_signal,
         backend=resolved_backend,
         reconnect=reconnect,
+        task_eval=task_eval,
     )
 

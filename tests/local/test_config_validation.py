@@ -52,7 +52,9 @@ def test_every_key_accepted_at_its_bounds(home: Path) -> None:
                lrSchedulerType="cosine", weightDecay=0, warmupSteps=0, loggingSteps=1, saveSteps=1,
                evalSteps=1, loraR=1, loraAlpha=0.5, maxLength=8, loadIn4bit=False,
                trainOnResponsesOnly=True, datasetFormat="messages", datasetSplit=0.1, dryRun=True,
-               samplePrompts=["x"] * 16, sampleMaxTokens=4096)
+               samplePrompts=["x"] * 16, sampleMaxTokens=4096,
+               taskEval={"rows": [{"prompt": "q", "completion": "a"}], "scorers": ["exact"],
+                         "maxTokens": 4096, "allExamples": True})
     assert set(cfg) == set(KNOWN_KEYS)
     assert validate_config(cfg, home=home)["loraR"] == 1
 

@@ -100,8 +100,10 @@ def test_local_config_extensions_are_documented_and_never_cloud_keys() -> None:
     from arkor_nb.core.config_keys import LOCAL_CONFIG_KEYS
 
     documented = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
-    assert set(LOCAL_CONFIG_KEYS.values()) == {"samplePrompts", "sampleMaxTokens"}
+    assert set(LOCAL_CONFIG_KEYS.values()) == {"samplePrompts", "sampleMaxTokens", "taskEval"}
     assert not set(LOCAL_CONFIG_KEYS.values()) & set(WIRE_CONFIG_KEYS)
     for key in LOCAL_CONFIG_KEYS.values():
         assert key in documented
     assert "checkpoint.sample" in EVENT_TYPES and "`checkpoint.sample`" in documented
+    assert "checkpoint.eval" in EVENT_TYPES and "`checkpoint.eval`" in documented
+    assert "`metrics.reported`" in documented  # the record's ctx.report lines (client side)

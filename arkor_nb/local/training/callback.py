@@ -21,9 +21,48 @@ from arkor_nb.local.training.worker_protocol import WorkerChannel
 PROGRESS: dict[str, int] = {}
 
 
+class TokenCounter:
+    """Counts the real (unpadded) tokens the collator hands to training."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def counting(self, collate: Any) -> Any:
+        """``collate`` that also counts each batch's unpadded tokens."""
+
+        def run(features: list[Any]) -> Any:
+            batch = collate(features)
+            mask = batch.get("attention_mask")
+            if mask is not None:
+                self.total += int(mask.sum())
+            return batch
+
+        return run
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark), in MiB
+    (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
+
+
+def gpu_mem_mb() -> float | None:
+    """Peak CUDA memory allocated by this process in MiB (None without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
 def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, batch: int,
-                  sample: Any = None) -> Any:
-    """``sample(model, step)``, when given, runs right after each ``checkpoint.saved``."""
+                  sample: Any = None, *, tokens: TokenCounter | None = None) -> Any:
+    """``sample(model, step)``, when given, runs right after each ``checkpoint.saved``
+    (checkpoint samples and task evals); ``tokens`` feeds ``tokensPerSecond``."""
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -32,6 +71,7 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
         def __init__(self) -> None:
             self.last_time = time.perf_counter()
             self.last_step = 0
+            self.last_tokens = 0
             self.losses: list[tuple[int, float]] = []
             self.checkpoints: list[dict[str, Any]] = []
             self.summary: dict[str, Any] = {}
@@ -63,8 +103,11 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
                 return  # eval metrics are reported by on_evaluate
             now = time.perf_counter()
             steps = max(0, state.global_step - self.last_step)
-            rate = steps * batch * args.gradient_accumulation_steps / max(now - self.last_time, 1e-9)
-            self.last_time, self.last_step = now, state.global_step
+            elapsed = max(now - self.last_time, 1e-9)
+            rate = steps * batch * args.gradient_accumulation_steps / elapsed
+            seen = tokens.total if tokens is not None else 0
+            token_rate = (seen - self.last_tokens) / elapsed if tokens is not None and steps else None
+            self.last_time, self.last_step, self.last_tokens = now, state.global_step, seen
             loss = float(logs["loss"])
             if not math.isfinite(loss):
                 # A diverged run cannot recover: say so and stop, instead of
@@ -83,10 +126,16 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
                 learning_rate=logs.get("learning_rate"),
                 epoch=logs.get("epoch", state.epoch),
                 samples_per_second=round(rate, 3) if steps else None,
+                grad_norm=_finite(logs.get("grad_norm")),
+                tokens_per_second=round(token_rate, 1) if token_rate is not None else None,
+                rss_mb=peak_rss_mb(),
+                gpu_mem_mb=gpu_mem_mb(),
             ))
 
         def on_evaluate(self, args: Any, state: Any, control: Any,
                         metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+            if tokens is not None:
+                self.last_tokens = tokens.total  # eval batches are not training throughput
             metrics = metrics or {}
             if "eval_loss" not in metrics:
                 return
@@ -117,3 +166,11 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
                 sample(kw["model"], step)
 
     return EventCallback()
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -194,15 +194,15 @@ class InferenceEngine:
         import torch
 
         tok = loaded.tokenizer
-        prompt_ids = _prompt_ids(tok, messages)
+        ids_in = prompt_ids(tok, messages)
         limit = getattr(loaded.model.config, "max_position_embeddings", None) or 1_000_000
         max_tokens = max(1, min(max_tokens, limit - 1))
-        prompt_ids = prompt_ids[-(limit - max_tokens):]
+        ids_in = ids_in[-(limit - max_tokens):]
         stops = stop_ids(loaded.tokenizer, loaded.model)
         generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
         def run() -> Iterator[str]:
-            ids = torch.tensor([prompt_ids], device=loaded.device)
+            ids = torch.tensor([ids_in], device=loaded.device)
             past: Any = None
             out: list[int] = []
             sent = ""
@@ -251,7 +251,7 @@ def _check_messages(messages: Any) -> None:
                               "string content")
 
 
-def _prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+def prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
     msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -281,10 +281,10 @@ def greedy_reply(model: Any, tokenizer: Any, prompt: str, *, max_tokens: int, de
     """
     import torch
 
-    prompt_ids = _prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
+    ids_in = prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
     limit = getattr(model.config, "max_position_embeddings", None) or 1_000_000
     max_tokens = max(1, min(max_tokens, limit - 1))
-    ids = torch.tensor([prompt_ids[-(limit - max_tokens):]], device=device)
+    ids = torch.tensor([ids_in[-(limit - max_tokens):]], device=device)
     stops = stop_ids(tokenizer, model)
     params = inspect.signature(model.get_base_model().forward if hasattr(model, "get_base_model")
                                else model.forward).parameters

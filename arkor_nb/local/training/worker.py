@@ -35,8 +35,9 @@ from arkor_nb.local.config import validate_config
 from arkor_nb.local.data.lazy import IndexCancelled
 from arkor_nb.local.data.rows import RowError
 from arkor_nb.local.data.tokenize import collate, encode_row
-from arkor_nb.local.training.callback import PROGRESS, make_callback
+from arkor_nb.local.training.callback import PROGRESS, TokenCounter, make_callback, peak_rss_mb
 from arkor_nb.local.training.data_plan import collate_for, load_data
+from arkor_nb.local.training.evals import make_evaluator
 from arkor_nb.local.training.models import (
     load_model_and_tokenizer,
     pick_device,
@@ -132,15 +133,27 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     if config.get("loadIn4bit"):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(model, lora_config(config))
+    sample = make_sampler(proto, config, tokenizer, device, cancel)
+    evaluate = make_evaluator(proto, config, tokenizer, device, cancel, limit=limit)
+    evaluated: list[int] = []
+
+    def after_save(saved_model: Any, step: int) -> None:
+        if sample is not None:
+            sample(saved_model, step)
+        if evaluate is not None and not cancel.is_set():
+            evaluate(saved_model, step)
+            evaluated.append(step)
+
+    tokens = TokenCounter()
     callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size,
-                             make_sampler(proto, config, tokenizer, device, cancel))
+                             after_save, tokens=tokens)
     pad_id = tokenizer.pad_token_id
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
-        data_collator=collate_for(train_set, collate, pad_id),
+        data_collator=tokens.counting(collate_for(train_set, collate, pad_id)),
         processing_class=tokenizer,
         callbacks=[callback],
     )
@@ -158,6 +171,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         "datasetSplit": config.get("datasetSplit"),
         "loadIn4bit": bool(config.get("loadIn4bit")),
         "trainRows": len(train_set),
+        "taskEvalRows": len(config["taskEval"]["rows"]) if config.get("taskEval") else 0,
         "evalRows": len(eval_set),
         # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
         "droppedRows": dropped,
@@ -176,6 +190,10 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     train_seconds = time.perf_counter() - started
     if has_eval and callback.eval_step != step:
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
+    if evaluate is not None and step not in evaluated:
+        evaluate(model, step)  # task metrics of the final weights
+        if cancel.is_set():
+            raise Cancelled(step)
     proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
     model.save_pretrained(adapter_dir)
@@ -198,13 +216,6 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     artifacts = [{"kind": "adapter", "path": "adapter"}, *callback.checkpoints]
     shutil.rmtree(job_dir / "hf", ignore_errors=True)
     proto.emit(TrainingCompleted(metrics=metrics, artifacts=artifacts))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (the kernel's high-water mark), in MB."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _ListDataset:
