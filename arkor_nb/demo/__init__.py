@@ -21,7 +21,7 @@ from arkor_nb.core.status import COMPLETED
 from arkor_nb.demo.report import ReportData, Sample, render_report
 from arkor_nb.notebook import live
 from arkor_nb.sdk.local_server import ensure_server
-from arkor_nb.sdk.trainer import create_trainer
+from arkor_nb.sdk.create import create_trainer
 from arkor_nb.local.training.models import resolve_model
 
 DATASET = Path("data/triage.jsonl")
