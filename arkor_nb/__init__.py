@@ -37,6 +37,7 @@ from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook import LiveRun, compare, live, replay
 from arkor_nb.notebook.jobs_table import jobs, jobs_async
 from arkor_nb.notebook.playground import playground
+from arkor_nb.notebook.sweep_view import sweep
 from arkor_nb.sdk.abort import AbortController, AbortSignal
 from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend
 from arkor_nb.sdk.chat import chat, chat_async
@@ -57,6 +58,7 @@ from arkor_nb.sdk.jobs import (
 )
 from arkor_nb.sdk.runner import Arkor, create_arkor, run_trainer
 from arkor_nb.sdk.state import read_state, write_state
+from arkor_nb.sdk.sweep import Sweep
 from arkor_nb.sdk.trainer import Trainer
 
 __all__ = [
@@ -64,12 +66,12 @@ __all__ = [
     "CancelledContext", "CheckpointContext", "CloudApiError", "CloudBackend",
     "CompletedContext", "ConfigError", "EvalContext", "FailedContext", "LiveRun", "LocalBackend",
     "LogContext", "ReconnectExhaustedError", "ReconnectPolicy", "SUPPORTED_MODELS",
-    "ScopeError", "StartedContext", "StreamNotice", "TaskEval", "Trainer", "TrainingEvent",
+    "ScopeError", "StartedContext", "StreamNotice", "Sweep", "TaskEval", "Trainer", "TrainingEvent",
     "TrainingJob", "TrainingResult", "__version__", "chat", "chat_async", "compare",
     "create_arkor", "create_trainer", "download", "download_async", "ensure_credentials",
     "events", "events_async", "job", "job_async", "jobs", "jobs_async", "live",
     "playground", "read_credentials", "read_state", "replay", "request_anonymous_token",
-    "run_trainer", "write_credentials", "write_state",
+    "run_trainer", "sweep", "write_credentials", "write_state",
 ]
 
 

@@ -1,6 +1,6 @@
 """The ``arkor-nb`` command: run a trainer, manage jobs, serve the local backend.
 
-Commands: ``run [PATH]``, ``jobs``, ``logs JOB [-f]``, ``cancel JOB``,
+Commands: ``run [PATH]``, ``jobs [--metric NAME]``, ``logs JOB [-f]``, ``cancel JOB``,
 ``download JOB``, ``chat JOB PROMPT``, ``serve``; every job command takes
 ``--backend local|cloud``. Exit codes are the same for every command:
 
@@ -29,7 +29,7 @@ from arkor_nb.core.events import (
     TrainingLog,
     TrainingStarted,
 )
-from arkor_nb.core.format import cancel_hint
+from arkor_nb.core.format import best_cell, cancel_hint, jobs_text
 from arkor_nb.core.format import event_line as format_event
 from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--status", choices=JOB_STATUSES)
     jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     jobs.add_argument("--json", action="store_true", help="print a JSON array (wire form)")
+    jobs.add_argument("--metric", metavar="NAME", default=None,
+                      help="add a column with each job's best NAME (e.g. fields/all) as value@step, "
+                           "from its checkpoint.eval events")
     logs = with_backend(command("logs", "print a job's recorded events as text progress"))
     logs.add_argument("job", help="job id")
     logs.add_argument("-f", "--follow", action="store_true",
@@ -174,8 +177,14 @@ def _status_code(status: str) -> int:
 
 def _jobs(args: argparse.Namespace) -> int:
     listed = jobs_api.jobs(status=args.status, limit=args.limit, backend=args.backend)
+    best = (jobs_api.best_metrics([j.id for j in listed], args.metric, backend=args.backend)
+            if args.metric else {})
     if args.json:
-        print(json.dumps([j.to_wire() for j in listed], indent=2))
+        extra = ({j.id: {"bestMetric": {"name": args.metric, "step": b[0], "value": b[1]}
+                         if (b := best[j.id]) else None} for j in listed} if args.metric else {})
+        print(json.dumps([{**j.to_wire(), **extra.get(j.id, {})} for j in listed], indent=2))
+    elif args.metric:
+        print(jobs_text(listed, {f"best {args.metric}": {i: best_cell(b) for i, b in best.items()}}))
     else:
         print(str(listed))
     return EXIT_OK

@@ -19,6 +19,7 @@ from arkor_nb.core.errors import (
     ReconnectExhaustedError,
 )
 from arkor_nb.core.events import (
+    CheckpointEval,
     CheckpointSaved,
     TrainingCancelled,
     TrainingCompleted,
@@ -57,6 +58,13 @@ def fsci(value: float, digits: int = 2) -> str:
     if "." in mantissa:
         mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exp)}"
+
+
+def fpct(value: float | None) -> str:
+    """A score in [0, 1] as a percentage: 0.925 -> '92.5%', 1.0 -> '100%', '–' when missing."""
+    if value is None or value != value:
+        return "–"
+    return f"{100 * value:.3g}%"
 
 
 def fduration(seconds: float | None) -> str:
@@ -129,6 +137,7 @@ def event_line(item: Any, sep: str = " · ") -> str:
         started model=arkor-nb/tiny device=cpu
         step 12 · loss 1.234 · eval 1.301 · lr 2.96e-3 · epoch 0.50
         checkpoint saved at step 20
+        eval at step 20 (n=60): fields/all 92%, exact 85%
         completed train_loss=1.1
         failed at step 3: CUDA out of memory
         cancelled at step 7
@@ -152,6 +161,9 @@ def event_line(item: Any, sep: str = " · ") -> str:
         return item.phase + (f": {item.detail}" if item.detail else "")
     if isinstance(item, CheckpointSaved):
         return f"checkpoint saved at step {item.step}"
+    if isinstance(item, CheckpointEval):
+        shown = ", ".join(f"{k} {fpct(v)}" for k, v in list(item.metrics.items())[:6])
+        return f"eval at step {item.step} (n={item.n}): {shown}"
     if isinstance(item, TrainingCompleted):
         metrics = item.metrics or {}
         shown = " ".join(f"{k}={fnum(v)}" for k, v in metrics.items()
@@ -250,14 +262,24 @@ def job_row(job: TrainingJob) -> dict[str, str]:
     }
 
 
-def jobs_text(jobs: Sequence[TrainingJob]) -> str:
-    """A fixed-width table (what ``print(ak.jobs())`` and ``arkor-nb jobs`` show)."""
+def best_cell(best: tuple[int, float] | None) -> str:
+    """A job's best metric as ``value@step`` (``0.92@40``); "" when it has none."""
+    return "" if best is None else f"{best[1]:.4g}@{best[0]}"
+
+
+def jobs_text(jobs: Sequence[TrainingJob], extra: dict[str, dict[str, str]] | None = None) -> str:
+    """A fixed-width table (what ``print(ak.jobs())`` and ``arkor-nb jobs`` show).
+
+    ``extra``: more columns, header -> {job id: cell} (``arkor-nb jobs --metric``).
+    """
     if not jobs:
         return "no jobs"
-    rows = [job_row(j) for j in jobs]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in JOB_COLUMNS}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in JOB_COLUMNS).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in JOB_COLUMNS).rstrip() for r in rows]
+    columns = JOB_COLUMNS + tuple(extra or ())
+    rows = [{**job_row(j), **{h: cells.get(j.id, "") for h, cells in (extra or {}).items()}}
+            for j in jobs]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join(lines)
 
 

@@ -50,6 +50,19 @@ def flock(path: Path, *, blocking: bool = True) -> Iterator[IO[str] | None]:
         handle.close()
 
 
+def pid_alive(pid: object) -> bool:
+    """Whether ``pid`` names a live process other than this one."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def read_runtime(home: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((home / RUNTIME_FILE).read_text())

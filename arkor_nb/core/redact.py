@@ -14,12 +14,19 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "***"
+_SIGNED_QUERY = re.compile(r"sig|signature|token|key|credential|secret|password|auth", re.IGNORECASE)
 _SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|authorization|credential",
                          re.IGNORECASE)
 
 
-def _redact_url(value: str) -> str:
-    """``https://user:pw@host/x?sig=..`` -> password and query signature hidden."""
+def redact_url(value: str, *, every_query: bool = False) -> str:
+    """``https://user:pw@host/x?sig=..`` -> ``https://***@host/x?***``.
+
+    User info is always hidden; the query is hidden when it looks signed
+    (``sig``, ``signature``, ``token``, ``key``, ``credential``...) or, with
+    ``every_query``, whenever there is one (a dataset URL: any query may be a
+    capability). Not a URL: returned as is.
+    """
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -30,9 +37,24 @@ def _redact_url(value: str) -> str:
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
     query = parts.query
-    if query and re.search(r"(sig|signature|token|key|credential)", query, re.IGNORECASE):
+    if query and query != REDACTED and (every_query or _SIGNED_QUERY.search(query)):
         query = REDACTED
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message, a log line) with ``url`` and its secret parts
+    (password, user, query) replaced, however a library re-rendered the URL."""
+    safe = redact_url(url, every_query=True)
+    out = text.replace(url, safe)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return out
+    for secret in (parts.query, parts.password, parts.username):
+        if secret and len(secret) >= 3:
+            out = out.replace(secret, REDACTED)
+    return out
 
 
 @lru_cache(maxsize=1024)
@@ -62,7 +84,7 @@ def redact_config(value: Any) -> Any:
         items = [redact_config(item) for item in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, str) and "://" in value:
-        hidden = _redact_url(value)
+        hidden = redact_url(value)
         return value if hidden == value else hidden
     return value
 

@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 config=trainer.config,
                 samples=samples,
                 links=links,
+                metrics={name: [(int(x), y) for x, y in zip(xs, ys, strict=True)]
+                         for name, (xs, ys) in run.state.evals.curves().items()},
             )
         ),
         encoding="utf-8",

@@ -3,14 +3,19 @@
 ``live(trainer)`` displays the panel, starts the job if needed, streams on a
 background thread and returns a :class:`LiveRun` at once (``result()``,
 ``cancel(remote=True)``, ``await run``, ``save(path)``, ``snapshot_html()``,
-``figure()``, ``panel``). ``replay(path)`` redraws a saved run; ``compare([...])`` overlays
-several runs. Outside Jupyter, ``live`` prints compact text progress.
+``figure()``, ``panel``). ``replay(path)`` redraws a saved run; ``compare([...])`` puts
+several runs side by side (the config keys that differ, best task metric @ step, final
+loss, duration; loss and metric curves overlaid). Outside Jupyter, ``live`` prints compact text progress.
 
-Modules: ``progress`` (pure run model, RunState), ``series`` (bounded decimated curves),
-``panel`` (ipywidgets), ``livechart`` (the snapshot's SVG in a small
-anywidget: hover values, kernel watchdog), ``chart`` (plotly figure on demand,
-``run.figure()``), ``snapshot`` (static SVG + HTML), ``record`` (JSONL,
-replay, compare), ``text`` (formatting, terminal progress), ``live`` (threads).
+Modules: ``progress`` (pure run model, RunState), ``evals`` (its task metrics, eval
+examples and health), ``series`` (bounded decimated curves), ``panel`` (ipywidgets),
+``svgchart`` (the one SVG chart engine: panel, snapshot, compare, demo report),
+``palette`` (the one set of colours and the status badge), ``livechart`` (an SVG
+in a small anywidget, its JavaScript in ``livechart.js``: hover values, kernel
+watchdog), ``evalview`` (metric chart, best checkpoint, examples, health row),
+``chart`` (plotly figure on demand, ``run.figure()``), ``snapshot`` (static SVG +
+HTML), ``record`` (JSONL, replay), ``compare`` (runs side by side: the config keys
+that differ, best metric), ``text`` (formatting, terminal progress), ``live`` (threads).
 
 Verified: JupyterLab 4.6 (ipywidgets 8.1, anywidget 0.11) in headless
 Chromium, and nbclient-executed notebooks (the saved file keeps only the
@@ -40,7 +45,9 @@ the widget's element, or on elements inside an HTML widget's value):
   ``arkor-eval-loss``, ``arkor-eta``, ``arkor-elapsed``, ``arkor-progress``,
   ``arkor-error`` (backend failure), ``arkor-transport`` (stream problem),
   ``arkor-cancel-state`` (what the cancel did), ``arkor-blocking`` (shown
-  while ``run.result()`` holds the kernel);
+  while ``run.result()`` holds the kernel), ``arkor-best`` (the best checkpoint
+  by the headline task metric: "best fields/all 92% @ step 40"), ``arkor-health``
+  (grad norm, tokens/s, peak RSS, GPU memory from the latest training.log);
 - ``arkor-cancel``: the Cancel button (text "Cancel" -> "Cancelling…" -> the
   final status: "Completed", "Failed", "Cancelled", "Stopped");
 - ``arkor-remote-toggle``: the "also cancel the job on the backend" checkbox;
@@ -50,14 +57,23 @@ the widget's element, or on elements inside an HTML widget's value):
   carries its exact values (``[data-name][data-xs][data-ys]``: count points
   with ``data-xs``); ``.arkor-tip`` is the hover tooltip; with no point yet
   it reads "waiting for the first step" (``.arkor-empty-chart``);
-- ``arkor-checkpoints``: checkpoint list and samples (``arkor-samples``);
+- ``arkor-metric-chart``: the task-metric chart beside it (hidden until the first
+  ``checkpoint.eval``), an ``svg.arkor-metric-svg`` with one line per metric in
+  percent (``data-unit="%"``) and the best point ringed (``.arkor-best-point``); the
+  snapshot and ``compare`` wrap the same SVG in a ``div.arkor-metric-chart``;
+- ``arkor-checkpoints``: checkpoint list and samples (``arkor-samples``), then the
+  latest eval examples (``arkor-examples``, one ``tr.arkor-example`` each; in a
+  reply, ``arkor-field-right`` / ``arkor-field-wrong`` / ``arkor-field-missing``
+  per ``key: value`` field, else ``arkor-reply-right`` / ``arkor-reply-wrong``);
 - ``arkor-log``: the event log (newest at the bottom);
-- ``arkor-snapshot``: the static snapshot (the panel's cell output after the run).
+- ``arkor-snapshot``: the static snapshot (the panel's cell output after the run);
+  ``arkor-compare`` the table of ``ak.compare`` (``arkor-config-value`` cells).
 """
 
 from __future__ import annotations
 
+from arkor_nb.notebook.compare import compare
 from arkor_nb.notebook.live import LiveRun, live
-from arkor_nb.notebook.record import compare, replay
+from arkor_nb.notebook.record import replay
 
 __all__ = ["LiveRun", "live", "replay", "compare"]

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from arkor_nb.core.format import JOB_COLUMNS, job_row, jobs_text
-from arkor_nb.core.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.notebook.live import live
+from arkor_nb.notebook.palette import badge
 from arkor_nb.sdk import jobs as jobs_api
 from arkor_nb.sdk.backends import BackendSpec
 from arkor_nb.sdk.jobs import JobList
@@ -28,8 +28,6 @@ from arkor_nb.sdk.sync import run_sync
 
 CANCEL_CONFIRM_S = 30.0  # how long a Cancel click follows the job for the final status
 COLUMNS = JOB_COLUMNS
-_BADGE: dict[str, str] = {QUEUED: "#6b7280", RUNNING: "#2563eb", COMPLETED: "#16a34a",
-          FAILED: "#dc2626", CANCELLED: "#d97706"}
 
 
 class JobTable(JobList):
@@ -60,12 +58,6 @@ def jobs(status: str | None = None, limit: int | None = 100, *,
     return run_sync(jobs_async(status, limit, backend=backend))
 
 
-def _badge(status: str) -> str:
-    color = _BADGE.get(status, "#6b7280")
-    return (f'<span style="background:{color};color:white;border-radius:8px;padding:1px 7px;'
-            f'font-size:90%">{html.escape(status)}</span>')
-
-
 def html_table(jobs: Sequence[TrainingJob]) -> str:
     """A static table (no JavaScript), for saved notebooks and nbviewer."""
     if not jobs:
@@ -74,7 +66,7 @@ def html_table(jobs: Sequence[TrainingJob]) -> str:
     body = []
     for job in jobs:
         r = job_row(job)
-        cells = [html.escape(r["name"]), f"<code>{html.escape(r['id'])}</code>", _badge(r["status"]),
+        cells = [html.escape(r["name"]), f"<code>{html.escape(r['id'])}</code>", badge(r["status"]),
                  *(html.escape(r[c]) for c in COLUMNS[3:])]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (f"<table class='arkor-nb-jobs'><thead><tr>{head}</tr></thead>"
@@ -117,7 +109,7 @@ class JobsWidget:
         cells: list[Any] = [w.HTML(f"<b>{c}</b>") for c in COLUMNS] + [w.HTML(""), w.HTML("")]
         for job in jobs:
             r = job_row(job)
-            self.badges[job.id] = w.HTML(_badge(r["status"]))
+            self.badges[job.id] = w.HTML(badge(r["status"]))
             open_button = w.Button(description="Open", tooltip=f"live panel of {job.id}",
                                    layout=w.Layout(width="70px"))
             open_button.add_class("arkor-jobs-open")
@@ -173,11 +165,11 @@ class JobsWidget:
         self.status.value = f"asked the backend to cancel <code>{html.escape(job_id)}</code>"
         deadline = time.monotonic() + CANCEL_CONFIRM_S
         while not current.is_terminal and time.monotonic() < deadline:
-            self.badges[job_id].value = _badge(current.status)
+            self.badges[job_id].value = badge(current.status)
             time.sleep(0.5)  # polling the backend's status, not synchronising a test
             try:
                 current = jobs_api.job(job_id, backend=self.backend)
             except Exception:
                 break
-        self.badges[job_id].value = _badge(current.status)
+        self.badges[job_id].value = badge(current.status)
         button.description = current.status.capitalize() if current.is_terminal else "Cancel sent"

@@ -25,9 +25,18 @@ import ipywidgets as widgets
 
 from arkor_nb.core.format import event_line, fduration, fnum, fsci
 from arkor_nb.core.status import CANCELLED, COMPLETED, DETACHED, FAILED, PREPARING, SAVING
+from arkor_nb.notebook.evalview import (
+    EMPTY_METRICS,
+    best_html,
+    examples_html,
+    health_html,
+    metric_chart,
+)
 from arkor_nb.notebook.livechart import new_live_chart
+from arkor_nb.notebook.palette import badge
 from arkor_nb.notebook.progress import TERMINAL, RunState
-from arkor_nb.notebook.snapshot import badge, run_lines, samples_html, svg_chart
+from arkor_nb.notebook.snapshot import run_lines, samples_html
+from arkor_nb.notebook.svgchart import svg_chart
 from arkor_nb.notebook.text import esc
 
 LOG_LINES = 120  # event-log lines sent to the browser (the ring keeps LOG_RING = 300)
@@ -42,6 +51,7 @@ CSS_CLASSES = {
     "log_scale": "arkor-logscale",
     "smoothing": "arkor-smoothing",
     "chart": "arkor-chart",
+    "metric_chart": "arkor-metric-chart",
     "checkpoints": "arkor-checkpoints",
     "log": "arkor-log",
 }
@@ -80,12 +90,19 @@ class LivePanel(widgets.VBox):
                                              description="smoothing", readout_format=".2f",
                                              continuous_update=False)
         self.svg_chart = new_live_chart(svg_chart([], empty=EMPTY_CHART))
-        self.chart_box = widgets.Box(children=[self.svg_chart])
+        # task metrics beside the loss chart from the first checkpoint.eval on (no watchdog: one is enough)
+        self.metric_chart = new_live_chart(metric_chart(state.evals))
+        self.metric_chart.live = False
+        self.metric_chart.layout = widgets.Layout(display="none", flex="1 1 300px", max_width="440px")
+        self.svg_chart.layout = widgets.Layout(flex="1 1 480px", max_width="720px")
+        self.chart_box = widgets.Box(children=[self.svg_chart, self.metric_chart],
+                                     layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
         self.checkpoints_html = widgets.HTML(value="")
         self.log_html = widgets.HTML(value="")
         for w, key in ((self, "panel"), (self.status_html, "status"), (self.cancel_button, "cancel"),
                        (self.remote_toggle, "remote_toggle"), (self.log_toggle, "log_scale"),
                        (self.smoothing, "smoothing"), (self.chart_box, "chart"),
+                       (self.metric_chart, "metric_chart"),
                        (self.checkpoints_html, "checkpoints"), (self.log_html, "log")):
             w.add_class(CSS_CLASSES[key])
         controls = widgets.HBox([self.cancel_button, self.remote_toggle, self.log_toggle, self.smoothing],
@@ -100,6 +117,7 @@ class LivePanel(widgets.VBox):
         self._log_drawn = -1
         self._log_at = 0.0
         self._ckpt_drawn = -1
+        self._metrics_drawn = -1
         self.finished = False
         self.blocking = False  # True while run.result() holds the kernel
         self.wake: Callable[[], None] = lambda: None  # set by the owner's ticker
@@ -185,6 +203,7 @@ class LivePanel(widgets.VBox):
             with st.lock:
                 versions = {"loss": st.loss_series.version, "eval_loss": st.eval_series.version,
                             "learning_rate": st.lr_series.version}
+                metrics_version = st.evals.version
                 log_version, ckpt_version = st.log_version, st.ckpt_version
             self._set(self.status_html, self.status_text())
             self._show_ahead(st.summary()["ahead"])
@@ -194,6 +213,9 @@ class LivePanel(widgets.VBox):
                 self._draw_svg(hover=True)
                 self._seen = versions
                 self._drawn_view = self._view
+            if metrics_version != self._metrics_drawn:
+                self._draw_metrics()
+                self._metrics_drawn = metrics_version
             if ckpt_version != self._ckpt_drawn:
                 self._set(self.checkpoints_html, self.checkpoints_text())
                 self._ckpt_drawn = ckpt_version
@@ -214,6 +236,16 @@ class LivePanel(widgets.VBox):
         self._set(self.svg_chart, svg_chart(run_lines(st, smoothing=smoothing), log_y=log_y,
                                             hover=hover, empty=empty))
 
+    def _draw_metrics(self) -> None:
+        st = self.run_state
+        with st.lock:
+            svg = metric_chart(st.evals, hover=True, empty=EMPTY_METRICS)
+            shown = bool(st.evals.series)
+        self._set(self.metric_chart, svg)
+        display = "" if shown else "none"
+        if self.metric_chart.layout.display != display:
+            self.metric_chart.layout.display = display
+
     # --------------------------------------------------------------- finish
 
     def finish(self) -> None:
@@ -222,6 +254,7 @@ class LivePanel(widgets.VBox):
             st = self.run_state
             self.finished = True
             self._draw_svg(hover=True)
+            self._draw_metrics()
             if hasattr(self.svg_chart, "live"):
                 self.svg_chart.live = False
             self._set(self.status_html, self.status_text())
@@ -240,6 +273,7 @@ class LivePanel(widgets.VBox):
         with self._render_lock:
             st = self.run_state
             self._draw_svg(hover=True)
+            self._draw_metrics()
             self._set(self.status_html, self.status_text())
             self._set(self.checkpoints_html, self.checkpoints_text())
             self._set(self.log_html, self.log_text())
@@ -302,7 +336,8 @@ class LivePanel(widgets.VBox):
         shown = s["phase"] if s["phase"] in PHASES_SHOWN else s["status"]
         header = (f'<b class="arkor-name">{esc(s["name"] or "run")}</b> '
                   f'<code class="arkor-job-id">{esc(s["job_id"] or "not started")}</code> '
-                  f'<span style="color:#777">{esc(s["backend"])}</span> {badge(shown)}')
+                  f'<span style="color:#777">{esc(s["backend"])}</span> {badge(shown)} '
+                  f"{best_html(st.evals)}")
         extra = []
         for job in s["ahead"][:1]:
             at = (f" at step {job['step']} / {job['max_steps']}" if job["max_steps"]
@@ -326,19 +361,23 @@ class LivePanel(widgets.VBox):
             extra.append('<div class="arkor-blocking" style="color:#6d4c41">run.result() is waiting in '
                          "this cell, so the kernel cannot receive clicks until it returns: interrupt "
                          "the kernel (■) to cancel, or wait with await run to keep Cancel clickable.</div>")
+        with st.lock:
+            health = health_html(st.evals.health)
         return (f'<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
-                f'<div style="margin:2px 0">{cells}</div>{"".join(extra)}</div>')
+                f'<div style="margin:2px 0">{cells}</div>{health}{"".join(extra)}</div>')
 
     def checkpoints_text(self) -> str:
         st = self.run_state
         with st.lock:
             steps = [c.step for c in st.checkpoints]
-        if not steps:
+            examples = examples_html(st.evals)
+        if not steps and not examples:
             return ""
         shown = ", ".join(str(s) for s in steps[-20:])
         more = f" (+{len(steps) - 20} earlier)" if len(steps) > 20 else ""
-        return (f'<div style="font-size:12px;line-height:1.4"><b>Checkpoints</b> {len(steps)}: step {esc(shown)}{more}'
-                f"</div>{samples_html(st)}")
+        listed = (f'<div style="font-size:12px;line-height:1.4"><b>Checkpoints</b> {len(steps)}: '
+                  f"step {esc(shown)}{more}</div>") if steps else ""
+        return f"{listed}{samples_html(st)}{examples}"
 
     def log_text(self) -> str:
         st = self.run_state

@@ -16,8 +16,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from arkor_nb.core.contexts import StreamNotice
+from arkor_nb.core.contexts import MetricsReported, StreamNotice
 from arkor_nb.core.events import (
+    CheckpointEval,
     CheckpointSample,
     CheckpointSaved,
     TrainingCancelled,
@@ -40,6 +41,7 @@ from arkor_nb.core.status import (
     TERMINAL_STATUSES,
     TRAINING,
 )
+from arkor_nb.notebook.evals import EvalTrack
 from arkor_nb.notebook.series import DecimatedSeries
 
 LOG_RING = 300  # events kept for the event log
@@ -115,6 +117,8 @@ class RunState:
         self.metrics: dict[str, Any] = {}
         self.artifacts: list[Any] = []
         self.metadata: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}  # the job's wire config (compare shows what differs)
+        self.evals = EvalTrack()  # task metrics, eval examples, health (notebook/evals.py)
         self.checkpoints: list[Checkpoint] = []
         self.log: deque[LogEntry] = deque(maxlen=LOG_RING)
         self.log_total = 0
@@ -165,6 +169,16 @@ class RunState:
                 return
             if isinstance(item, CheckpointSample):  # a worker's reply (live, reattached or replayed)
                 self.set_sample(item.step, item.prompt, item.reply)
+                return
+            if isinstance(item, MetricsReported):  # ctx.report(...): drawn with the task metrics
+                self.evals.fold_reported(item.step, item.metrics)
+                return
+            if isinstance(item, CheckpointEval):
+                self.evals.fold_eval(item)
+                self.ckpt_version += 1
+                self.log.append(LogEntry(t, item))
+                self.log_total += 1
+                self.log_version += 1
                 return
             level = "info"
             if isinstance(item, TrainingPhase):
@@ -235,6 +249,7 @@ class RunState:
             self.epoch = ev.epoch
         if ev.samples_per_second is not None:
             self.samples_per_second = ev.samples_per_second
+        self.evals.fold_health(ev)
 
     def _fold_notice(self, n: StreamNotice) -> None:
         if n.kind == "connected":
@@ -304,6 +319,7 @@ class RunState:
 
     def apply_config(self, config: dict[str, Any]) -> None:
         with self.lock:
+            self.config = {**self.config, **config}
             if self.max_steps is None and isinstance(config.get("maxSteps"), int):
                 self.max_steps = config["maxSteps"]
             if self.num_epochs is None and isinstance(config.get("numTrainEpochs"), (int, float)):
@@ -429,5 +445,6 @@ class RunState:
                 "cancel_state": self.cancel_state,
                 "cancel_detail": self.cancel_detail,
                 "checkpoints": [c.step for c in self.checkpoints],
+                "best_metric": self.evals.best_of(),  # (name, step, value) or None
                 "log_events": self.n_events,
             }

@@ -1,4 +1,4 @@
-"""Run records: every event to JSONL (``run.save``), ``replay`` and ``compare``.
+"""Run records: every event to JSONL (``run.save``) and ``replay`` (``compare`` is in compare.py).
 
 Why a spool file: a run may log a million events; keeping them all as
 objects would cost gigabytes, and serialising each one on the streaming
@@ -24,7 +24,7 @@ import tempfile
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.events import parse_event
 from arkor_nb.core.format import parse_time
 from arkor_nb.notebook.progress import RunState
-from arkor_nb.notebook.snapshot import compare_html, snapshot_html
+from arkor_nb.notebook.snapshot import snapshot_html
 
 HEADER_TYPE = "arkor.run"
 FORMAT_VERSION = 1
@@ -220,40 +220,3 @@ class Replay:
 def replay(path: str | os.PathLike[str]) -> Replay:
     """Redraw a saved run (``run.save(path)``) without any backend."""
     return Replay(path)
-
-
-class Comparison:
-    """Several runs overlaid: ``compare([run_a, run_b, "run_c.jsonl"])``."""
-
-    def __init__(self, runs: Iterable[Any]) -> None:
-        self.runs: list[tuple[str, RunState]] = []
-        for i, run in enumerate(runs):
-            self.runs.append(_as_state(run, i))
-        if not self.runs:
-            raise ConfigError("runs", "pass at least one run: a LiveRun, a replay() or a .jsonl path")
-
-    def snapshot_html(self, *, smoothing: float = 0.6, log_y: bool = False) -> str:
-        return compare_html(self.runs, smoothing=smoothing, log_y=log_y)
-
-    def _repr_html_(self) -> str:
-        return self.snapshot_html()
-
-    def __repr__(self) -> str:
-        return "<arkor_nb comparison of " + ", ".join(label for label, _ in self.runs) + ">"
-
-
-def _as_state(run: Any, index: int) -> tuple[str, RunState]:
-    if isinstance(run, (str, os.PathLike)):
-        st = state_from_record(run)
-        return (st.name or Path(run).stem, st)
-    state = getattr(run, "state", None)
-    if isinstance(state, RunState):
-        return (state.name or state.job_id or f"run {index + 1}", state)
-    if isinstance(run, RunState):
-        return (run.name or f"run {index + 1}", run)
-    raise ConfigError(f"runs[{index}]", f"expected a LiveRun, a replay() or a .jsonl path, got {run!r}")
-
-
-def compare(runs: Iterable[Any]) -> Comparison:
-    """Overlay the loss curves of several runs (LiveRun, replay() result or JSONL path)."""
-    return Comparison(runs)

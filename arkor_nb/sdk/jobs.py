@@ -13,8 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.contexts import best_of, metrics_of
 from arkor_nb.core.errors import CloudApiError, ConfigError, JobNotFoundError
-from arkor_nb.core.events import CheckpointSaved, TrainingCompleted, TrainingEvent, parse_event
+from arkor_nb.core.events import (
+    CheckpointSaved,
+    TrainingCompleted,
+    TrainingEvent,
+    parse_event,
+)
 from arkor_nb.core.format import jobs_text
 from arkor_nb.core.redact import redact_config
 from arkor_nb.core.status import COMPLETED, JOB_STATUSES
@@ -204,6 +210,36 @@ async def cancel_job_async(job_id: str, *, backend: Any = "local") -> TrainingJo
 def cancel_job(job_id: str, *, backend: Any = "local") -> TrainingJob:
     """Sync twin of :func:`cancel_job_async`."""
     return run_sync(cancel_job_async(job_id, backend=backend))
+
+
+# ------------------------------------------------------------- metrics
+
+
+def best_metric(events: list[TrainingEvent], metric: str) -> tuple[int, float] | None:
+    """(step, value) of the highest ``metric`` among the job's ``checkpoint.eval`` events
+    (the earliest step on a tie); None when no eval scored it."""
+    series = metrics_of(events)
+    return best_of(series, metric) if series.get(metric) else None
+
+
+async def best_metrics_async(job_ids: list[str], metric: str, *,
+                             backend: Any = "local") -> dict[str, tuple[int, float] | None]:
+    """Each job's best ``metric`` (step, value), from its recorded events; one request per job."""
+    if not isinstance(metric, str) or not metric.strip():
+        raise ConfigError("metric", f"must be a metric name like 'fields/all', got {metric!r}")
+    api, where = await resolve_api(backend)
+    out: dict[str, tuple[int, float] | None] = {}
+    async with api.client() as client:
+        for job_id in job_ids:
+            _, events = await _job_and_events(client, api, where, check_job_id(job_id))
+            out[job_id] = best_metric(events, metric)
+    return out
+
+
+def best_metrics(job_ids: list[str], metric: str, *,
+                 backend: Any = "local") -> dict[str, tuple[int, float] | None]:
+    """Sync twin of :func:`best_metrics_async`."""
+    return run_sync(best_metrics_async(job_ids, metric, backend=backend))
 
 
 # ------------------------------------------------------------- download

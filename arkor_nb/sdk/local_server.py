@@ -27,6 +27,7 @@ from arkor_nb.core.home import (
     child_env,
     flock,
     home_dir,
+    pid_alive,
     prepare_home,
     read_runtime,
 )
@@ -89,6 +90,21 @@ def _log_tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
+def _winner(home: Path, loser: int, deadline: float) -> RuntimeInfo | None:
+    """The server that took ``home`` while ours was starting (``arkor-nb serve``
+    run at the same moment), once it answers; None if ``server.json`` names no
+    other live process. Ours exits only after the winner's runtime file is written."""
+    while time.monotonic() < deadline:
+        runtime = read_runtime(home)
+        pid = runtime.get("pid") if runtime else None
+        if runtime is None or not isinstance(pid, int) or pid == loser or not pid_alive(pid):
+            return None
+        if _healthy(str(runtime.get("url")), runtime.get("instanceId")):
+            return _info_from_runtime(home, runtime)
+        time.sleep(0.05)
+    return None
+
+
 def ensure_server(home: Path | None = None, *, timeout: float = START_TIMEOUT_S) -> RuntimeInfo:
     """Reuse the home's live server or start one (detached); wait for ``/healthz``."""
     home = prepare_home(home or home_dir())
@@ -113,6 +129,9 @@ def ensure_server(home: Path | None = None, *, timeout: float = START_TIMEOUT_S)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                winner = _winner(home, proc.pid, deadline)
+                if winner is not None:  # another server took the home as ours started: use it
+                    return winner
                 raise RuntimeError(
                     f"the arkor-nb local server exited with code {proc.returncode} while "
                     f"starting; see {log_path}:\n{_log_tail(log_path)}"

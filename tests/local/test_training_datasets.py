@@ -78,7 +78,7 @@ def test_collate_pads_without_learning_padding(tokenizer: Any) -> None:
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
 
 
-def test_blob_source_downloads_once(tmp_path: Path) -> None:
+def test_blob_source_is_fetched_again_for_each_use(tmp_path: Path) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -106,7 +106,9 @@ def test_blob_source_downloads_once(tmp_path: Path) -> None:
     finally:
         server.shutdown()
     assert len(rows) == len(again) == len(TRAIN.read_text().splitlines())
-    assert hits == ["Bearer s3cret"]  # cached after the first download
+    # Revalidated on every use (issue 19.2): this host sends no ETag/Last-Modified,
+    # so the file is fetched again, with the same token each time.
+    assert hits == ["Bearer s3cret", "Bearer s3cret"]
 
 
 def test_huggingface_source_with_splits(tmp_path: Path) -> None:

@@ -78,3 +78,18 @@ def test_fields_right_counts_exact_key_value_lines() -> None:
     assert fields_right(expected, "category: shipping\npriority: medium\nteam: payments") == "2/3"
     assert fields_right(expected, expected) == "3/3"
     assert fields_right(expected, "Common base class") == "0/3"
+
+
+def test_report_draws_task_metrics_with_the_panels_engine() -> None:
+    soup = _report(metrics={"fields/all": [(10, 0.2), (20, 0.85), (40, 0.8)],
+                            "exact": [(10, 0.0), (20, 0.5), (40, 0.6)]})
+    chart = soup.select_one("svg#metric-chart.arkor-metric-svg")
+    assert chart is not None
+    points = chart.select(".arkor-metric-line-points circle")
+    assert [(c["data-step"], c["data-value"]) for c in points[:3]] == [
+        ("10", "20"), ("20", "85"), ("40", "80")]
+    assert points[1].find("title").get_text() == "step 20: fields/all 85%"
+    assert chart.select_one(".arkor-best-point").get_text() == "best 85% @ 20"
+    # the loss chart comes from the same engine (the live panel's class and axes)
+    assert "arkor-svg" in soup.select_one("svg#loss-chart")["class"]
+    assert _report().select_one("#metric-chart") is None  # no task eval, no empty chart

@@ -39,7 +39,8 @@ def test_panel_traces_status_and_final_snapshot() -> None:
         st.fold(ev)
     panel.render()
     svg = panel.svg_chart.value
-    assert panel.chart_box.children == (panel.svg_chart,)
+    assert panel.chart_box.children == (panel.svg_chart, panel.metric_chart)
+    assert panel.metric_chart.layout.display == "none"  # no task metric yet
     xs, ys = _hover(svg, "loss (raw)")
     assert xs == [str(i) for i in range(1, 301)]
     assert [float(y) for y in ys] == pytest.approx([2.0 / (1 + s / 100) for s in range(1, 301)], rel=1e-3)
@@ -190,7 +191,7 @@ def test_snapshot_learning_rate_ticks_are_distinct() -> None:
     """A slowly decaying lr (0.0029986 -> 0.0029725) must not label every tick "0.003"."""
     import re
 
-    from arkor_nb.notebook.snapshot import Line, svg_chart
+    from arkor_nb.notebook.svgchart import Line, svg_chart
 
     lrs = [0.0029986 - i * 0.0000006 for i in range(45)]
     svg = svg_chart([
@@ -223,3 +224,24 @@ def test_phases_show_what_the_job_does_before_its_first_step() -> None:
     st.fold(TrainingPhase(phase="saving", detail="saving the adapter"))
     panel.render()
     assert "saving: saving the adapter" in panel.status_html.value
+
+
+def test_live_chart_javascript_is_a_packaged_file(tmp_path: Any) -> None:
+    """The anywidget ESM lives in livechart.js next to its module, and the wheel ships it."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from arkor_nb.notebook import livechart
+
+    js = Path(livechart.__file__).with_name("livechart.js")
+    chart = livechart.new_live_chart("<svg></svg>")
+    assert chart._esm == js.read_text() and "export default { render }" in chart._esm
+    assert "ESM = r" not in Path(livechart.__file__).read_text()  # no JavaScript in a Python string
+    repo = Path(livechart.__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(repo)], check=True, capture_output=True, timeout=240)
+    (wheel,) = tmp_path.glob("arkor_nb-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("arkor_nb/notebook/livechart.js").decode() == js.read_text()

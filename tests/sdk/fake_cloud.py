@@ -54,6 +54,22 @@ def checkpoint(step: int, artifacts: list[Any] | None = None) -> dict[str, Any]:
     return {"type": "checkpoint.saved", "step": step, "artifacts": artifacts or []}
 
 
+def checkpoint_eval(step: int, metrics: dict[str, float], n: int = 0,
+                    examples: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``checkpoint.eval``: task metrics of one checkpoint (what the local worker emits)."""
+    return {"type": "checkpoint.eval", "step": step, "metrics": metrics, "n": n,
+            "examples": examples or []}
+
+
+def health_log(step: int, loss: float, *, grad_norm: float, tokens_per_second: float,
+               rss_mb: float, gpu_mem_mb: float | None = None) -> dict[str, Any]:
+    """``training.log`` with the local worker's health fields (camelCase, as on the wire)."""
+    extra = {"gradNorm": grad_norm, "tokensPerSecond": tokens_per_second, "rssMb": rss_mb}
+    if gpu_mem_mb is not None:
+        extra["gpuMemMb"] = gpu_mem_mb
+    return log(step, loss, **extra)
+
+
 def completed(artifacts: list[Any] | None = None, **metrics: Any) -> dict[str, Any]:
     return {"type": "training.completed", "metrics": metrics, "artifacts": artifacts or []}
 

@@ -179,3 +179,23 @@ def test_a_raising_callback_under_run_prints_one_line_with_the_cancel_command(
     assert "on_log (alert)" in lines[0] and "RuntimeError: loss too high at step 1" in lines[0]
     assert "keeps running" in lines[0]
     assert lines[0].endswith(f"arkor-nb cancel {job_id} --backend cloud")
+
+
+def test_jobs_metric_column_shows_each_jobs_best_value_at_step(cloud: FakeCloud, tmp_path: Path) -> None:
+    def evaluated(step: int, value: float) -> dict[str, object]:
+        return {"type": "checkpoint.eval", "step": step, "metrics": {"fields/all": value}, "n": 60}
+
+    cloud.add_job("job_a", [started(), checkpoint(10), evaluated(10, 0.4), checkpoint(20),
+                            evaluated(20, 0.92), evaluated(30, 0.9), completed()],
+                  status="completed", name="first")
+    cloud.add_job("job_b", [started(), log(1, 2.0)], status="running", name="no-evals")
+    out = arkor(cloud, tmp_path, "jobs", "--backend", "cloud", "--metric", "fields/all")
+    assert out.returncode == 0, out.stderr
+    head, *rows = out.stdout.splitlines()
+    assert head.split()[-2:] == ["BEST", "FIELDS/ALL"]
+    by_id = {r.split()[1]: r for r in rows}
+    assert by_id["job_a"].endswith("0.92@20") and "@" not in by_id["job_b"]  # no eval: empty cell
+    out = arkor(cloud, tmp_path, "jobs", "--backend", "cloud", "--metric", "fields/all", "--json")
+    listed = {j["id"]: j for j in json.loads(out.stdout)}
+    assert listed["job_a"]["bestMetric"] == {"name": "fields/all", "step": 20, "value": 0.92}
+    assert listed["job_b"]["bestMetric"] is None

@@ -31,6 +31,7 @@ EXPECTED = [
     "ScopeError",
     "StartedContext",
     "StreamNotice",
+    "Sweep",
     "TaskEval",
     "Trainer",
     "TrainingEvent",
@@ -58,6 +59,7 @@ EXPECTED = [
     "replay",
     "request_anonymous_token",
     "run_trainer",
+    "sweep",
     "write_credentials",
     "write_state",
 ]

@@ -9,13 +9,12 @@ Each yields ``(where, raw_row)`` pairs; ``rows`` normalises them.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.redact import redact_config
+from arkor_nb.local.data.blob import download_blob
 from arkor_nb.local.data.rows import FILE_FORMATS, RowError
 
 # ------------------------------------------------------------------ reading
@@ -138,52 +137,6 @@ def _wrapped_json_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 # ------------------------------------------------------------------ sources
-
-
-def blob_cache_path(url: str, home: Path, fmt: str | None = None) -> Path:
-    suffix = Path(url.split("?", 1)[0]).suffix.lower()
-    if fmt:
-        suffix = next((s for s, f in FILE_FORMATS.items() if f == fmt), suffix)
-    if suffix not in FILE_FORMATS:
-        suffix = ".jsonl"
-    return Path(home) / "datasets" / f"blob-{hashlib.sha256(url.encode()).hexdigest()[:24]}{suffix}"
-
-
-def download_blob(url: str, home: Path, token: str | None = None, fmt: str | None = None) -> Path:
-    """Download once (atomically) into ``<home>/datasets/``; cached by URL."""
-    import httpx
-
-    dest = blob_cache_path(url, home, fmt)
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    try:
-        with httpx.stream("GET", url, headers=headers, follow_redirects=True,
-                          timeout=60.0) as resp:
-            if resp.status_code >= 400:
-                hint = (" (the token was refused: check datasetSource.token)"
-                        if resp.status_code in (401, 403) else "")
-                raise BlobError(url, f"HTTP {resp.status_code} {resp.reason_phrase}{hint}")
-            with open(tmp, "wb") as fh:
-                for chunk in resp.iter_bytes():
-                    fh.write(chunk)
-    except httpx.HTTPError as exc:
-        raise BlobError(url, f"{type(exc).__name__}: {exc}") from None
-    tmp.replace(dest)
-    return dest
-
-
-class BlobError(ValueError):
-    """A blob dataset could not be downloaded; the message shows the URL without secrets."""
-
-    field = "datasetSource.url"
-
-    def __init__(self, url: str, reason: str) -> None:
-        safe = redact_config(url)
-        super().__init__(f"could not download the dataset from {safe}: {reason.replace(url, safe)}; "
-                         "check the URL (and the token, for a private file)")
 
 
 def iter_hf_rows(name: str, split: str, subset: str | None = None) -> Iterator[tuple[str, Any]]:

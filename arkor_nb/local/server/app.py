@@ -45,7 +45,13 @@ from arkor_nb.local.server.idle import ActivityTracker, watch_idle
 from arkor_nb.local.server.jobs import JobManager, artifact_url
 from arkor_nb.local.server.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityPolicy
 from arkor_nb.local.server.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
-from arkor_nb.local.server.store import Store, StoreError
+from arkor_nb.local.server.store import (
+    DamagedDatabaseError,
+    Store,
+    StoreError,
+    damage_advice,
+    is_damage,
+)
 
 log = logging.getLogger("arkor_nb.local")
 
@@ -380,9 +386,14 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
         return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 
     async def store_error(request: Request, exc: Exception) -> Response:
+        if is_damage(exc) or isinstance(exc, DamagedDatabaseError):
+            return _error(503, damage_advice(store.path), "home")
         return _error(507, str(exc), "home")
 
     async def internal_error(request: Request, exc: Exception) -> Response:
+        if is_damage(exc):
+            log.error("the job database is damaged (%s)", exc)
+            return _error(503, damage_advice(store.path), "home")
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return _error(500, f"internal error in the local server ({type(exc).__name__}); "
                            f"see {home / 'server.log'} and report it")

@@ -263,9 +263,10 @@ class JobManager:
         _, needed = split_secrets(job["config"], REDACTED)
         if not needed or job_id in self._secrets:
             return False
-        self._fail(job_id, "this job needs a secret (the dataset token) that the local server "
-                   "kept only in memory, and the server restarted before the job started; "
-                   "secrets are never written to disk, so submit the job again")
+        self._fail(job_id, "this job needs a secret (the dataset token, or the password or "
+                   "signed query of its dataset URL) that the local server kept only in memory, "
+                   "and the server restarted before the job started; secrets are never "
+                   "written to disk, so submit the job again")
         return True
 
     def _spawn(self, job_id: str) -> None:
@@ -330,7 +331,9 @@ class JobManager:
         stream: IO[bytes] | None = run.proc.stderr
         if stream is None:
             return
-        with open(run.job_dir / "worker.log", "ab") as sink:
+        fd = os.open(run.job_dir / "worker.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # private even if it existed: a library may log what it fetched
+        with os.fdopen(fd, "ab") as sink:
             for raw in stream:
                 sink.write(raw)
                 sink.flush()

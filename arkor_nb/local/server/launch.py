@@ -8,6 +8,7 @@ Finding or starting a server from the SDK lives in ``arkor_nb.sdk.local_server``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arkor_nb.core.home import RUNTIME_FILE, flock, home_dir, prepare_home, read_runtime
+from arkor_nb.core.home import (
+    RUNTIME_FILE,
+    flock,
+    home_dir,
+    pid_alive,
+    prepare_home,
+    read_runtime,
+)
 from arkor_nb.core.version import __version__
 from arkor_nb.local.server.security import (
     TOKEN_FILE,
@@ -26,6 +34,7 @@ from arkor_nb.local.server.security import (
     is_loopback_host,
     load_or_create_token,
 )
+from arkor_nb.local.server.store import DamagedDatabaseError, set_aside
 
 # ------------------------------------------------------------------ serving
 
@@ -36,6 +45,39 @@ def _write_runtime(home: Path, data: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle)
     os.replace(tmp, home / RUNTIME_FILE)
+
+
+# How long a server that finds the home taken waits for the winner's runtime file
+# (a server started at the same moment is still importing), so its message, and
+# the SDK that launched it, can name the server that serves the home.
+WINNER_WAIT_S = 30.0
+
+
+def _take_server_lock(held: contextlib.ExitStack, home: Path) -> bool:
+    """Hold ``<home>/server.lock`` (True), or say which server holds it (False).
+
+    Two servers started together (``arkor-nb serve`` racing an SDK autostart):
+    the loser waits until the winner's ``server.json`` names it, then exits 1
+    with its pid and URL; the SDK that started the loser uses the winner. If
+    the holder dies before writing it, the lock is taken here instead.
+    """
+    deadline = time.monotonic() + WINNER_WAIT_S
+    while True:
+        probe = contextlib.ExitStack()
+        if probe.enter_context(flock(home / "server.lock", blocking=False)) is not None:
+            held.enter_context(probe)
+            return True
+        probe.close()
+        runtime = read_runtime(home) or {}
+        found = pid_alive(runtime.get("pid"))
+        if found or time.monotonic() > deadline:
+            where = (f"pid {runtime.get('pid')}, {runtime.get('url')}" if found else
+                     f"another process holds {home / 'server.lock'}")
+            print(f"arkor-nb serve: another server already serves {home} ({where}); "
+                  "stop it first, or use it (the SDK finds it through server.json)",
+                  file=sys.stderr)
+            return False
+        time.sleep(0.05)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -64,12 +106,8 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
               "--allow-remote and an explicit --token (or ARKOR_NB_TOKEN) to expose the "
               "trainer to the network", file=sys.stderr)
         return 2
-    with flock(home / "server.lock", blocking=False) as lock:
-        if lock is None:
-            runtime = read_runtime(home) or {}
-            print(f"arkor-nb serve: another server already serves {home} "
-                  f"(pid {runtime.get('pid')}, {runtime.get('url')}); stop it first",
-                  file=sys.stderr)
+    with contextlib.ExitStack() as held:
+        if not _take_server_lock(held, home):
             return 1
         secret = token or load_or_create_token(home)
         sock = _bind(host, port)
@@ -91,9 +129,17 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
             for srv in servers:
                 srv.should_exit = True
 
-        app = create_app(home=home, policy=policy, ping_s=ping_s, max_running=max_running,
-                         instance_id=instance_id, on_shutdown=forget_runtime,
-                         idle_timeout_s=idle_timeout_s, on_idle=stop_when_idle)
+        try:
+            app = create_app(home=home, policy=policy, ping_s=ping_s, max_running=max_running,
+                             instance_id=instance_id, on_shutdown=forget_runtime,
+                             idle_timeout_s=idle_timeout_s, on_idle=stop_when_idle)
+        except DamagedDatabaseError as err:
+            aside = set_aside(err.path)
+            print(f"arkor-nb serve: {err}; it was moved to {aside} (nothing deleted) and the "
+                  "server did not start. Start it again (`arkor-nb serve`, or any SDK call) to "
+                  f"begin with an empty job database, or put a backup at {err.path} first",
+                  file=sys.stderr)
+            return 1
         url_host = "127.0.0.1" if not is_loopback_host(host) else host
         if ":" in url_host and not url_host.startswith("["):
             url_host = f"[{url_host}]"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from arkor_nb.core.events import (
     TERMINAL_EVENT_MODELS,
@@ -87,6 +88,50 @@ class StoreError(RuntimeError):
     """The data directory cannot be written (disk full, read-only, corrupt file)."""
 
 
+# SQLite's primary result codes for a file that is not (or no longer) a sound database.
+_DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_damage(err: BaseException | None) -> bool:
+    """Whether ``err`` (or what caused it) says the database file itself is damaged."""
+    while err is not None:
+        if isinstance(err, sqlite3.Error) and (getattr(err, "sqlite_errorcode", 0) & 0xFF) in _DAMAGE_CODES:
+            return True
+        err = err.__cause__
+    return False
+
+
+class DamagedDatabaseError(StoreError):
+    """``arkor.db`` is corrupt or not a database; ``path`` names it."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        self.detail = " ".join(detail.split())[:200]  # one line, whatever SQLite said
+        super().__init__(f"the arkor-nb job database {path} is damaged ({self.detail})")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged database (and its -wal/-shm) to ``<name>.damaged-<UTC time>``; kept, never deleted."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    for suffix in ("-wal", "-shm", ""):  # the database last: a -wal left alone would be replayed
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, aside.with_name(aside.name + suffix))
+    return aside
+
+
+def damage_advice(path: Path) -> str:
+    """What a user does about a damaged database while the server still runs."""
+    return (f"the arkor-nb job database {path} is damaged; stop the local server and start it "
+            "again (`arkor-nb serve`, or any SDK call): it moves the damaged file aside "
+            "(kept as arkor.db.damaged-<time>) and starts with an empty job list")
+
+
 class Store:
     """Jobs and events of one ``ARKOR_NB_HOME``; safe to share between threads."""
 
@@ -96,9 +141,33 @@ class Store:
         _private_file(self.path)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        with self._write_lock:
-            self._conn().executescript(_SCHEMA)
-            self._add_summary_columns()
+        self._check_sound()
+        try:
+            with self._write_lock:
+                self._conn().executescript(_SCHEMA)
+                self._add_summary_columns()
+        except (sqlite3.Error, StoreError) as err:
+            if is_damage(err):
+                self.close()
+                raise DamagedDatabaseError(self.path, str(err.__cause__ or err)) from None
+            raise
+
+    def _check_sound(self) -> None:
+        """Read every page once through a read-only connection (~0.3 s per 1M events),
+        so a file cut short or overwritten is found before anything writes to it (it
+        stays byte for byte as found) and not as a 500 on some later request."""
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=30)
+            try:
+                found = conn.execute("PRAGMA quick_check(1)").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as err:
+            if is_damage(err):
+                raise DamagedDatabaseError(self.path, str(err)) from None
+            return  # locked, unreadable...: the writable open below says what is wrong
+        if found is None or found[0] != "ok":
+            raise DamagedDatabaseError(self.path, f"integrity check: {found[0] if found else '?'}")
 
     def _add_summary_columns(self) -> None:
         """Latest step and best loss per job, kept up to date by ``append`` so a
@@ -160,6 +229,8 @@ class Store:
                     raise
                 conn.execute("COMMIT")
             except sqlite3.Error as err:
+                if is_damage(err):
+                    raise DamagedDatabaseError(self.path, str(err)) from err
                 raise StoreError(
                     f"cannot write the arkor-nb database {self.path}: {err} "
                     "(free disk space or make the data directory writable; "

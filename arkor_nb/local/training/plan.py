@@ -11,9 +11,10 @@ from typing import Any
 
 from arkor_nb.core.config_keys import wire_config
 from arkor_nb.core.errors import ConfigError
+from arkor_nb.local.data.blob import BlobError
 from arkor_nb.local.data.lazy import holdout
 from arkor_nb.local.data.rows import RowError, load_normalized, parse_format
-from arkor_nb.local.data.sources import BlobError, source_rows
+from arkor_nb.local.data.sources import source_rows
 
 # Wire-keyed defaults, written with the create_trainer keywords (types.CONFIG_KEYS).
 DEFAULTS: dict[str, Any] = wire_config({

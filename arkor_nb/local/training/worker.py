@@ -252,6 +252,7 @@ def main() -> int:
     proto = WorkerChannel()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line shows whole URLs
     cancel = threading.Event()
     try:
         spec = proto.read_spec()

@@ -3,8 +3,9 @@
 - stdin line 1: the job spec, JSON ``{"jobId", "config", "jobDir", "home",
   "secrets"?}``; later lines say ``cancel``; EOF on stdin means cancel too
   (the server went away). ``secrets`` (``{"datasetSource.token": ...}``) are
-  the config values the server never stores: the pipe is their only copy
-  outside the server's memory.
+  the config values the server never stores (a dataset token, a dataset URL
+  with a password or a signed query): the pipe is their only copy outside the
+  server's memory.
 - stdout: one typed event per line, without ``jobId``/``timestamp`` (the
   server adds them when it records the event), ending with exactly one
   terminal event. Everything else (library logs, progress bars, stray
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from arkor_nb.core.events import TERMINAL_EVENT_MODELS, TrainingEvent, parse_event_json
+from arkor_nb.core.redact import redact_url
 
 log = logging.getLogger("arkor_nb.worker")
 
@@ -73,20 +75,31 @@ class JobSpec:
 
 # Config values that are secrets: never stored, never shown (dotted paths).
 SECRET_FIELDS = ("datasetSource.token",)
+# URLs whose user info and query are secrets (a signed ``?sig=``, ``user:pw@``):
+# stored redacted (``https://***@host/x?***``), the real one handed over like a token.
+SECRET_URL_FIELDS = ("datasetSource.url",)
 
 
 def split_secrets(config: dict[str, Any], marker: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """``config`` with each secret replaced by ``marker``, and the secrets themselves."""
+    """``config`` with each secret replaced by ``marker`` (a secret URL by its
+    redacted form), and the secrets themselves. On a stored config, the
+    secrets it returns name what a worker would still need (a marker)."""
     stored = json.loads(json.dumps(config))  # a deep copy of plain JSON
     secrets: dict[str, str] = {}
-    for dotted in SECRET_FIELDS:
+    for dotted in SECRET_FIELDS + SECRET_URL_FIELDS:
         *parents, leaf = dotted.split(".")
         node = stored
         for key in parents:
             node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(leaf), str):
-            secrets[dotted] = node[leaf]
-            node[leaf] = marker
+        if not isinstance(node, dict) or not isinstance(node.get(leaf), str):
+            continue
+        value = node[leaf]
+        if dotted in SECRET_URL_FIELDS:
+            hidden = redact_url(value, every_query=True)
+            if hidden != value or marker in value:
+                secrets[dotted], node[leaf] = value, hidden
+        else:
+            secrets[dotted], node[leaf] = value, marker
     return stored, secrets
 
 
