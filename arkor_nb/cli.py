@@ -1,7 +1,8 @@
 """The ``arkor-nb`` command: run a trainer, manage jobs, serve the local backend.
 
 Commands: ``run [PATH]``, ``jobs [--metric NAME]``, ``logs JOB [-f]``, ``cancel JOB``,
-``download JOB``, ``chat JOB PROMPT``, ``serve``; every job command takes
+``download JOB``, ``chat JOB PROMPT``, ``serve``, ``join URL --job ID`` (lend
+this host to a multi-node job); every job command takes
 ``--backend local|cloud``. Exit codes are the same for every command:
 
 - 0: success (``run``/``logs -f``: the job completed)
@@ -63,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", "run the trainer a Python file exports, to the end")
     run.add_argument("path", nargs="?", default=None,
                      help="module exporting `arkor`, `trainer` or `default` (default: "
-                          "[tool.arkor-nb] entry in pyproject.toml, else trainer.py)")
+                          "[tool.arkor-nb] entry in pyproject.toml, else trainer.py, "
+                          "src/arkor/index.py or src/arkor/trainer.py)")
     jobs = with_backend(command("jobs", "list jobs, newest first"))
     jobs.add_argument("--status", choices=JOB_STATUSES)
     jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
@@ -90,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float, default=None, help="0 = greedy (default)")
     sub.add_parser("serve", help="run the local backend server in the foreground "
                                  "(see `arkor-nb serve --help`)")
+    sub.add_parser("join", help="run this host's share of a multi-node job "
+                                "(see `arkor-nb join --help`)")
     return parser
 
 
@@ -244,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (argparse.REMAINDER would stop at the first option, e.g. --port).
 
         return int(serve_main(argv[1:]) or 0)
+    if argv[:1] == ["join"]:
+        from arkor_nb.local.server.join import join_main  # lazy: needs the [local] extra
+
+        return int(join_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args.path)

@@ -4,6 +4,7 @@ The hierarchy (``ak.ArkorError`` catches them all)::
 
     ArkorError
     ├── CloudApiError            the backend answered an HTTP error (.status, .message, .body)
+    │   ├── CloudUnreachableError no HTTP answer at all (.status == 0, .url)
     │   ├── RemoteConfigError    4xx about one field of the request; also a ConfigError
     │   └── JobNotFoundError     404 for a job id; also a ConfigError (.field == "job_id")
     ├── ConfigError (ValueError) a bad argument or setting (.field names it)
@@ -44,6 +45,21 @@ class CloudApiError(ArkorError):
         if status == 426:
             text += " (this client is too old for the server: upgrade with `pip install -U arkor-nb`)"
         super().__init__(text)
+
+
+class CloudUnreachableError(CloudApiError):
+    """No HTTP answer at all from the backend: the name does not resolve, the
+    connection is refused or times out (``status`` is 0, ``url`` the address tried)."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        detail = str(reason) or type(reason).__name__
+        text = (f"cannot reach {url} ({detail}); check the address (for the Arkor cloud: "
+                "ARKOR_CLOUD_API_URL, the arkorCloudApiUrl in ~/.arkor/credentials.json or "
+                "CloudBackend(base_url=...)), your network and proxy settings, and that the "
+                "server is up")
+        super().__init__(0, text)
+        self.url = url
+        self.args = (text,)
 
 
 class AbortedError(ArkorError):

@@ -18,11 +18,12 @@ from typing import Any
 
 from arkor_nb.core.home import home_dir
 from arkor_nb.core.status import COMPLETED
+from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.demo.report import ReportData, Sample, render_report
-from arkor_nb.notebook import live
-from arkor_nb.sdk.local_server import ensure_server
-from arkor_nb.sdk.create import create_trainer
 from arkor_nb.local.training.models import resolve_model
+from arkor_nb.notebook import live
+from arkor_nb.sdk.create import create_trainer
+from arkor_nb.sdk.local_server import ensure_server
 
 DATASET = Path("data/triage.jsonl")
 EVAL_DATASET = Path("data/triage_eval.jsonl")
@@ -102,6 +103,14 @@ class _Recorder:
         if ctx.eval_loss is not None:
             self.eval_steps.append(ctx.step)
             self.eval_losses.append(float(ctx.eval_loss))
+
+
+def say_eval(ctx: Any) -> None:
+    """``on_eval``: one line per checkpoint with its held-out score (the worker's task eval)."""
+    fields = ", ".join(f"{name[7:]} {value:.0%}" for name, value in sorted(ctx.metrics.items())
+                       if name.startswith("fields/") and name != "fields/all")
+    _say(f"  held-out  step {ctx.step}: all fields right {ctx.metrics.get('fields/all', 0.0):.0%} "
+         f"of {ctx.n} tickets ({fields})")
 
 
 def _chat(url: str, token: str, model: str, messages: list[dict[str, str]]) -> str:
@@ -204,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         logging_steps=1,
         eval_steps=max(1, args.steps // 4),
         save_steps=max(1, args.steps // 2),
-        callbacks={"on_log": recorder.on_log},
+        callbacks={"on_log": recorder.on_log, "on_eval": say_eval},
         backend="local",
+        # scored by the worker after each checkpoint and at the end, model in memory
+        task_eval=TaskEval(data=EVAL_DATASET, scorers=["fields"], max_tokens=24),
     )
     first = "builds the model, ~20 s" if model == MODEL else "prepares the model"
     _say(f"  training  {model}, {args.steps} steps (first run also {first})")

@@ -33,6 +33,7 @@ from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
 MAX_STEPS = 1_000_000
 KNOWN_KEYS = WIRE_CONFIG_KEYS + tuple(LOCAL_CONFIG_KEYS.values())
 MAX_SAMPLE_PROMPTS = 16
+MAX_PROCESSES = 1024
 # Optimizers that work with plain torch (checked against transformers' OptimizerNames in tests).
 OPTIMIZERS = frozenset({
     "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
@@ -117,6 +118,7 @@ def _validate(config: dict[str, Any], home: Path, max_rows: int) -> dict[str, An
     _sample_prompts(out)
     if "taskEval" in out:
         out["taskEval"] = check_wire_task_eval(out["taskEval"])
+    _processes(out)
 
     try:
         fmt = parse_format(out.get("datasetFormat"))
@@ -156,6 +158,17 @@ def _sample_prompts(cfg: dict[str, Any]) -> None:
         raise ConfigError("samplePrompts", f"must be a list of 1 to {MAX_SAMPLE_PROMPTS} non-empty "
                           'strings, e.g. ["Hello!"] (set with sample_prompts= in ak.live)')
     _int(cfg, "sampleMaxTokens", 1, 4096)
+
+
+def _processes(cfg: dict[str, Any]) -> None:
+    """processes / nodes: torch.distributed on several processes (and hosts)."""
+    if cfg.get("processes") != "auto":
+        if isinstance(cfg.get("processes"), str):
+            raise ConfigError("processes", f"must be a whole number of at least 1 or \"auto\" "
+                              f"(one per GPU), got {cfg['processes']!r} (set with processes= "
+                              "in create_trainer)")
+        _int(cfg, "processes", 1, MAX_PROCESSES)
+    _int(cfg, "nodes", 1, MAX_PROCESSES)
 
 
 # ----------------------------------------------------------------- scalars

@@ -12,8 +12,9 @@ import html
 import threading
 from typing import Any
 
+from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.chat import chat
-from arkor_nb.sdk.jobs import check_job_id, job
+from arkor_nb.sdk.jobs import job
 
 
 class Playground:

@@ -22,7 +22,7 @@ from arkor_nb.sdk.credentials import (
     ensure_credentials,
     read_credentials,
 )
-from arkor_nb.sdk.http import ProjectScope
+from arkor_nb.sdk.http import ProjectScope, Verify, tls_verify
 from arkor_nb.sdk.local_server import ensure_server, home_dir, live_server
 from arkor_nb.sdk.state import ensure_project_state
 from arkor_nb.sdk.sync import AsyncOnce
@@ -50,9 +50,11 @@ class ResolvedApi:
     token: str | None
     scope: ProjectScope
     keepalive: float | None = None
+    verify: Verify = None  # how the server's TLS certificate is checked (None: public CAs)
 
     def client(self) -> CloudApiClient:
-        return CloudApiClient(self.base_url, self.token, keepalive=self.keepalive)
+        return CloudApiClient(self.base_url, self.token, keepalive=self.keepalive,
+                              verify=self.verify)
 
 
 class _Backend(ABC):
@@ -95,6 +97,10 @@ class LocalBackend(_Backend):
     server is an error). ``keepalive`` is the server's ping interval
     in seconds (default: ``ARKOR_NB_KEEPALIVE_S`` or 15); the client treats
     3x that without a byte as a stalled stream.
+
+    ``verify`` checks an ``https://`` server's certificate: the path of a
+    certificate to trust (a self-signed ``cert.pem``), an ``ssl.SSLContext``,
+    or ``False``; default: the public CAs.
     """
 
     kind = "local"
@@ -107,21 +113,26 @@ class LocalBackend(_Backend):
         autostart: bool = True,
         *,
         keepalive: float | None = None,
+        verify: Verify = None,
     ) -> None:
         super().__init__(keepalive)
         if (url is None) != (token is None):
             raise ConfigError(
                 "backend", "LocalBackend needs both url= and token= (or neither, to auto-launch)"
             )
+        if verify is not None:
+            tls_verify(verify)  # a missing certificate file fails here, not at start()
         self.home = Path(home) if home is not None else None
         self.url = url
         self.token = token
         self.autostart = autostart
+        self.verify = verify
         self._missing_since: float | None = None
 
     async def _resolve(self) -> ResolvedApi:
         if self.url is not None:
-            return ResolvedApi(self.url.rstrip("/"), self.token, LOCAL_SCOPE, self.keepalive)
+            return ResolvedApi(self.url.rstrip("/"), self.token, LOCAL_SCOPE, self.keepalive,
+                               self.verify)
         return await self._find_server()
 
     async def relocate(self, stale: ResolvedApi) -> ResolvedApi:

@@ -8,14 +8,15 @@ text chunks as the server sends them. Works on both backends.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import closing
 from typing import Any
 
 from arkor_nb.core.errors import ArkorError, CloudApiError, ConfigError, RemoteConfigError
+from arkor_nb.sdk.arguments import check_job_id, check_messages, check_number
 from arkor_nb.sdk.backends import ResolvedApi
 from arkor_nb.sdk.chat_transport import SyncChatClient, post_chat
-from arkor_nb.sdk.jobs import check_job_id, not_found, resolve_api
+from arkor_nb.sdk.jobs import not_found, resolve_api
 from arkor_nb.sdk.sync import run_sync
 
 # Sampling keywords ak.chat accepts, and their wire names.
@@ -28,13 +29,7 @@ def chat_body(job_id: str | None, messages: Any, *, step: int | None, model: str
     if (job_id is None) == (model is None):
         raise ConfigError("job_id", "pass a job id (its fine-tuned adapter) or model= (a base "
                                     "model), exactly one of them")
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    if (not isinstance(messages, Sequence) or not messages
-            or not all(isinstance(m, Mapping) and isinstance(m.get("role"), str) for m in messages)):
-        raise ConfigError("messages", 'pass a prompt string or a list like '
-                                      '[{"role": "user", "content": "hi"}]')
-    body: dict[str, Any] = {"messages": [dict(m) for m in messages], "stream": bool(stream)}
+    body: dict[str, Any] = {"messages": check_messages(messages), "stream": bool(stream)}
     if model is not None:
         if not isinstance(model, str) or not model:
             raise ConfigError("model", f"must be a base model id, got {model!r}")
@@ -53,7 +48,7 @@ def chat_body(job_id: str | None, messages: Any, *, step: int | None, model: str
         if key not in SAMPLING:
             raise ConfigError(key, f"is not a sampling option; use {', '.join(SAMPLING)}")
         if value is not None:
-            body[SAMPLING[key]] = value
+            body[SAMPLING[key]] = check_number(key, value, integer=key == "max_tokens")
     return body
 
 
@@ -124,7 +119,7 @@ def chat(job_id: str | None = None, messages: Any = None, *, step: int | None = 
     """
     body = chat_body(job_id, messages, step=step, model=model, stream=stream, sampling=sampling)
     api, where = run_sync(resolve_api(backend))
-    client = SyncChatClient(api.base_url, api.token)
+    client = SyncChatClient(api.base_url, api.token, verify=api.verify)
     try:
         response = client.chat(api.scope, body, stream=stream)
     except CloudApiError as err:
@@ -156,7 +151,8 @@ async def _achunks(response: Any) -> AsyncIterator[str]:
 
 async def _post(api: ResolvedApi, where: str, body: dict[str, Any], stream: bool) -> Any:
     try:
-        return await post_chat(api.base_url, api.token, api.scope, body, stream=stream)
+        return await post_chat(api.base_url, api.token, api.scope, body, stream=stream,
+                               verify=api.verify)
     except CloudApiError as err:
         raise _raise_for(err, body, where) from None
 

@@ -15,6 +15,7 @@ import httpx
 
 from arkor_nb.sdk.http import (
     ProjectScope,
+    Verify,
     auth_headers,
     raise_for_status_async,
     raise_for_status_sync,
@@ -31,9 +32,11 @@ class SyncChatClient:
     ``httpx.Client`` per trainer, created on first use; thread-safe.
     """
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 300.0) -> None:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 300.0,
+                 verify: Verify = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.verify = verify
         self.timeout = timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
@@ -42,7 +45,8 @@ class SyncChatClient:
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(
-                    base_url=self.base_url, headers=auth_headers(self.token), timeout=self.timeout, verify=tls_verify()
+                    base_url=self.base_url, headers=auth_headers(self.token), timeout=self.timeout,
+                    verify=tls_verify(self.verify)
                 )
             return self._client
 
@@ -92,6 +96,7 @@ async def post_chat(
     *,
     stream: bool,
     timeout: float = 300.0,
+    verify: Verify = None,
 ) -> httpx.Response:
     """Async twin of :meth:`SyncChatClient.chat` on the caller's event loop.
 
@@ -99,7 +104,7 @@ async def post_chat(
     response.aclose()`` when done (that also closes the connection pool).
     """
     client = httpx.AsyncClient(
-        base_url=base_url.rstrip("/"), headers=auth_headers(token), timeout=timeout, verify=tls_verify()
+        base_url=base_url.rstrip("/"), headers=auth_headers(token), timeout=timeout, verify=tls_verify(verify)
     )
     try:
         request = client.build_request(

@@ -18,11 +18,13 @@ from typing import Any
 
 import httpx
 
-from arkor_nb.core.errors import CloudApiError
+from arkor_nb.core.errors import CloudApiError, CloudUnreachableError
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.http import (
     REQUEST_TIMEOUT_S,
+    UNREACHABLE,
     ProjectScope,
+    Verify,
     auth_headers,
     keepalive_interval,
     raise_for_status_async,
@@ -45,9 +47,11 @@ class CloudApiClient:
         *,
         keepalive: float | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
+        verify: Verify = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.verify = verify
         self.keepalive = keepalive_interval(keepalive)
         self.timeout = timeout
         self._http: httpx.AsyncClient | None = None
@@ -63,7 +67,8 @@ class CloudApiClient:
 
     async def __aenter__(self) -> CloudApiClient:
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, timeout=self.timeout, verify=tls_verify()
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout,
+            verify=tls_verify(self.verify)
         )
         return self
 
@@ -91,9 +96,10 @@ class CloudApiClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
     ) -> Any:
-        response = await self.http.request(
-            method, path, params=params, json=json_body
-        )
+        try:
+            response = await self.http.request(method, path, params=params, json=json_body)
+        except UNREACHABLE as exc:
+            raise CloudUnreachableError(self.base_url, exc) from exc
         await raise_for_status_async(response)
         if not response.content:
             return None

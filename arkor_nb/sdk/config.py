@@ -65,12 +65,15 @@ def non_empty_str(field: str, value: Any) -> str:
 
 
 def utf8(field: str, value: str) -> str:
-    """Text JSON can carry: a lone surrogate (e.g. a non-UTF-8 file name) is refused."""
+    """Text JSON and URLs can carry: a lone surrogate (what bytes that are not UTF-8, e.g. a
+    file name or a command-line argument in another encoding, decode to) is refused."""
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(field, f"{value!r} is not valid UTF-8 text (a file name in another "
-                          "encoding?); rename the file or pass the text as UTF-8") from None
+    except UnicodeEncodeError as err:
+        shown = value if len(value) <= 80 else value[:80] + "..."
+        raise ConfigError(field, f"{shown!r} is not valid UTF-8 text ({value[err.start]!r} at "
+                                 f"position {err.start}: bytes in another encoding, e.g. a file "
+                                 "name or a command-line argument?); pass UTF-8 text") from None
     return value
 
 
@@ -252,3 +255,23 @@ def make_reconnect(reconnect: Any) -> ReconnectPolicy:
         except (TypeError, ValueError) as exc:
             raise ConfigError("reconnect", str(exc)) from None
     raise ConfigError("reconnect", "must be ak.ReconnectPolicy(...) or a dict of its fields")
+
+
+def scaling_options(processes: Any, nodes: Any, backend_kind: str) -> dict[str, Any]:
+    """``processes`` / ``nodes``: local-backend keys (torch.distributed); never sent to the cloud."""
+    out: dict[str, Any] = {}
+    if processes is not None:
+        out["processes"] = processes if processes == "auto" else _processes("processes", processes)
+    if nodes is not None:
+        out["nodes"] = positive_int("nodes", nodes)
+    if out and backend_kind != "local":
+        raise ConfigError(next(iter(out)), "is a local-backend option (torch.distributed on your "
+                          "own machines); the Arkor cloud picks its own GPUs, so leave it out")
+    return out
+
+
+def _processes(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(field, f'must be a whole number of at least 1 or "auto" (one per GPU), '
+                          f"got {value!r}")
+    return value

@@ -23,7 +23,7 @@ from arkor_nb.sdk.backends import (
     SUPPORTED_MODELS,
     make_backend,
 )
-from arkor_nb.sdk.config import build_config, non_empty_str
+from arkor_nb.sdk.config import build_config, non_empty_str, scaling_options
 from arkor_nb.sdk.judging import check_task_eval
 from arkor_nb.sdk.trainer import Trainer
 
@@ -49,6 +49,8 @@ def create_trainer(
     dataset_split: str | float | None = None,
     train_on_responses_only: bool | None = None,
     dry_run: bool | None = None,
+    processes: int | str | None = None,
+    nodes: int | None = None,
     callbacks: Callbacks | Mapping[str, Any] | None = None,
     abort_signal: AbortSignal | None = None,
     backend: Any = "local",
@@ -100,6 +102,7 @@ def create_trainer(
     task_eval = check_task_eval(task_eval)
     if task_eval is not None and resolved_backend.kind == "local":
         config["taskEval"] = task_eval.to_wire()
+    config.update(scaling_options(processes, nodes, resolved_backend.kind))
     return Trainer(
         name=name,
         config=config,

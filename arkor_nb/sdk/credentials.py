@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from arkor_nb.core.errors import CloudApiError, error_from_body
-from arkor_nb.sdk.http import CLIENT_HEADER, PRODUCTION_URL, tls_verify
+from arkor_nb.core.errors import CloudApiError, CloudUnreachableError, error_from_body
+from arkor_nb.sdk.http import CLIENT_HEADER, PRODUCTION_URL, UNREACHABLE, tls_verify
 
 CLOUD_URL_ENV = "ARKOR_CLOUD_API_URL"
 Credentials = dict[str, Any]
@@ -96,13 +96,16 @@ def request_anonymous_token(base_url: str | None = None, kind: str = "cli") -> d
     Raises CloudApiError when the server refuses (e.g. anonymous use disabled).
     """
     url = (base_url or default_cloud_url()).rstrip("/")
-    response = httpx.post(
-        f"{url}/v1/auth/anonymous",
-        json={"kind": kind},
-        headers={"X-Arkor-Client": CLIENT_HEADER},
-        timeout=30.0,
-        verify=tls_verify(),
-    )
+    try:
+        response = httpx.post(
+            f"{url}/v1/auth/anonymous",
+            json={"kind": kind},
+            headers={"X-Arkor-Client": CLIENT_HEADER},
+            timeout=30.0,
+            verify=tls_verify(),
+        )
+    except UNREACHABLE as exc:
+        raise CloudUnreachableError(url, exc) from exc
     if not response.is_success:
         raise error_from_body(response.status_code, response.content)
     try:

@@ -188,5 +188,5 @@ class Dispatcher:
         api: ResolvedApi = await self.backend.resolve()
         with self._chat_lock:
             if self._chat is None or self._chat.base_url != api.base_url.rstrip("/"):
-                self._chat = SyncChatClient(api.base_url, api.token)
+                self._chat = SyncChatClient(api.base_url, api.token, verify=api.verify)
             return self._chat, api.scope

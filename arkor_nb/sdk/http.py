@@ -9,6 +9,7 @@ hierarchy of :mod:`arkor_nb.core.errors` (``error_from_body``).
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import certifi
 import httpx
 
-from arkor_nb.core.errors import error_from_body
+from arkor_nb.core.errors import ConfigError, error_from_body
 from arkor_nb.core.version import __version__
 
 CLIENT_HEADER = f"arkor-nb/{__version__} python"
@@ -27,6 +28,8 @@ KEEPALIVE_ENV = "ARKOR_NB_KEEPALIVE_S"
 REQUEST_TIMEOUT_S = 30.0
 # Statuses on stream open that will never succeed on retry.
 PERMANENT_STREAM_STATUSES: frozenset[int] = frozenset({401, 403, 410, 426})
+# Transport failures that mean "nobody answered at that address" (not a dropped stream).
+UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,37 @@ _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
 
 
-def tls_verify() -> ssl.SSLContext | bool:
-    """One shared TLS context: building one costs ~80 ms, and every
-    start/wait/cancel opens a fresh client. With ``SSL_CERT_FILE`` or
-    ``SSL_CERT_DIR`` set, httpx builds its own so those are honoured."""
+Verify = ssl.SSLContext | bool | str | os.PathLike[str] | None
+
+
+def tls_verify(verify: Verify = None) -> ssl.SSLContext | bool:
+    """How a client checks the server's certificate.
+
+    ``verify`` (from ``LocalBackend(verify=...)``): a CA/certificate file to
+    trust (e.g. a self-signed server's ``cert.pem``), an ``ssl.SSLContext``,
+    or ``False`` (no check). ``None``: one shared context with the public CAs
+    (building one costs ~80 ms, and every start/wait/cancel opens a fresh
+    client); with ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` set, httpx builds its
+    own so those are honoured."""
     global _ssl_context
+    if isinstance(verify, (str, os.PathLike)):
+        return _trust_file(os.fspath(verify))
+    if verify is not None:
+        return verify
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
         return True
     with _ssl_lock:
         if _ssl_context is None:
             _ssl_context = ssl.create_default_context(cafile=certifi.where())
         return _ssl_context
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_file(path: str) -> ssl.SSLContext:
+    if not os.path.isfile(path):
+        raise ConfigError("verify", f"no certificate file at {path!r}; pass the server's "
+                          "certificate (PEM), an ssl.SSLContext, or False")
+    return ssl.create_default_context(cafile=path)
 
 
 def keepalive_interval(value: float | None = None) -> float:

@@ -74,7 +74,8 @@ class CheckpointInfer:
             response_format, structured_outputs,
         )
         return await post_chat(
-            self._chat.base_url, self._chat.token, self._scope, body, stream=bool(stream)
+            self._chat.base_url, self._chat.token, self._scope, body, stream=bool(stream),
+            verify=self._chat.verify,
         )
 
     def _body(

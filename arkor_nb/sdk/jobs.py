@@ -25,6 +25,7 @@ from arkor_nb.core.format import jobs_text
 from arkor_nb.core.redact import redact_config
 from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.wire import TrainingJob
+from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import ResolvedApi, make_backend
 from arkor_nb.sdk.client import CloudApiClient
 from arkor_nb.sdk.download import download_file, safe_relative
@@ -47,16 +48,6 @@ async def resolve_api(backend: Any) -> tuple[ResolvedApi, str]:
     resolved = make_backend(backend)
     api = await resolved.resolve()
     return api, describe_backend(resolved.kind, api.base_url)
-
-
-def check_job_id(job_id: Any) -> str:
-    if not isinstance(job_id, str) or not job_id.strip():
-        raise ConfigError("job_id", f"must be a job id string like 'job_1a2b...', got {job_id!r}; "
-                                    "list jobs with ak.jobs() or `arkor-nb jobs`")
-    if "/" in job_id or any(c.isspace() for c in job_id):
-        raise ConfigError("job_id", f"{job_id!r} is not a job id (no '/' or spaces); "
-                                    "list jobs with ak.jobs()")
-    return job_id
 
 
 def not_found(err: CloudApiError, job_id: str, where: str) -> CloudApiError:

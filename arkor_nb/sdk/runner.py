@@ -65,6 +65,10 @@ def load_module(path: str | Path) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as err:  # (IndentationError too): bad input, not a crash
+        where = f"{err.filename or file}:{err.lineno}" if err.lineno else str(file)
+        raise ConfigError("path", f"{where}: {type(err).__name__}: {err.msg}; fix the file "
+                                  "and run it again") from None
     finally:
         sys.modules.pop(name, None)
         if added and str(file.parent) in sys.path:
@@ -72,23 +76,52 @@ def load_module(path: str | Path) -> Any:
     return module
 
 
-def load_trainer(path: str | Path) -> Trainer:
-    """The trainer a module exports: ``arkor`` manifest, then ``trainer``, then ``default``."""
+EXPORTS = ("arkor", "trainer", "default")  # looked up in this order
+
+
+def load_trainer(path: str | Path, *, out: TextIO | None = None) -> Trainer:
+    """The trainer a module exports: ``arkor`` manifest, then ``trainer``, then ``default``.
+
+    When it exports more than one, a line on ``out`` (default stderr) says which
+    one runs; one that is not a Trainer is named with what it is instead."""
     module = load_module(path)
-    for attr in ("arkor", "trainer", "default"):
-        trainer = _trainer_from(getattr(module, attr, None))
-        if trainer is not None:
-            return trainer
-    raise ConfigError(
-        "path",
-        f"{path} exports no trainer: define `arkor = ak.create_arkor(trainer=...)`, "
-        "`trainer = ak.create_trainer(...)` or `default = ...` at module level",
-    )
+    found = {attr: getattr(module, attr) for attr in EXPORTS if hasattr(module, attr)}
+    usable = {attr: t for attr, t in ((a, _trainer_from(v)) for a, v in found.items())
+              if t is not None}
+    if usable:
+        attr, trainer = next(iter(usable.items()))
+        others = [a for a in found if a != attr]
+        if others:
+            ignored = ", ".join(f"`{a}`" for a in others)
+            print(f"arkor-nb: {path} exports `{attr}` and {ignored}; running `{attr}` "
+                  f"(the order is {', '.join(EXPORTS)})", file=out or sys.stderr, flush=True)
+        return trainer
+    expected = ("define `arkor = ak.create_arkor(trainer=...)`, `trainer = ak.create_trainer(...)` "
+                "or `default = ...` at module level")
+    if found:
+        what = "; ".join(f"`{a}` is {_describe(v)}" for a, v in found.items())
+        raise ConfigError("path", f"{path} exports no trainer: {what}, not a Trainer from "
+                                  f"ak.create_trainer(...) or an ak.create_arkor(...) manifest "
+                                  f"with one; {expected}")
+    raise ConfigError("path", f"{path} exports no trainer (none of {', '.join(EXPORTS)} is "
+                              f"defined); {expected}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Arkor):
+        return "an ak.create_arkor() manifest without a trainer"
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
+
+
+# After [tool.arkor-nb] entry: ours, then the TypeScript SDK's layout, so a ported project runs.
+FALLBACK_ENTRIES = ("trainer.py", "src/arkor/index.py", "src/arkor/trainer.py")
 
 
 def default_entry(cwd: str | Path | None = None) -> Path:
     """The project's entry file: ``[tool.arkor-nb] entry`` in ``pyproject.toml``,
-    else ``trainer.py``, both in ``cwd`` (default: the working directory)."""
+    else the first of ``trainer.py``, ``src/arkor/index.py``, ``src/arkor/trainer.py``,
+    all in ``cwd`` (default: the working directory)."""
     root = Path(cwd) if cwd is not None else Path.cwd()
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
@@ -108,13 +141,14 @@ def default_entry(cwd: str | Path | None = None) -> Path:
                 raise ConfigError("entry", f"[tool.arkor-nb] entry = {entry!r} in {pyproject} "
                                            f"is not a file ({path} does not exist)")
             return path
-    fallback = root / "trainer.py"
-    if fallback.is_file():
-        return fallback
+    for fallback in FALLBACK_ENTRIES:
+        if (root / fallback).is_file():
+            return root / fallback
     raise ConfigError(
         "entry",
         f"no entry to run in {root}: set `entry = \"path/to/file.py\"` under [tool.arkor-nb] "
-        f"in {pyproject}, or create {fallback}, or pass the file's path",
+        f"in {pyproject}, or create {root / FALLBACK_ENTRIES[0]} (or "
+        f"{' or '.join(FALLBACK_ENTRIES[1:])}, the TypeScript SDK's layout), or pass the file's path",
     )
 
 

@@ -44,11 +44,12 @@ from arkor_nb.core.status import CANCELLED
 from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
+from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import (
     make_backend,
 )
 from arkor_nb.sdk.chat_transport import SyncChatClient
-from arkor_nb.sdk.config import make_callbacks, make_reconnect, non_empty_str
+from arkor_nb.sdk.config import make_callbacks, make_reconnect
 from arkor_nb.sdk.dispatch import Dispatcher, tell
 from arkor_nb.sdk.judging import Judge, check_task_eval
 from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, describe_backend
@@ -121,7 +122,7 @@ class Trainer(Dispatcher):
         without POSTing and ``wait()`` streams the job's log from the start.
         ``task_eval`` scores its checkpoints in this client (through
         ``ctx.infer``) unless the job was started with one."""
-        non_empty_str("job_id", job_id)
+        check_job_id(job_id)
         return cls(
             name=job_id,
             config={},

@@ -52,7 +52,7 @@ def test_every_key_accepted_at_its_bounds(home: Path) -> None:
                lrSchedulerType="cosine", weightDecay=0, warmupSteps=0, loggingSteps=1, saveSteps=1,
                evalSteps=1, loraR=1, loraAlpha=0.5, maxLength=8, loadIn4bit=False,
                trainOnResponsesOnly=True, datasetFormat="messages", datasetSplit=0.1, dryRun=True,
-               samplePrompts=["x"] * 16, sampleMaxTokens=4096,
+               samplePrompts=["x"] * 16, sampleMaxTokens=4096, processes=1024, nodes=1,
                taskEval={"rows": [{"prompt": "q", "completion": "a"}], "scorers": ["exact"],
                          "maxTokens": 4096, "allExamples": True})
     assert set(cfg) == set(KNOWN_KEYS)
@@ -60,6 +60,10 @@ def test_every_key_accepted_at_its_bounds(home: Path) -> None:
 
 
 BAD_SCALARS = [
+    ({"processes": 0}, "processes"),
+    ({"processes": "two"}, "processes"),
+    ({"processes": 1.5}, "processes"),
+    ({"nodes": 0}, "nodes"),
     ({"maxSteps": 10**12}, "maxSteps"),
     ({"maxSteps": 0}, "maxSteps"),
     ({"maxSteps": -5}, "maxSteps"),

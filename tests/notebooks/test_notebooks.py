@@ -24,6 +24,7 @@ def test_every_notebook_is_shipped_without_outputs() -> None:
             "compare-runs.ipynb",
             "arkor-cloud.ipynb",
             "real-model.ipynb",
+            "sweep.ipynb",
         }
     )
     for path in NOTEBOOKS.glob("*.ipynb"):
@@ -82,8 +83,18 @@ EXPECTED_OUTPUT = {
     # real model through the panel and score base vs fine-tuned per field.
     "real-model.ipynb": [
         r"job_\w+ completed\n",
-        r"scored 2 held-out tickets in \d+ s after 4 training steps",
-        r"category +\d/2 +\d/2\npriority +\d/2 +\d/2\nteam +\d/2 +\d/2\nall three +\d/2 +\d/2",
+        # task_eval: the worker scored the held-out tickets at every checkpoint (save_steps 1)
+        r"fields/category by step: 1: \d+%  2: \d+%  3: \d+%  4: \d+%",
+        r"fields/all by step: 1: \d+%  2: \d+%  3: \d+%  4: \d+%",
+        r"best fields/all: \d+% at step \d on 2 held-out tickets",
+        r"downloaded: \['adapter_config\.json'\]",
+    ],
+    # a pruned trial's job is cancelled on the backend; the study keeps its states
+    "sweep.ipynb": [
+        r"trial 2: lr=1e-06 pruned at step \d+ \(job job_\w+: cancelled on the backend\)",
+        r"trial 0: lr=3e-03 completed \(job job_\w+: completed on the backend\)",
+        r"best: SweepBest\(params=\{'learning_rate': ",
+        r"optuna: \['COMPLETE', 'COMPLETE', 'PRUNED', '(COMPLETE|PRUNED)'\]",
     ],
     "compare-runs.ipynb": [
         r"\{0\.003: 'completed', 0\.0003: 'completed'\}",

@@ -181,3 +181,18 @@ def wait_in_thread(trainer: ak.Trainer) -> tuple[threading.Thread, dict[str, Any
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, out
+
+
+def with_tiny_model(home: Path) -> Path:
+    """Put the built-in tiny model (built once per test session) into a server's home,
+    so a server on that home chats with ``arkor-nb/tiny`` without rebuilding it."""
+    import shutil
+
+    from arkor_nb.local.training.models import ensure_tiny_model, tiny_model_dir
+    from tests.local.training_helpers import home as session_home
+
+    target = tiny_model_dir(home)
+    if not target.exists():
+        shutil.copytree(ensure_tiny_model(session_home()), target)
+    return home
+

@@ -39,10 +39,7 @@ def iter_file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, An
     elif fmt == "json":
         yield from _iter_json_rows(path)
     elif fmt == "csv":
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for row in reader:
-                yield f"line {reader.line_num}", dict(row)
+        yield from _iter_csv_rows(path)
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -50,6 +47,30 @@ def iter_file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, An
             yield f"row {i}", row
     else:
         raise ValueError(f"unsupported file type {path.suffix!r}; use one of {sorted(FILE_FORMATS)}")
+
+
+# Python's csv module stops at 131,072 characters a field; a long answer or a
+# JSON messages cell can be longer. Fields up to the JSON row limit are read.
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+
+
+def _iter_csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """Rows of a CSV file; a row the csv module cannot read ends the file with a RowError."""
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        while True:
+            first_line = reader.line_num + 1  # where the next row starts
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                where = f"line {first_line}"
+                yield where, RowError(where, f"cannot be read as CSV ({exc}; a field may be at "
+                                             f"most {CSV_FIELD_LIMIT:,} characters)")
+                return
+            yield f"line {reader.line_num}", dict(row)
 
 
 # A .json file is read as a stream of rows, so its size never sets the

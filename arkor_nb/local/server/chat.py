@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import secrets
 import threading
 import time
@@ -26,7 +27,7 @@ from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.status import COMPLETED
 from arkor_nb.local.server.sse import SSE_HEADERS
 from arkor_nb.local.server.store import Store
-from arkor_nb.local.training.inference import InferenceEngine
+from arkor_nb.local.training.inference import MAX_TOKENS_LIMIT, TEMPERATURE_MAX, InferenceEngine
 from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.training.synthetic_worker import synthetic_reply
 
@@ -48,15 +49,66 @@ def _messages(value: Any) -> list[dict[str, Any]]:
 
 
 def _number(body: dict[str, Any], key: str, *, low: float, high: float,
-            integer: bool = False) -> Any:
+            integer: bool = False, low_open: bool = False) -> Any:
     value = body.get(key)
     if value is None:
         return None
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or not (low <= value <= high):
+    in_range = ok_type and (low < value if low_open else low <= value) and value <= high
+    if isinstance(value, bool) or not in_range:
         kind = "an integer" if integer else "a number"
-        raise ConfigError(key, f"must be {kind} between {low:g} and {high:g}")
+        lower = f"above {low:g} and at most" if low_open else f"between {low:g} and"
+        raise ConfigError(key, f"must be {kind} {lower} {high:g}, got {value!r}")
     return value
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """OpenAI fields the local backend cannot honour: a 400 rather than a silent no."""
+    for key in ("tools", "tool_choice", "functions", "function_call", "parallel_tool_calls"):
+        value = body.get(key)
+        if value is None or value == [] or (key == "tool_choice" and value == "none"):
+            continue
+        raise ConfigError(key, "the local backend does not support tool calling; leave out "
+                               "tools/tool_choice, or use the Arkor cloud")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise ConfigError("n", f"the local backend returns one choice per request; send n=1 "
+                               f"(or leave it out), got {n!r}")
+
+
+def _response_format(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``{"type": "text" | "json_object" | "json_schema", "json_schema"?: {schema}}``."""
+    value = body.get(key)
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise ConfigError(f"{key}.json_schema", 'must be {"name": ..., "schema": {a JSON '
+                                                    'schema object}}')
+        return {"type": "json_schema", "schema": schema}
+    raise ConfigError(key, 'must be {"type": "text"}, {"type": "json_object"} or {"type": '
+                           '"json_schema", "json_schema": {"name": ..., "schema": {...}}}')
+
+
+def _options(body: dict[str, Any], stream: Any, max_tokens: Any, *, top_p: str,
+             response_format: str) -> dict[str, Any]:
+    if not isinstance(stream, bool):
+        raise ConfigError("stream", "must be true or false")
+    return {
+        "messages": _messages(body.get("messages")),
+        "temperature": _number(body, "temperature", low=0, high=TEMPERATURE_MAX),
+        "top_p": _number(body, top_p, low=0, high=1, low_open=True),
+        "max_tokens": max_tokens,
+        "response_format": _response_format(body, response_format),
+        "stream": stream,
+    }
 
 
 def _target_from_adapter(adapter: Any) -> Target:
@@ -86,47 +138,43 @@ def parse_inference_body(body: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
     else:
         raise ConfigError("adapter", "send an adapter ({kind: 'checkpoint', jobId, step} or "
                                      "{kind: 'final', jobId}) or a baseModel id")
-    stream = body.get("stream", True)
-    if not isinstance(stream, bool):
-        raise ConfigError("stream", "must be true or false")
-    options = {
-        "messages": _messages(body.get("messages")),
-        "temperature": _number(body, "temperature", low=0, high=5),
-        "max_tokens": _number(body, "maxTokens", low=1, high=8192, integer=True),
-        "stream": stream,
-    }
-    return target, options
+    max_tokens = _number(body, "maxTokens", low=1, high=MAX_TOKENS_LIMIT, integer=True)
+    return target, _options(body, body.get("stream", True), max_tokens, top_p="topP",
+                            response_format="responseFormat")
+
+
+_STEP = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is True
+
+
+def model_target(model: Any) -> Target:
+    """``job:<id>`` (final adapter), ``job:<id>@<step>`` (a checkpoint) or a base model id."""
+    usage = "'job:<id>' (a job's final adapter), 'job:<id>@<step>' (a checkpoint) or a base model id"
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("model", f"must be {usage}")
+    if not model.isprintable():
+        raise ConfigError("model", f"{model!r} has control characters; send {usage}")
+    if not model.startswith("job:"):
+        return {"kind": "base", "model": model}
+    job_id, sep, step_text = model[4:].partition("@")
+    if not job_id:
+        raise ConfigError("model", f"{model!r} names no job: send {usage}")
+    if not sep:
+        return {"kind": "final", "jobId": job_id}
+    if not _STEP.fullmatch(step_text):
+        raise ConfigError("model", f"{model!r}: the part after @ must be a checkpoint step in "
+                                   "ASCII digits, e.g. job:<id>@20")
+    return {"kind": "checkpoint", "jobId": job_id, "step": int(step_text)}
 
 
 def parse_openai_body(body: dict[str, Any]) -> tuple[Target, dict[str, Any], str]:
     """OpenAI body -> (target, options, model name). ``job:<id>[@<step>]`` or a base id."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ConfigError("model", "must be 'job:<id>', 'job:<id>@<step>' or a base model id")
-    if model.startswith("job:"):
-        ref = model[4:]
-        job_id, sep, step_text = ref.partition("@")
-        if sep:
-            if not step_text.isdigit():
-                raise ConfigError("model", f"'{model}': the part after @ must be a step number")
-            target: Target = {"kind": "checkpoint", "jobId": job_id, "step": int(step_text)}
-        else:
-            target = {"kind": "final", "jobId": job_id}
-    else:
-        target = {"kind": "base", "model": model}
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ConfigError("stream", "must be true or false")
-    max_tokens = _number(body, "max_completion_tokens", low=1, high=8192, integer=True)
-    if max_tokens is None:
-        max_tokens = _number(body, "max_tokens", low=1, high=8192, integer=True)
-    options = {
-        "messages": _messages(body.get("messages")),
-        "temperature": _number(body, "temperature", low=0, high=5),
-        "max_tokens": max_tokens,
-        "stream": stream,
-    }
-    return target, options, model
+    target = model_target(body.get("model"))
+    _refuse_unsupported(body)
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(body, key, low=1, high=MAX_TOKENS_LIMIT, integer=True)
+    options = _options(body, body.get("stream", False), max_tokens, top_p="top_p",
+                       response_format="response_format")
+    return target, options, body["model"]
 
 
 class EngineUnavailable(RuntimeError):
@@ -171,7 +219,12 @@ class Responder:
 
     def pieces(self, target: Target, options: dict[str, Any]) -> Iterator[str]:
         """Text pieces (blocking; call on a worker thread). Raises ConfigError for bad targets."""
-        if target["kind"] == "base" and target["model"] == SYNTHETIC_MODEL_ID:
+        synthetic = target["kind"] == "base" and target["model"] == SYNTHETIC_MODEL_ID
+        if options.get("response_format") and (synthetic or self._synthetic_job(target)):
+            raise ConfigError("response_format", f"{SYNTHETIC_MODEL_ID} only echoes canned text "
+                                                 "and cannot follow a response format; use a "
+                                                 "job trained on a real model")
+        if synthetic:
             return synthetic_reply(options["messages"], label="base",
                                    max_tokens=options["max_tokens"])
         job = self._synthetic_job(target)
@@ -194,7 +247,9 @@ class Responder:
             target=target,
             messages=options["messages"],
             temperature=options["temperature"],
+            top_p=options.get("top_p"),
             max_tokens=options["max_tokens"],
+            response_format=options.get("response_format"),
             job_dir=self.job_dir,
         ))
 

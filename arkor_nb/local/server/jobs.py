@@ -33,11 +33,23 @@ from arkor_nb.core.events import (
     TrainingCancelled,
     TrainingEvent,
     TrainingFailed,
+    TrainingPhase,
 )
 from arkor_nb.core.home import child_env
 from arkor_nb.core.redact import REDACTED
-from arkor_nb.core.status import QUEUED, RUNNING
+from arkor_nb.core.status import PREPARING, QUEUED, RUNNING
 from arkor_nb.local.server.store import Store
+from arkor_nb.local.server.torchrun import (
+    JOB_ENV,
+    RENDEZVOUS_HOST_ENV,
+    free_endpoint,
+    join_hint,
+    launch_command,
+    resolve_processes,
+    server_default_processes,
+    stop_job,
+    write_rendezvous,
+)
 from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.training.worker_protocol import (
     CANCEL_LINE,
@@ -57,14 +69,16 @@ def new_job_id() -> str:
     return "job_" + secrets.token_hex(8)
 
 
-def worker_command(config: dict[str, Any]) -> list[str]:
-    """The synthetic event source for ``arkor-nb/synthetic``, the real trainer otherwise."""
-    module = (
-        "arkor_nb.local.training.synthetic_worker"
-        if config.get("model") == SYNTHETIC_MODEL_ID
-        else "arkor_nb.local.training.worker"
-    )
-    return [sys.executable, "-m", module]
+def worker_command(config: dict[str, Any], endpoint: str | None = None,
+                   job_id: str = "") -> list[str]:
+    """The synthetic event source for ``arkor-nb/synthetic``, the real trainer otherwise
+    (under torchrun for several processes or nodes; ``endpoint``: node 0's rendezvous)."""
+    if config.get("model") == SYNTHETIC_MODEL_ID:
+        return [sys.executable, "-m", "arkor_nb.local.training.synthetic_worker"]
+    processes, nodes = int(config.get("processes", 1)), int(config.get("nodes", 1))
+    if processes == 1 and nodes == 1:
+        return [sys.executable, "-m", "arkor_nb.local.training.worker"]
+    return launch_command(processes, nodes, endpoint=endpoint, job_id=job_id)
 
 
 def artifact_url(job_id: str, path: str) -> str:
@@ -137,6 +151,8 @@ class JobManager:
         self._lock = threading.RLock()
         self._closed = False
         self._retry_wake = threading.Event()  # set at shutdown: stops retry loops at once
+        self.default_processes = server_default_processes()  # arkor-nb serve --processes
+        self.rendezvous_host = os.environ.get(RENDEZVOUS_HOST_ENV, "127.0.0.1")
 
     def job_dir(self, job_id: str) -> Path:
         return self.home / "jobs" / job_id
@@ -155,6 +171,8 @@ class JobManager:
                 "start the job again to retrain"
             )
             self._fail(job_id, reason, step)
+            if stop_job(job_id):  # ranks a killed server left behind
+                log.warning("job %s: stopped the processes a dead server left", job_id)
             log.warning("job %s was interrupted by a server stop; marked failed", job_id)
         return interrupted
 
@@ -192,12 +210,14 @@ class JobManager:
                 run.proc.wait(timeout=deadline_each)
             except subprocess.TimeoutExpired:
                 run.proc.kill()
+            stop_job(run.job_id, grace_s=1.0)  # every rank, not only the pid we started
 
     # ------------------------------------------------------------------- jobs
 
     def create(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         """Queue a job. Secrets in ``config`` stay in memory only: the store gets ``***``."""
         job_id = new_job_id()
+        config = self._with_processes(config)
         stored, secrets = split_secrets(config, REDACTED)
         with self._lock:
             if secrets:
@@ -207,6 +227,16 @@ class JobManager:
         job = self.store.get_job(job_id)
         assert job is not None
         return job
+
+    def _with_processes(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The job's effective process count in its config (``"auto"`` and the server's
+        default resolved), so the job record says how many processes run."""
+        if config.get("model") == SYNTHETIC_MODEL_ID:
+            return config
+        processes = resolve_processes(config.get("processes", self.default_processes))
+        if processes == 1 and "processes" not in config:
+            return config
+        return {**config, "processes": processes}
 
     def cancel(self, job_id: str) -> dict[str, Any] | None:
         """Queued: cancelled at once. Running: ask the worker. Terminal: unchanged."""
@@ -278,8 +308,10 @@ class JobManager:
         env.pop("ARKOR_NB_TOKEN", None)  # a worker never needs the server's token
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env["PYTHONUNBUFFERED"] = "1"
+        env[JOB_ENV] = job_id  # how stop_job finds every rank (torchrun gives each a session)
+        endpoint = self._rendezvous(job_id, job["config"], job_dir)
         proc = subprocess.Popen(
-            worker_command(job["config"]),
+            worker_command(job["config"], endpoint, job_id),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -299,6 +331,18 @@ class JobManager:
         threading.Thread(target=self._follow, args=(run,), daemon=True,
                          name=f"worker-{job_id}").start()
         log.info("job %s started (worker pid %d)", job_id, proc.pid)
+
+    def _rendezvous(self, job_id: str, config: dict[str, Any], job_dir: Path) -> str | None:
+        """A multi-node job: node 0's endpoint, written for the joiners and shown in its log."""
+        nodes = int(config.get("nodes", 1))
+        if nodes == 1 or config.get("model") == SYNTHETIC_MODEL_ID:
+            return None
+        endpoint = free_endpoint(self.rendezvous_host)
+        info = write_rendezvous(job_dir, job_id, processes=int(config.get("processes", 1)),
+                                nodes=nodes, endpoint=endpoint)
+        self.store.append(job_id, [TrainingPhase(phase=PREPARING, detail=join_hint(job_id, info))])
+        self.notify(job_id)
+        return endpoint
 
     # ------------------------------------------------------------ worker I/O
 
@@ -321,11 +365,12 @@ class JobManager:
         if run.proc.poll() is not None:
             return
         log.warning("job %s: worker ignored cancel; terminating it", run.job_id)
-        run.proc.terminate()
+        run.proc.terminate()  # torchrun passes SIGTERM on to its ranks
         try:
             run.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             run.proc.kill()
+        stop_job(run.job_id, grace_s=1.0)
 
     def _read_stderr(self, run: _Run) -> None:
         stream: IO[bytes] | None = run.proc.stderr
@@ -397,6 +442,8 @@ class JobManager:
             log.warning("job %s: worker closed stdout but did not exit; killing it", run.job_id)
             run.proc.kill()
             returncode = run.proc.wait()
+        if stop_job(run.job_id, grace_s=2.0):  # e.g. a rank whose agent was killed
+            log.warning("job %s: stopped processes left after its worker exited", run.job_id)
         if run.proc.stdin is not None:
             with run.stdin_lock:
                 try:

@@ -92,8 +92,14 @@ def _bind(host: str, port: int) -> socket.socket:
 def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
                allow_remote: bool = False, token: str | None = None,
                max_running: int = 1, ping_s: float | None = None,
-               idle_timeout_s: float = 0.0) -> int:
-    """Serve ``home`` until SIGINT/SIGTERM. Returns a process exit code."""
+               idle_timeout_s: float = 0.0, tls_cert: Path | None = None,
+               tls_key: Path | None = None, insecure_http: bool = False) -> int:
+    """Serve ``home`` until SIGINT/SIGTERM. Returns a process exit code.
+
+    A non-loopback ``host`` needs ``allow_remote``, a token, and TLS
+    (``tls_cert`` + ``tls_key``, served by uvicorn) unless ``insecure_http``:
+    the bearer token and the user's data must not cross a network in clear.
+    """
     import uvicorn
 
     from arkor_nb.local.server.app import create_app  # deferred: Starlette ([local] extra)
@@ -105,6 +111,10 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         print(f"arkor-nb serve: refusing to listen on non-loopback address {host!r}: pass "
               "--allow-remote and an explicit --token (or ARKOR_NB_TOKEN) to expose the "
               "trainer to the network", file=sys.stderr)
+        return 2
+    refusal = tls_refusal(host, tls_cert, tls_key, insecure_http)
+    if refusal:
+        print(f"arkor-nb serve: {refusal}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as held:
         if not _take_server_lock(held, home):
@@ -143,7 +153,7 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         url_host = "127.0.0.1" if not is_loopback_host(host) else host
         if ":" in url_host and not url_host.startswith("["):
             url_host = f"[{url_host}]"
-        url = f"http://{url_host}:{bound_port}"
+        url = f"{'https' if tls_cert else 'http'}://{url_host}:{bound_port}"
         _write_runtime(home, {
             "url": url, "pid": os.getpid(), "instanceId": instance_id, "home": str(home),
             "tokenFile": None if token else str(home / TOKEN_FILE),
@@ -156,7 +166,9 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         from arkor_nb.local.server.request_timeouts import TimedH11Protocol
 
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=3, http=TimedH11Protocol)
+                                timeout_graceful_shutdown=3, http=TimedH11Protocol,
+                                ssl_certfile=str(tls_cert) if tls_cert else None,
+                                ssl_keyfile=str(tls_key) if tls_key else None)
         server = uvicorn.Server(config)
         servers.append(server)
         try:
@@ -167,6 +179,23 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         finally:
             forget_runtime()
         return 0
+
+
+def tls_refusal(host: str, cert: Path | None, key: Path | None, insecure_http: bool) -> str | None:
+    """Why these TLS options cannot serve ``host`` (one line), or None."""
+    from arkor_nb.local.server.security import is_loopback_host
+
+    if (cert is None) != (key is None):
+        return "--tls-cert and --tls-key go together: pass both (PEM files)"
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None and not Path(path).is_file():
+            return f"{flag} {path}: no such file"
+    if cert is None and not insecure_http and not is_loopback_host(host):
+        return (f"refusing to serve {host!r} over plain HTTP: the token and your data would "
+                "cross the network in clear; pass --tls-cert and --tls-key, or keep the server "
+                "on 127.0.0.1 and use an SSH tunnel (ssh -L), or --insecure-http on a network "
+                "you trust")
+    return None
 
 
 def serve_main(argv: list[str] | None = None) -> int:
@@ -193,12 +222,18 @@ def serve_main(argv: list[str] | None = None) -> int:
                         default=float(os.environ.get("ARKOR_NB_IDLE_TIMEOUT_S", "0")),
                         help="exit after this many seconds with no request and no job "
                              "(default 0 = never; env ARKOR_NB_IDLE_TIMEOUT_S)")
+    _scaling_options(parser)
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("ARKOR_NB_TOKEN") or None
     if token is not None and len(token) < 16:
         parser.error("--token must be at least 16 characters")
     if args.max_jobs < 1:
         parser.error("--max-jobs must be at least 1")
+    if args.processes != "auto" and (not args.processes.isdigit() or int(args.processes) < 1):
+        parser.error("--processes must be a whole number of at least 1, or auto")
+    os.environ["ARKOR_NB_PROCESSES"] = args.processes  # the job manager's default
+    if args.rendezvous_host:
+        os.environ["ARKOR_NB_RENDEZVOUS_HOST"] = args.rendezvous_host
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = args.home or home_dir()
@@ -206,7 +241,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         return run_server(home=home, host=args.host, port=args.port,
                           allow_remote=args.allow_remote, token=token,
                           max_running=args.max_jobs, ping_s=args.ping_interval,
-                          idle_timeout_s=max(0.0, args.idle_timeout))
+                          idle_timeout_s=max(0.0, args.idle_timeout), tls_cert=args.tls_cert,
+                          tls_key=args.tls_key, insecure_http=args.insecure_http)
     except OSError as err:  # read-only or full data dir, port in use: one clear line
         if err.filename is not None:
             print(f"arkor-nb serve: cannot use the data directory {home}: {err.strerror} "
@@ -216,3 +252,18 @@ def serve_main(argv: list[str] | None = None) -> int:
             print(f"arkor-nb serve: cannot listen on {args.host}:{args.port}: "
                   f"{err.strerror or err}; pick another --port", file=sys.stderr)
         return 1
+
+
+def _scaling_options(parser: argparse.ArgumentParser) -> None:
+    """TLS for a remote server, and the processes a job trains on."""
+    parser.add_argument("--tls-cert", type=Path, default=None,
+                        help="serve HTTPS with this certificate (PEM; needs --tls-key)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="the certificate's private key")
+    parser.add_argument("--insecure-http", action="store_true",
+                        help="allow plain HTTP on a non-loopback --host (token in clear)")
+    parser.add_argument("--processes", default=os.environ.get("ARKOR_NB_PROCESSES", "1"),
+                        help="processes a job trains on unless its config says (default 1; "
+                             "auto = one per GPU; torchrun DDP)")
+    parser.add_argument("--rendezvous-host", default=None,
+                        help="address other hosts reach this one at for multi-node jobs "
+                             "(default 127.0.0.1; env ARKOR_NB_RENDEZVOUS_HOST)")

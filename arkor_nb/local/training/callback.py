@@ -149,6 +149,8 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
             ))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return  # several processes: rank 0 alone saves, samples and reports
             step = state.global_step
             src = Path(args.output_dir) / f"checkpoint-{step}"
             rel = f"checkpoints/step-{step}"

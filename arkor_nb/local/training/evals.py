@@ -13,6 +13,7 @@ losses are identical with and without task evals.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from arkor_nb.core.taskeval import EXAMPLES_SHOWN, eval_pairs
 from arkor_nb.local.training.inference import prompt_ids, stop_ids
 from arkor_nb.local.training.worker_protocol import WorkerChannel
 
-EVAL_BATCH = 16
+EVAL_BATCH = 16  # prompts per generate call; ARKOR_NB_EVAL_BATCH overrides (benchmarks: 1)
 
 
 @contextmanager
@@ -112,9 +113,11 @@ def make_evaluator(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any,
     room = max(1, limit - max_tokens)
     prompts = [prompt_ids(tokenizer, pair.messages)[-room:] for pair in pairs]
 
+    batch = max(1, int(os.environ.get("ARKOR_NB_EVAL_BATCH", EVAL_BATCH)))
+
     def evaluate(model: Any, step: int) -> None:
         replies = answer_all(model, tokenizer, prompts, max_tokens=max_tokens, device=device,
-                             cancel=cancel)
+                             batch=batch, cancel=cancel)
         if replies is None:
             return
         per_reply = [score_reply(scorers, pair.expected, reply) for pair, reply in zip(pairs, replies, strict=True)]

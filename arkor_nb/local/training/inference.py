@@ -34,7 +34,11 @@ from arkor_nb.local.training.models import (
 )
 
 DEFAULT_MAX_TOKENS = 128
-MAX_TOKENS_LIMIT = 4096
+MAX_TOKENS_LIMIT = 4096  # the one limit: the chat routes check against it too
+TEMPERATURE_MAX = 5.0
+# Below this, logits / temperature overflows float32 (1e-38 gave "probability
+# tensor contains inf"); such a temperature is greedy in all but name.
+GREEDY_BELOW = 1e-6
 MAX_BASES = 2
 MAX_ADAPTERS = 16
 
@@ -49,6 +53,8 @@ class _Loaded:
     cache_kw: str = "past_key_values"  # transformers 5.x renamed it to "cache"
     lock: threading.Lock = field(default_factory=threading.Lock)
     adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)  # name -> dir
+    name: str = ""
+    cache: dict[str, Any] = field(default_factory=dict)  # per-model helpers (token trie, ...)
 
 
 class InferenceEngine:
@@ -132,7 +138,8 @@ class InferenceEngine:
 
             params = inspect.signature(model.forward).parameters
             cache_kw = "cache" if "cache" in params else "past_key_values"
-            loaded = _Loaded(model=model, tokenizer=tokenizer, device=device, cache_kw=cache_kw)
+            loaded = _Loaded(model=model, tokenizer=tokenizer, device=device, cache_kw=cache_kw,
+                             name=base)
             self._bases[base] = loaded
             while len(self._bases) > MAX_BASES:
                 self._bases.popitem(last=False)
@@ -170,35 +177,36 @@ class InferenceEngine:
         temperature: float | None = None,
         max_tokens: int | None = None,
         job_dir: Callable[[str], Path],
+        top_p: float | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Iterator[str]:
         """Yield the reply as text pieces. Argument errors raise before the first piece."""
         _check_messages(messages)
-        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                        or not 0 <= temperature <= 5):
-            raise ConfigError("temperature", "must be a number between 0 and 5 (0 = greedy)")
-        if max_tokens is None:
-            max_tokens = DEFAULT_MAX_TOKENS
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-            raise ConfigError("maxTokens", f"must be a whole number between 1 and {MAX_TOKENS_LIMIT}")
+        temperature, top_p, max_tokens = check_sampling(temperature, top_p, max_tokens)
         adapter = self.adapter_dir(target, job_dir)
         loaded = self._load(self._base_for(target, adapter))
         name = self._adapter_name(loaded, adapter) if adapter is not None else None
-        return self._generate(loaded, name, messages, temperature or 0.0, max_tokens)
+        return self._generate(loaded, name, messages, temperature, top_p, max_tokens,
+                              response_format)
 
     def chat(self, **kwargs: Any) -> str:
         """The whole reply at once (for non-streaming answers)."""
         return "".join(self.stream_chat(**kwargs))
 
     def _generate(self, loaded: _Loaded, adapter: str | None, messages: list[dict[str, Any]],
-                  temperature: float, max_tokens: int) -> Iterator[str]:
+                  temperature: float, top_p: float, max_tokens: int,
+                  response_format: dict[str, Any] | None) -> Iterator[str]:
         import torch
 
+        from arkor_nb.local.training.structured import json_constraint
+
         tok = loaded.tokenizer
-        ids_in = prompt_ids(tok, messages)
-        limit = getattr(loaded.model.config, "max_position_embeddings", None) or 1_000_000
-        max_tokens = max(1, min(max_tokens, limit - 1))
-        ids_in = ids_in[-(limit - max_tokens):]
+        ids_in = _capped_prompt_ids(loaded, messages)
+        limit = context_length(loaded.model)
+        max_tokens = max(1, min(max_tokens, limit - len(ids_in)))
         stops = stop_ids(loaded.tokenizer, loaded.model)
+        vocab = int(loaded.model.get_output_embeddings().weight.shape[0])
+        constraint = json_constraint(response_format, tok, vocab, stops, loaded.cache)
         generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
         def run() -> Iterator[str]:
@@ -211,23 +219,86 @@ class InferenceEngine:
                     result = loaded.model(input_ids=ids, use_cache=True, **{loaded.cache_kw: past})
                 past = getattr(result, loaded.cache_kw)
                 logits = result.logits[0, -1].float().cpu()
-                if temperature > 0:
-                    probs = torch.softmax(logits / temperature, dim=-1)
-                    nxt = int(torch.multinomial(probs, 1, generator=generator))
-                else:
-                    nxt = int(torch.argmax(logits))
+                if constraint is not None:
+                    logits = constraint.mask(logits)
+                nxt = _pick(logits, temperature, top_p, generator)
                 if nxt in stops:
                     break
                 out.append(nxt)
+                more = constraint.advance(nxt) if constraint is not None else True
                 text = tok.decode(out, skip_special_tokens=True)
-                if text.endswith("\ufffd"):
-                    continue  # half a multi-byte character: wait for the rest
-                if len(text) > len(sent):
+                if not text.endswith("\ufffd") and len(text) > len(sent):
+                    # (a trailing U+FFFD is half a multi-byte character: wait for the rest)
                     yield text[len(sent):]
                     sent = text
+                if not more:
+                    break
                 ids = torch.tensor([[nxt]], device=loaded.device)
 
         return run()
+
+
+def check_sampling(temperature: Any, top_p: Any, max_tokens: Any) -> tuple[float, float, int]:
+    """(temperature, top_p, max_tokens) with defaults, or ConfigError naming the bad one."""
+    def number(value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, (int, float))
+
+    if temperature is not None and not (number(temperature) and 0 <= temperature <= TEMPERATURE_MAX):
+        raise ConfigError("temperature", f"must be a number between 0 and {TEMPERATURE_MAX:g} "
+                                         f"(0 = greedy), got {temperature!r}")
+    if top_p is not None and not (number(top_p) and 0 < top_p <= 1):
+        raise ConfigError("top_p", f"must be a number above 0 and at most 1, got {top_p!r}")
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_TOKENS
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise ConfigError("maxTokens", f"must be an integer between 1 and {MAX_TOKENS_LIMIT}, "
+                                       f"got {max_tokens!r}")
+    return float(temperature or 0.0), float(1.0 if top_p is None else top_p), max_tokens
+
+
+def _pick(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
+    """The next token: greedy below GREEDY_BELOW, else sampled (nucleus when top_p < 1)."""
+    import torch
+
+    if temperature < GREEDY_BELOW:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p  # the smallest nucleus
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    if not torch.isfinite(probs).all() or float(probs.sum()) <= 0:
+        return int(torch.argmax(logits))
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def context_length(model: Any) -> int:
+    """How many tokens (prompt + reply) the model reads."""
+    return int(getattr(model.config, "max_position_embeddings", None) or 1_000_000)
+
+
+def _capped_prompt_ids(loaded: _Loaded, messages: list[dict[str, Any]]) -> list[int]:
+    """The prompt's tokens, or ConfigError when they (and one reply token) exceed the context.
+
+    A prompt far too long is refused before tokenizing (no token covers more
+    characters than the longest vocabulary entry), so a 7 MB prompt costs
+    neither time nor memory."""
+    limit = context_length(loaded.model)
+    chars = sum(len(m["content"]) for m in messages)
+    if "max_token_chars" not in loaded.cache:
+        vocab = loaded.tokenizer.get_vocab()
+        loaded.cache["max_token_chars"] = max((len(t) for t in vocab), default=1) or 1
+    at_least = chars // loaded.cache["max_token_chars"]
+    if at_least >= limit:
+        raise ConfigError("messages", f"the messages ({chars:,} characters, at least {at_least:,} "
+                                      f"tokens) do not fit {loaded.name}'s context of {limit:,} "
+                                      "tokens; send a shorter prompt")
+    ids = prompt_ids(loaded.tokenizer, messages)
+    if len(ids) >= limit:
+        raise ConfigError("messages", f"the prompt is {len(ids):,} tokens, and "
+                                      f"{loaded.name} reads at most {limit:,} (prompt and reply "
+                                      "together); send a shorter prompt")
+    return ids
 
 
 def _adapter_ctx(loaded: _Loaded, adapter: str | None) -> Any:

@@ -353,7 +353,7 @@ def load_model_and_tokenizer(path: str, device: str, *, load_in_4bit: bool = Fal
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"]
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # this rank's GPU
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if not load_in_4bit and device != "cpu":
         model.to(device)

@@ -75,8 +75,15 @@ def load_rows(config: dict[str, Any], home: Path) -> tuple[list[dict[str, Any]],
     return train, evals
 
 
-def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_eval: bool) -> Any:
-    """Every config key that shapes the run, mapped onto ``TrainingArguments``."""
+def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_eval: bool,
+                       distributed: bool = False) -> Any:
+    """Every config key that shapes the run, mapped onto ``TrainingArguments``.
+
+    ``distributed``: launched by torchrun; ``batchSize`` is per process (the
+    global batch is batchSize x processes) and DDP runs over gloo (CPU) or
+    nccl (CUDA). Every LoRA weight gets a gradient, so DDP skips its search
+    for unused parameters.
+    """
     import torch
     from transformers import TrainingArguments
 
@@ -91,6 +98,10 @@ def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_e
         eval_steps = min(eval_steps or max_steps - 1 or 1, max_steps) if has_eval else None
         logging_steps = 1
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    ddp: dict[str, Any] = {}
+    if distributed:
+        ddp = {"ddp_backend": "nccl" if device == "cuda" else "gloo",
+               "ddp_find_unused_parameters": False}
     return TrainingArguments(
         output_dir=str(job_dir / "hf"),
         max_steps=max_steps,
@@ -117,13 +128,14 @@ def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_e
         disable_tqdm=True,
         use_cpu=device == "cpu",
         bf16=bf16,
-        fp16=False,
+        fp16=device == "cuda" and not bf16,  # older GPUs: fp16 mixed precision
         gradient_checkpointing=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=device == "cuda",
         remove_unused_columns=False,
         label_names=["labels"],
         seed=42,
+        **ddp,
     )
 
 

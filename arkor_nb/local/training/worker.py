@@ -17,9 +17,11 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import ConfigError
@@ -37,6 +39,12 @@ from arkor_nb.local.data.rows import RowError
 from arkor_nb.local.data.tokenize import collate, encode_row
 from arkor_nb.local.training.callback import PROGRESS, TokenCounter, make_callback, peak_rss_mb
 from arkor_nb.local.training.data_plan import collate_for, load_data
+from arkor_nb.local.training.distributed import (
+    RankAbort,
+    Ranks,
+    cancel_relay,
+    describe_failure,
+)
 from arkor_nb.local.training.evals import make_evaluator
 from arkor_nb.local.training.models import (
     load_model_and_tokenizer,
@@ -70,21 +78,30 @@ class Cancelled(Exception):
 # ------------------------------------------------------------------ the run
 
 
-def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> None:
-    """Validate, load, train, save; emits every event including the terminal one."""
-    home = spec.home
-    job_dir = spec.job_dir
+def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Event,
+            ranks: Ranks | None = None) -> None:
+    """Validate, load, train, save; emits every event including the terminal one.
+
+    ``requested`` is set when the server asks to cancel (on rank 0). With
+    several ranks only rank 0 has ``spec``: it validates and reads the data and
+    shares both (see ``distributed``); the others train on what they get.
+    """
+    ranks = ranks or Ranks()
+    # What the run obeys: set on every rank at once (one process: the request itself).
+    cancel = requested if not ranks.distributed else threading.Event()
+    config, job_dir, home = ranks.share(*_attempt(lambda: _validated(spec, validate_config)))
+    if not ranks.main:  # on another host the server's paths may not exist
+        home = _local_home(home)
+        job_dir = job_dir if job_dir.parent.is_dir() else Path(tempfile.mkdtemp(prefix="arkor-nb-"))
     job_dir.mkdir(parents=True, exist_ok=True)
-    # The server checked the rows before the job was created; the first few again are enough.
-    config = validate_config(spec.full_config(), home=home, max_rows_checked=WORKER_ROWS_CHECKED)
 
     def checkpoint_cancel(step: int = 0) -> None:
-        if cancel.is_set():
+        if ranks.sync_flag(requested, cancel):
             raise Cancelled(step)
 
     import torch
 
-    device = pick_device()
+    device = pick_device()  # under torchrun "cuda" is this rank's GPU (Ranks.start)
     threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
     if device == "cpu":
         torch.set_num_threads(max(1, threads))
@@ -92,15 +109,20 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
     proto.emit(TrainingPhase(phase=PREPARING, detail="loading data"))
-    try:
-        data = load_data(config, home, cancel)
+    try:  # several ranks: the rows themselves travel (eager), so no rank needs the files
+        data = ranks.share(*_attempt(lambda: load_data(
+            config, home, requested, lazy="off" if ranks.distributed else None)))
     except IndexCancelled:
         raise Cancelled(0) from None
     checkpoint_cancel()
     building = preparing_detail(config["model"], home)
     if building is not None:
         proto.emit(TrainingPhase(phase=PREPARING, detail=building))
-    model_path = resolve_model(config["model"], home)
+    if ranks.main:  # first, alone: a model built into the cache is built once per host
+        model_path = ranks.share(*_attempt(lambda: resolve_model(config["model"], home)))
+    else:
+        ranks.share()
+        model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
     proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {config['model']} on {device}"))
@@ -126,27 +148,31 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     from transformers import Trainer, set_seed
 
     has_eval = bool(eval_set)
-    args = training_arguments(config, job_dir, device, has_eval)
+    args = training_arguments(config, job_dir, device, has_eval, ranks.distributed)
     # Seed before the LoRA weights are drawn (Trainer seeds only later), so one
     # config gives one run: the same losses every time.
     set_seed(args.seed)
     if config.get("loadIn4bit"):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(model, lora_config(config))
-    sample = make_sampler(proto, config, tokenizer, device, cancel)
-    evaluate = make_evaluator(proto, config, tokenizer, device, cancel, limit=limit)
+    # Rank 0 alone samples and evaluates (the others have no stdout, nothing to add).
+    sample = make_sampler(proto, config, tokenizer, device, requested) if ranks.main else None
+    evaluate = (make_evaluator(proto, config, tokenizer, device, requested, limit=limit)
+                if ranks.main else None)
     evaluated: list[int] = []
 
     def after_save(saved_model: Any, step: int) -> None:
         if sample is not None:
             sample(saved_model, step)
-        if evaluate is not None and not cancel.is_set():
+        if evaluate is not None and not requested.is_set():
             evaluate(saved_model, step)
             evaluated.append(step)
 
     tokens = TokenCounter()
-    callback = make_callback(proto, cancel, job_dir, args.per_device_train_batch_size,
+    callback = make_callback(proto, cancel, job_dir,
+                             args.per_device_train_batch_size * ranks.world_size,
                              after_save, tokens=tokens)
+    relay = [cancel_relay(ranks, requested, cancel)] if ranks.distributed else []
     pad_id = tokenizer.pad_token_id
     trainer = Trainer(
         model=model,
@@ -155,7 +181,7 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
         data_collator=tokens.counting(collate_for(train_set, collate, pad_id)),
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=[*relay, callback],
     )
     checkpoint_cancel()
     TRAINING.set()  # from here a cancel stops after the current optimizer step
@@ -164,6 +190,8 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
         "modelPath": model_path,
         "device": device,
         "torchThreads": torch.get_num_threads(),
+        "processes": ranks.world_size,
+        "nodes": ranks.nodes,
         "dryRun": bool(config.get("dryRun")),
         "trainOnResponsesOnly": responses_only,
         "maxLength": limit,
@@ -185,14 +213,15 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     started = time.perf_counter()
     trainer.train()
     step = trainer.state.global_step
-    if cancel.is_set():
-        raise Cancelled(step)
+    checkpoint_cancel(step)
     train_seconds = time.perf_counter() - started
     if has_eval and callback.eval_step != step:
         trainer.evaluate()  # the last word on held-out loss, as a training.log with evalLoss
+    if not ranks.main:
+        return  # rank 0 saves the adapter and reports
     if evaluate is not None and step not in evaluated:
         evaluate(model, step)  # task metrics of the final weights
-        if cancel.is_set():
+        if requested.is_set():
             raise Cancelled(step)
     proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
     adapter_dir = job_dir / "adapter"
@@ -218,6 +247,28 @@ def run_job(spec: JobSpec, proto: WorkerChannel, cancel: threading.Event) -> Non
     proto.emit(TrainingCompleted(metrics=metrics, artifacts=artifacts))
 
 
+def _attempt(step: Any) -> tuple[Any, BaseException | None]:
+    """``(step(), None)``, or ``(None, error)``: what :meth:`Ranks.share` takes on rank 0."""
+    try:
+        return step(), None
+    except Exception as exc:  # noqa: BLE001 - shared with the other ranks, then raised
+        return None, exc
+
+
+def _validated(spec: JobSpec | None, validate: Any) -> tuple[dict[str, Any], Any, Any]:
+    assert spec is not None
+    # The server checked the rows before the job was created; the first few again are enough.
+    config = validate(spec.full_config(), home=spec.home, max_rows_checked=WORKER_ROWS_CHECKED)
+    return config, spec.job_dir, spec.home
+
+
+def _local_home(server_home: Any) -> Any:
+    """A rank on another host uses its own home (``ARKOR_NB_HOME``) unless it shares the server's."""
+    from arkor_nb.core.home import home_dir
+
+    return Path(server_home) if Path(server_home).is_dir() else home_dir()
+
+
 class _ListDataset:
     """A list of encoded rows as a map-style dataset (what Trainer's sampler needs)."""
 
@@ -231,7 +282,7 @@ class _ListDataset:
         return self.rows[i]
 
 
-def _end_early_on_cancel(proto: WorkerChannel, cancel: threading.Event) -> None:
+def _end_early_on_cancel(proto: WorkerChannel, cancel: threading.Event, code: int = 0) -> None:
     """A cancel before training starts ends the process at once.
 
     Preparation (imports, reading data, building or loading the model) has
@@ -243,30 +294,42 @@ def _end_early_on_cancel(proto: WorkerChannel, cancel: threading.Event) -> None:
         cancel.wait()
         if not TRAINING.is_set():
             proto.emit(TrainingCancelled(step=0))
-            os._exit(0)
+            os._exit(code)
 
     threading.Thread(target=run, name="arkor-early-cancel", daemon=True).start()
 
 
 def main() -> int:
-    proto = WorkerChannel()
+    ranks = Ranks.from_env()
+    proto = WorkerChannel(silent=not ranks.main)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                        format=f"%(asctime)s %(name)s rank {ranks.rank} %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line shows whole URLs
-    cancel = threading.Event()
+    requested = threading.Event()
+    spec: JobSpec | None = None
     try:
-        spec = proto.read_spec()
-    except (ValueError, EOFError) as exc:
-        proto.emit(TrainingFailed(error=f"bad job spec: {exc}"))
-        return 2
-    proto.watch_cancel(cancel)
-    _end_early_on_cancel(proto, cancel)
+        ranks.start()
+    except Exception as exc:  # noqa: BLE001 - e.g. a rendezvous that never completed
+        proto.emit(TrainingFailed(error=f"could not join the job's process group: {exc}"))
+        return 1
+    if ranks.main:  # the other ranks never read stdin: rank 0 shares what it says
+        try:
+            spec = proto.read_spec()
+        except (ValueError, EOFError) as exc:
+            proto.emit(TrainingFailed(error=f"bad job spec: {exc}"))
+            if not ranks.distributed:
+                return 2
+        proto.watch_cancel(requested)
+        # Several ranks: exit 1, so torchrun stops the others at once (the job is cancelled).
+        _end_early_on_cancel(proto, requested, 1 if ranks.distributed else 0)
     try:
-        run_job(spec, proto, cancel)
+        run_job(spec, proto, requested, ranks)
         return 0
     except Cancelled as exc:
         proto.emit(TrainingCancelled(step=exc.step))
         return 0
+    except RankAbort:
+        return 0  # rank 0 failed a shared step and reports it
     except ConfigError as exc:
         proto.emit(TrainingFailed(error=str(exc)))
         return 1
@@ -276,8 +339,10 @@ def main() -> int:
         return 1
     except BaseException as exc:  # noqa: BLE001 - the job must end with a terminal event
         traceback.print_exc()
-        proto.emit(TrainingFailed(error=f"{type(exc).__name__}: {exc}", step=PROGRESS.get("step")))
+        proto.emit(TrainingFailed(error=describe_failure(ranks, exc), step=PROGRESS.get("step")))
         return 1
+    finally:
+        ranks.finish()
 
 
 if __name__ == "__main__":

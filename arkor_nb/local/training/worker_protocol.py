@@ -129,11 +129,16 @@ def decode_event(raw: bytes, job_id: str) -> TrainingEvent | None:
 
 
 class WorkerChannel:
-    """A worker's end: read the spec, watch for cancel, emit events (one terminal only)."""
+    """A worker's end: read the spec, watch for cancel, emit events (one terminal only).
 
-    def __init__(self) -> None:
+    ``silent``: a rank other than 0 of a multi-process job, which shares rank
+    0's stdout; it writes no events (they are dropped) and keeps nothing open
+    on stdout.
+    """
+
+    def __init__(self, *, silent: bool = False) -> None:
         sys.stdout.flush()
-        fd = os.dup(1)
+        fd = os.open(os.devnull, os.O_WRONLY) if silent else os.dup(1)
         os.dup2(2, 1)  # stray prints (C or Python) now land on stderr
         sys.stdout = sys.stderr
         self._out: TextIO = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
