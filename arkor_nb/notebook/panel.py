@@ -25,13 +25,7 @@ import ipywidgets as widgets
 
 from arkor_nb.core.format import event_line, fduration, fnum, fsci
 from arkor_nb.core.status import CANCELLED, COMPLETED, DETACHED, FAILED, PREPARING, SAVING
-from arkor_nb.notebook.evalview import (
-    EMPTY_METRICS,
-    best_html,
-    examples_html,
-    health_html,
-    metric_chart,
-)
+from arkor_nb.notebook import evalview
 from arkor_nb.notebook.livechart import new_live_chart
 from arkor_nb.notebook.palette import badge
 from arkor_nb.notebook.progress import TERMINAL, RunState
@@ -91,7 +85,7 @@ class LivePanel(widgets.VBox):
                                              continuous_update=False)
         self.svg_chart = new_live_chart(svg_chart([], empty=EMPTY_CHART))
         # task metrics beside the loss chart from the first checkpoint.eval on (no watchdog: one is enough)
-        self.metric_chart = new_live_chart(metric_chart(state.evals))
+        self.metric_chart = new_live_chart(evalview.metric_chart(state.evals))
         self.metric_chart.live = False
         self.metric_chart.layout = widgets.Layout(display="none", flex="1 1 300px", max_width="440px")
         self.svg_chart.layout = widgets.Layout(flex="1 1 480px", max_width="720px")
@@ -239,7 +233,7 @@ class LivePanel(widgets.VBox):
     def _draw_metrics(self) -> None:
         st = self.run_state
         with st.lock:
-            svg = metric_chart(st.evals, hover=True, empty=EMPTY_METRICS)
+            svg = evalview.metric_chart(st.evals, hover=True, empty=evalview.EMPTY_METRICS)
             shown = bool(st.evals.series)
         self._set(self.metric_chart, svg)
         display = "" if shown else "none"
@@ -337,7 +331,7 @@ class LivePanel(widgets.VBox):
         header = (f'<b class="arkor-name">{esc(s["name"] or "run")}</b> '
                   f'<code class="arkor-job-id">{esc(s["job_id"] or "not started")}</code> '
                   f'<span style="color:#777">{esc(s["backend"])}</span> {badge(shown)} '
-                  f"{best_html(st.evals)}")
+                  f"{evalview.best_html(st.evals)}")
         extra = []
         for job in s["ahead"][:1]:
             at = (f" at step {job['step']} / {job['max_steps']}" if job["max_steps"]
@@ -362,7 +356,7 @@ class LivePanel(widgets.VBox):
                          "this cell, so the kernel cannot receive clicks until it returns: interrupt "
                          "the kernel (■) to cancel, or wait with await run to keep Cancel clickable.</div>")
         with st.lock:
-            health = health_html(st.evals.health)
+            health = evalview.health_html(st.evals.health)
         return (f'<div style="font-family:sans-serif;font-size:13px;line-height:1.5">{header}{bar}'
                 f'<div style="margin:2px 0">{cells}</div>{health}{"".join(extra)}</div>')
 
@@ -370,7 +364,7 @@ class LivePanel(widgets.VBox):
         st = self.run_state
         with st.lock:
             steps = [c.step for c in st.checkpoints]
-            examples = examples_html(st.evals)
+            examples = evalview.examples_html(st.evals)
         if not steps and not examples:
             return ""
         shown = ", ".join(str(s) for s in steps[-20:])

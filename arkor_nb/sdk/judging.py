@@ -19,7 +19,7 @@ from arkor_nb.core.contexts import MetricSeries, MetricsReported, add_metrics
 from arkor_nb.core.errors import CloudApiError, ConfigError
 from arkor_nb.core.events import CheckpointEval
 from arkor_nb.core.scorers import mean_scores, score_callable, score_reply, scorer_name
-from arkor_nb.core.taskeval import EXAMPLES_SHOWN, TaskEval
+from arkor_nb.core.taskeval import TaskEval
 
 
 def check_task_eval(task_eval: Any) -> TaskEval | None:
@@ -83,7 +83,7 @@ class Judge:
                 examples.append({**ex, "scores": scores})
             extra = mean_scores([{k: ex["scores"][k] for k in map(scorer_name, callables)} for ex in examples])
             event = event.model_copy(update={"metrics": {**event.metrics, **extra},
-                                             "examples": examples[:max(EXAMPLES_SHOWN, 0)]})
+                                             "examples": examples})
         self.saw_step(event.step)
         with self._lock:
             add_metrics(self.series, event.step, event.metrics)

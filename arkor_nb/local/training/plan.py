@@ -134,6 +134,9 @@ def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_e
         dataloader_pin_memory=device == "cuda",
         remove_unused_columns=False,
         label_names=["labels"],
+        # Evaluation needs only the loss: keeping every step's logits costs
+        # batch x length x vocab floats (1.5 GB for SmolLM2 on 60 rows).
+        prediction_loss_only=True,
         seed=42,
         **ddp,
     )

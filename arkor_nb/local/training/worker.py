@@ -60,6 +60,7 @@ from arkor_nb.local.training.plan import (
     training_arguments,
 )
 from arkor_nb.local.training.sampler import make_sampler
+from arkor_nb.local.training.speed import apply_override, flatten_batch, speed_plan, trainer_class
 from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
 
 log = logging.getLogger("arkor_nb.worker")
@@ -102,9 +103,11 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     import torch
 
     device = pick_device()  # under torchrun "cuda" is this rank's GPU (Ranks.start)
-    threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
+    speed = speed_plan(device, loads_in_4bit=bool(config.get("loadIn4bit")))
+    if ranks.distributed:  # the labels-only loss calls the decoder past the DDP wrapper
+        speed = apply_override(speed, "labels_only_loss=0,padding_free=0")
     if device == "cpu":
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(speed.threads)
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
@@ -145,7 +148,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     checkpoint_cancel()
 
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     has_eval = bool(eval_set)
     args = training_arguments(config, job_dir, device, has_eval, ranks.distributed)
@@ -174,12 +177,13 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
                              after_save, tokens=tokens)
     relay = [cancel_relay(ranks, requested, cancel)] if ranks.distributed else []
     pad_id = tokenizer.pad_token_id
-    trainer = Trainer(
+    batch_of = flatten_batch if speed.padding_free else collate
+    trainer = trainer_class(speed, device)(
         model=model,
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
-        data_collator=tokens.counting(collate_for(train_set, collate, pad_id)),
+        data_collator=tokens.counting(collate_for(train_set, batch_of, pad_id)),
         processing_class=tokenizer,
         callbacks=[*relay, callback],
     )
@@ -204,6 +208,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
         "droppedRows": dropped,
         "lazyData": data.lazy,
+        "speed": speed.describe(),
         "setupSeconds": round(time.perf_counter() - t0, 2),
         "peakRssMb": peak_rss_mb(),
         "trainingArguments": describe_arguments(args),
