@@ -33,8 +33,10 @@ from arkor_nb.core.events import (
     TrainingStarted,
 )
 from arkor_nb.core.status import PREPARING, SAVING
+from arkor_nb.local.config import validate_config
 from arkor_nb.local.data.lazy import IndexCancelled
 from arkor_nb.local.data.rows import RowError
+from arkor_nb.local.data.tokenize import collate, encode_row
 from arkor_nb.local.training.callback import PROGRESS, TokenCounter, make_callback, peak_rss_mb
 from arkor_nb.local.training.data_plan import collate_for, load_data
 from arkor_nb.local.training.distributed import (
@@ -44,6 +46,12 @@ from arkor_nb.local.training.distributed import (
     describe_failure,
 )
 from arkor_nb.local.training.evals import make_evaluator
+from arkor_nb.local.training.models import (
+    load_model_and_tokenizer,
+    pick_device,
+    preparing_detail,
+    resolve_model,
+)
 from arkor_nb.local.training.plan import (
     DEFAULTS,
     describe_arguments,
@@ -79,8 +87,6 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     several ranks only rank 0 has ``spec``: it validates and reads the data and
     shares both (see ``distributed``); the others train on what they get.
     """
-    from arkor_nb.local.config import validate_config
-
     ranks = ranks or Ranks()
     # What the run obeys: set on every rank at once (one process: the request itself).
     cancel = requested if not ranks.distributed else threading.Event()
@@ -95,14 +101,6 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
             raise Cancelled(step)
 
     import torch
-
-    from arkor_nb.local.data.tokenize import collate, encode_row
-    from arkor_nb.local.training.models import (
-        load_model_and_tokenizer,
-        pick_device,
-        preparing_detail,
-        resolve_model,
-    )
 
     device = pick_device()  # under torchrun "cuda" is this rank's GPU (Ranks.start)
     speed = speed_plan(device, loads_in_4bit=bool(config.get("loadIn4bit")))
