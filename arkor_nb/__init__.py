@@ -41,6 +41,7 @@ from arkor_nb.notebook.sweep_view import sweep
 from arkor_nb.sdk.abort import AbortController, AbortSignal
 from arkor_nb.sdk.backends import SUPPORTED_MODELS, CloudBackend, LocalBackend
 from arkor_nb.sdk.chat import chat, chat_async
+from arkor_nb.sdk.create import create_trainer
 from arkor_nb.sdk.credentials import (
     ensure_credentials,
     read_credentials,
@@ -58,7 +59,7 @@ from arkor_nb.sdk.jobs import (
 from arkor_nb.sdk.runner import Arkor, create_arkor, run_trainer
 from arkor_nb.sdk.state import read_state, write_state
 from arkor_nb.sdk.sweep import Sweep
-from arkor_nb.sdk.trainer import Trainer, create_trainer
+from arkor_nb.sdk.trainer import Trainer
 
 __all__ = [
     "AbortController", "AbortSignal", "AbortedError", "Arkor", "ArkorError", "Callbacks",

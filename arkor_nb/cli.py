@@ -34,6 +34,7 @@ from arkor_nb.core.format import best_cell, cancel_hint, jobs_text
 from arkor_nb.core.format import event_line as format_event
 from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
+from arkor_nb.local.server.launch import serve_main
 from arkor_nb.sdk import chat as chat_api
 from arkor_nb.sdk import jobs as jobs_api
 from arkor_nb.sdk.runner import default_entry, load_trainer, run_loaded
@@ -245,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         # Everything after `serve` belongs to the server's own parser
         # (argparse.REMAINDER would stop at the first option, e.g. --port).
-        from arkor_nb.local.server.launch import serve_main  # deferred: needs the [local] extra
 
         return int(serve_main(argv[1:]) or 0)
     if argv[:1] == ["join"]:

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--save", default=None, help="save the trained adapter to this folder")
     a = ap.parse_args(argv)
 
     import torch
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
+        if a.save:
+            trainer.model.save_pretrained(a.save)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     print(json.dumps({"trainSeconds": seconds, "steps": trainer.state.global_step,
                       "firstLoss": losses[0] if losses else None,

@@ -1,6 +1,29 @@
-"""Exceptions a user can catch. Each message names what went wrong and the fix."""
+"""Every exception arkor_nb raises on purpose. Each message names what went wrong and the fix.
+
+The hierarchy (``ak.ArkorError`` catches them all)::
+
+    ArkorError
+    ├── CloudApiError            the backend answered an HTTP error (.status, .message, .body)
+    │   ├── CloudUnreachableError no HTTP answer at all (.status == 0, .url)
+    │   ├── RemoteConfigError    4xx about one field of the request; also a ConfigError
+    │   └── JobNotFoundError     404 for a job id; also a ConfigError (.field == "job_id")
+    ├── ConfigError (ValueError) a bad argument or setting (.field names it)
+    │   ├── RemoteConfigError    ... spotted by the backend instead of the client
+    │   └── JobNotFoundError     ... an unknown job id
+    ├── AbortedError             the trainer's abort signal fired (the job keeps running)
+    ├── ReconnectExhaustedError  the event stream failed max_attempts times in a row
+    └── ScopeError               .arkor/state.json belongs to another org
+
+``error_from_body`` maps an HTTP error answer onto this hierarchy (every
+request of the SDK goes through it). Transport failures (``httpx``
+connection errors, timeouts) are not wrapped here: the stream retries them
+and ends in ReconnectExhaustedError.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 
 class ArkorError(Exception):
@@ -65,6 +88,21 @@ class ConfigError(ArkorError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class RemoteConfigError(ConfigError, CloudApiError):
+    """The backend rejected a field of the request (HTTP 4xx with ``{"error", "field"}``).
+
+    Both a ConfigError (``except ak.ConfigError`` catches bad input whether
+    the client or the server spotted it; ``.field`` names it) and a
+    CloudApiError (``.status``, ``.message``).
+    """
+
+    def __init__(self, status: int, field: str, message: str, *, body: object = None) -> None:
+        CloudApiError.__init__(self, status, message, body=body)
+        self.field = field
+        prefix = "" if message.startswith(f"{field}:") else f"{field}: "
+        self.args = (f"{prefix}{message}",)
+
+
 class ScopeError(ArkorError):
     """.arkor/state.json belongs to a different org than the current credentials."""
 
@@ -86,6 +124,32 @@ class JobNotFoundError(ConfigError, CloudApiError):
         self.field = "job_id"
         self.job_id = job_id
         self.args = (f"job_id: {text}",)
+
+
+def error_from_body(status: int, body: bytes) -> CloudApiError:
+    """Turn an HTTP error body into CloudApiError with the server's own message."""
+    text = body.decode("utf-8", errors="replace").strip()
+    parsed: Any = None
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    message = ""
+    if isinstance(parsed, dict):
+        for key in ("error", "message", "detail"):
+            value = parsed.get(key)
+            if isinstance(value, str) and value:
+                message = value
+                break
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                message = value["message"]
+                break
+    if not message:
+        message = text[:500] or f"request failed with HTTP {status}"
+    field = parsed.get("field") if isinstance(parsed, dict) else None
+    if status in (400, 422) and isinstance(field, str) and field:
+        return RemoteConfigError(status, field, message, body=parsed)
+    return CloudApiError(status, message, body=parsed if parsed is not None else text)
 
 
 def announced_interrupt() -> KeyboardInterrupt:

@@ -111,7 +111,7 @@ def _error_text(error: BaseException) -> str:
 def describe_notice(n: StreamNotice) -> tuple[str, str]:
     """(text, level) for a client-side stream notice."""
     if n.kind == "reconnecting":
-        # never silent (issue 11): which attempt, when the next try comes, what went wrong
+        # never silent: which attempt, when the next try comes, what went wrong
         facts = [f"attempt {n.attempt}"] if n.attempt else []
         if n.delay is not None:
             facts.append(f"next in {n.delay:.1f} s")

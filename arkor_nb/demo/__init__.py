@@ -20,9 +20,10 @@ from arkor_nb.core.home import home_dir
 from arkor_nb.core.status import COMPLETED
 from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.demo.report import ReportData, Sample, render_report
+from arkor_nb.local.training.models import resolve_model
 from arkor_nb.notebook import live
+from arkor_nb.sdk.create import create_trainer
 from arkor_nb.sdk.local_server import ensure_server
-from arkor_nb.sdk.trainer import create_trainer
 
 DATASET = Path("data/triage.jsonl")
 EVAL_DATASET = Path("data/triage_eval.jsonl")
@@ -182,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
 
     if args.prepare_only:
-        # deferred: the [local] training stack (torch), and after OMP_WAIT_POLICY is set
-        from arkor_nb.local.training.models import resolve_model
-
+        # resolve_model imports torch only now, after OMP_WAIT_POLICY is set
         _say(f"built-in model ready at {resolve_model(args.model, home_dir())}")
         return 0
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.local.training.models import BUILTIN_MODELS
+from arkor_nb.local.training import gguf_cache
+from arkor_nb.local.training.models import BUILTIN_MODELS, SMOLLM2_MODEL_ID, smollm2_gguf
 
 LOCAL_MODEL_HINT = ("a local folder saved with save_pretrained, a .gguf file, "
                     "'arkor-nb/smollm2-135m-instruct' or 'arkor-nb/tiny'")
@@ -20,9 +21,6 @@ LOCAL_MODEL_HINT = ("a local folder saved with save_pretrained, a .gguf file, "
 
 def check_model(model: Any, home: Path, *, field: str = "model") -> str:
     """A usable model id: built-in, a local folder or .gguf file, or a (cached) hub id."""
-    from arkor_nb.local.training import gguf_cache
-    from arkor_nb.local.training.models import SMOLLM2_MODEL_ID, smollm2_gguf
-
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(field, f"is required: a Hugging Face model id, {LOCAL_MODEL_HINT}")
     model = model.strip()

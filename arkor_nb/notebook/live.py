@@ -22,61 +22,32 @@ callbacks are left as the user set them (the panel only listens).
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from typing import Any, TextIO
 
-from arkor_nb.core.contexts import CheckpointContext, StreamNotice, TrainingResult
+from arkor_nb.core.contexts import TrainingResult
 from arkor_nb.core.errors import AbortedError, ConfigError
-from arkor_nb.core.format import cancel_command, fix_for, status_line
+from arkor_nb.core.format import cancel_command
 from arkor_nb.core.status import CANCELLED, DETACHED
-from arkor_nb.core.wire import TrainingJob
+from arkor_nb.notebook.chart import figure
 from arkor_nb.notebook.confirm import CancelConfirmation
+from arkor_nb.notebook.ipython import RunInterrupted, in_jupyter_kernel, is_cell_task, show
 from arkor_nb.notebook.progress import TERMINAL, RunState
 from arkor_nb.notebook.queue import QueueWatch
 from arkor_nb.notebook.record import Recorder
+from arkor_nb.notebook.run_threads import RunThreads
 from arkor_nb.notebook.sampler import Sampler
 from arkor_nb.notebook.snapshot import snapshot_html
 from arkor_nb.notebook.text import TextProgress
 from arkor_nb.notebook.ticker import Ticker
 from arkor_nb.sdk.abort import AbortController
+from arkor_nb.sdk.trainer import Trainer
 
-BEAT_S = 1.0  # the kernel's heartbeat to the panel's watchdog (see livechart)
 INTERRUPT_CONFIRM_S = 10.0  # how long an interrupted wait waits for that answer before its line
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """An interrupted ``run.result()`` / ``await run``: the message says what happened to the job.
-
-    IPython prints ``_render_traceback_`` instead of a traceback, so the cell
-    ends with that one line; ``except KeyboardInterrupt`` still catches it.
-    """
-
-    def _render_traceback_(self) -> list[str]:
-        return [str(self)]
-
-
-def _is_cell_task() -> bool:
-    """True when the current task is IPython running a cell (ipykernel cancels it on interrupt)."""
-    task = asyncio.current_task()
-    coro = task.get_coro() if task is not None else None
-    return "run_cell_async" in getattr(coro, "__qualname__", "")
-
-
-def in_jupyter_kernel() -> bool:
-    """True inside a Jupyter kernel (where widgets can render)."""
-    shell_mod = sys.modules.get("IPython")
-    if shell_mod is None:
-        return False
-    try:
-        ip = shell_mod.get_ipython()  # type: ignore[attr-defined]
-    except Exception:
-        return False
-    return ip is not None and getattr(ip, "kernel", None) is not None
-
-
-class LiveRun:
+class LiveRun(RunThreads):
     """A run followed live. Returned by :func:`live`; see the module docstring."""
 
     def __init__(self, trainer: Any, *, sample_prompts: list[str] | None = None,
@@ -120,7 +91,6 @@ class LiveRun:
         self._panel_closed = False
         self._handle: Any = None  # the panel's cell output; the snapshot replaces it at the end
         self._beat_at = 0.0
-        self._display = display
         self._jupyter = display and in_jupyter_kernel()
         if display and not self._jupyter:
             self._text = TextProgress(text_stream)
@@ -173,7 +143,7 @@ class LiveRun:
     def panel(self) -> Any:
         """The panel widget (built on first use when not displayed)."""
         if self._panel is None:
-            from arkor_nb.notebook.panel import LivePanel
+            from arkor_nb.notebook.panel import LivePanel  # deferred: subclasses an ipywidget
 
             panel = LivePanel(self.state, on_cancel=lambda remote: self.cancel(remote=remote))
             panel.wake = self._wake.set
@@ -186,125 +156,9 @@ class LiveRun:
         return self._panel
 
     def _show(self) -> None:
-        from IPython.display import display
-
         # one output: the live panel now, replaced by the static snapshot when the run ends,
         # so a saved notebook keeps only the snapshot (no widget reference, no stale text)
-        self._handle = display(self.panel, display_id=True)
-
-    def _adopt_job(self) -> None:
-        """Take the job's name, status and creation time once the trainer has loaded it."""
-        job = getattr(self.trainer, "job", None)
-        if job is None or self._job_adopted:
-            return
-        if not _loaded(job):
-            # the trainer's stand-in (the job lookup failed): its status is the model's
-            # default and its name the id, not the job's: keep "connecting" until events
-            # or the final result say more
-            return
-        self._job_adopted = True
-        self.state.set_job(job)
-        if self._panel is not None:
-            self._panel.set_reattach(job.id, self.state.backend)
-
-    def _on_item(self, item: Any) -> None:
-        """Trainer listener: runs on the streaming loop for every event. O(1), never raises."""
-        if not self._job_adopted:
-            self._adopt_job()
-        if isinstance(item, CheckpointContext):
-            # the CheckpointSaved event before it already updated the panel; this
-            # context carries ``infer``, bound to that checkpoint
-            if self._sampler is not None:
-                if self._worker_sampling():  # the replies follow as checkpoint.sample events
-                    self._sampler.mark_pending(item.step)
-                else:
-                    self._sampler.queue(item)
-            return
-        if self._text is not None and isinstance(item, StreamNotice):
-            self._text.notice(item)
-        self.state.fold(item)
-        self.recorder.add(item)
-        ticker = self._ticker
-        if not ticker.dirty:
-            ticker.dirty = True
-            self._wake.set()
-
-    def _stream_main(self) -> None:
-        trainer = self.trainer
-        try:
-            if trainer.job_id is None:
-                self.state.note("creating the job…")
-                trainer.start()
-            if getattr(trainer, "job", None) is not None:
-                self._adopt_job()
-            else:  # attached: the trainer loads the job when it starts streaming
-                self.state.set_job(TrainingJob(id=str(trainer.job_id)), status_known=False)
-            self.recorder.header["jobId"] = trainer.job_id
-            if self._panel is not None:
-                self._panel.set_reattach(trainer.job_id, self.state.backend)
-            self._wake.set()
-            result = trainer.wait(abort_signal=self._abort.signal)
-            self._result = result
-            self.state.set_job(result.job, status_known=_loaded(result.job))
-        except AbortedError as exc:
-            self._error = exc
-        except BaseException as exc:  # shown in the panel; result() re-raises it
-            self._error = exc
-            if not self.state.terminal:
-                prefix = "could not start the job: " if trainer.job_id is None else ""
-                self.state.set_transport(prefix + fix_for(exc), "error")
-        finally:
-            self._unsubscribe()
-            if self._sampler is not None:
-                # finish the samples of the last checkpoint so the snapshot shows them,
-                # unless the user cancelled (then stop at once)
-                cancelled = self._cancel_remote is not None
-                self._sampler.shutdown(cancelled=cancelled)
-            self._finish()
-
-    def _finish(self) -> None:
-        if self._queue is not None:
-            self._queue.stop()
-        self._ticker.stop()
-        self.recorder.flush()
-        if self._panel is not None:
-            self._panel.finish()
-        if self._text is not None:
-            self._text.update(self.state, time.monotonic(), final=True)
-        self._update_snapshot()
-        self._done.set()
-        for cb in list(self._done_callbacks):
-            cb()
-
-    def _tick(self, now: float) -> None:
-        """One redraw (on the ticker's thread): panel or text progress, heartbeat, recorder."""
-        try:
-            if not self._job_adopted:
-                self._adopt_job()
-            if self._panel is not None:
-                self._panel.render(now)
-                if now - self._beat_at >= BEAT_S:
-                    self._beat_at = now
-                    self._panel.beat()
-            if self._text is not None:
-                self._text.update(self.state, now)
-            self.recorder.flush()
-        except Exception as exc:  # a view bug must not kill the ticker
-            self.state.note(f"panel redraw failed: {type(exc).__name__}: {exc}", "error")
-
-    def _update_snapshot(self) -> None:
-        """Replace the panel's output with the static snapshot (again after a late change)."""
-        if self._handle is None:
-            return
-        try:
-            self._handle.update({"text/html": self.snapshot_html(),
-                                 "text/plain": status_line(self.state.summary())}, raw=True)
-        except Exception:  # the display went away (kernel shutting down)
-            return
-        panel = self._panel
-        if panel is not None and not self._panel_closed:
-            self._panel_closed = True
-            panel.close_all()  # nothing shows it any more: keep it out of saved widget state
+        self._handle = show(self.panel)
 
     # ------------------------------------------------------------ cancel
 
@@ -328,15 +182,6 @@ class LiveRun:
             self._confirm = CancelConfirmation(self.trainer, self.state, self._after_late_change).start()
             self._cancel_thread = self._confirm.thread
         self._abort.abort("cancelled from the notebook panel")
-
-    def _after_late_change(self) -> None:
-        """A change after the stream ended (cancel confirmed, sample reply): redraw the end state."""
-        if self._done.is_set():
-            if self._panel is not None and not self._panel_closed:
-                self._panel.refresh_final()
-            self._update_snapshot()
-        else:
-            self._wake.set()
 
     # ------------------------------------------------------------ results
 
@@ -435,7 +280,7 @@ class LiveRun:
                 await asyncio.to_thread(thread.join)
         except asyncio.CancelledError:
             self.cancel(remote=self._remote_default())
-            if not _is_cell_task():
+            if not is_cell_task():
                 raise  # cancelled by the caller's own code (wait_for, gather): plain asyncio
             await asyncio.to_thread(self._done.wait, INTERRUPT_CONFIRM_S)
             thread = self._cancel_thread
@@ -465,8 +310,6 @@ class LiveRun:
         The live panel draws a light SVG chart; plotly's ~5 MB bundle is only
         paid by those who ask for zoom and pan.
         """
-        from arkor_nb.notebook.chart import figure
-
         smoothing = float(self._panel.smoothing.value) if self._panel is not None else 0.6
         return figure(self.state.curves(), smoothing=smoothing, title=self.state.name)
 
@@ -491,12 +334,6 @@ class LiveRun:
         return self.state.status
 
 
-def _loaded(job: Any) -> bool:
-    """Whether a trainer's job came from the backend (a record always has its creation
-    time), not the trainer's stand-in after a failed lookup (id, name, default status)."""
-    return getattr(job, "created_at", None) is not None
-
-
 def live(trainer: Any = None, *, job_id: str | None = None, backend: Any = "local",
          sample_prompts: list[str] | None = None, display: bool = True,
          interval: float = 0.5) -> LiveRun:
@@ -512,12 +349,10 @@ def live(trainer: Any = None, *, job_id: str | None = None, backend: Any = "loca
     if trainer is not None and job_id is not None:
         raise ConfigError("job_id", "pass either a trainer or job_id=..., not both")
     if trainer is None:
-        from arkor_nb.sdk.trainer import Trainer
-
         trainer = Trainer.attach(str(job_id), backend=backend)
     elif not hasattr(trainer, "subscribe") or not hasattr(trainer, "wait"):
         raise ConfigError("trainer", f"expected an ak.Trainer, got {type(trainer).__name__}")
     return LiveRun(trainer, sample_prompts=sample_prompts, display=display, interval=interval).start()
 
 
-__all__ = ["LiveRun", "live", "in_jupyter_kernel", "TERMINAL"]
+__all__ = ["LiveRun", "live"]

@@ -114,7 +114,6 @@ class LivePanel(widgets.VBox):
         self._metrics_drawn = -1
         self.finished = False
         self.blocking = False  # True while run.result() holds the kernel
-        self.renders = 0  # redraws done (tests check the throttle bounds this)
         self.wake: Callable[[], None] = lambda: None  # set by the owner's ticker
         self.cancel_button.on_click(self._clicked_cancel)
         self.cancel_ahead_button.on_click(self._clicked_cancel_ahead)
@@ -218,7 +217,6 @@ class LivePanel(widgets.VBox):
                 self._set(self.log_html, self.log_text())
                 self._log_drawn = log_version
                 self._log_at = now
-            self.renders += 1
 
     @staticmethod
     def _set(widget: Any, value: str) -> None:
@@ -263,7 +261,6 @@ class LivePanel(widgets.VBox):
             self.cancel_button.disabled = True
             self._show_ahead([])
             self.remote_toggle.disabled = True
-            self.renders += 1
 
     def refresh_final(self) -> None:
         """Re-render texts after the run ended (a late cancel confirmation, a sample reply)."""

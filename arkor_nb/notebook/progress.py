@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from arkor_nb.core.contexts import MetricsReported, StreamNotice
@@ -29,7 +28,7 @@ from arkor_nb.core.events import (
     TrainingPhase,
     TrainingStarted,
 )
-from arkor_nb.core.format import describe_notice
+from arkor_nb.core.format import describe_notice, parse_time
 from arkor_nb.core.status import (
     ACTIVE_STATUSES,
     COMPLETED,
@@ -143,12 +142,10 @@ class RunState:
         Why: a reattached panel replays the history at once; its times must be
         the events' own, not the moment they arrived. Never later than now.
         """
-        if not iso:
+        parsed = parse_time(iso)
+        if parsed is None:
             return None
-        try:
-            wall = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-        except (TypeError, ValueError):
-            return None
+        wall = parsed.timestamp()
         now = self.clock() if now is None else now
         return now - max(0.0, time.time() - wall)
 

@@ -25,7 +25,6 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from arkor_nb.core.contexts import (
 )
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.events import parse_event
+from arkor_nb.core.format import parse_time
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.snapshot import snapshot_html
 
@@ -111,12 +111,8 @@ def _unlink(path: Path) -> None:
 
 
 def _parse_ts(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    parsed = parse_time(value)
+    return None if parsed is None else parsed.timestamp()
 
 
 def read_record(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Iterator[Any]]:
@@ -210,7 +206,7 @@ class Replay:
     def panel(self) -> Any:
         """The live panel's widgets, in their finished state (log scale and smoothing work)."""
         if self._panel is None:
-            from arkor_nb.notebook.panel import LivePanel
+            from arkor_nb.notebook.panel import LivePanel  # deferred: subclasses an ipywidget
 
             self._panel = LivePanel(self.state)
             self._panel.finish()

@@ -87,10 +87,6 @@ class DecimatedSeries:
             return self._hx[-1], self._hy[-1]
         return None
 
-    def exact_tail(self) -> int:
-        """How many of the newest points are guaranteed exact."""
-        return len(self._tx)
-
 
 def thin(xs: list[float], ys: list[float], limit: int) -> tuple[list[float], list[float]]:
     """Every k-th point so that at most ``limit`` remain, always keeping the last one."""
@@ -131,69 +127,3 @@ def ema(xs: list[float], ys: list[float], weight: float) -> list[float]:
         append(acc / norm)
         prev = x
     return out
-
-
-class Smoother:
-    """Incremental :func:`ema` for a curve that grows at the end and thins in the middle.
-
-    Smoothed values are cached by x, so a redraw only computes the points
-    that are new since the last one (the decimated series keeps old points
-    at the same x). The cache is rebuilt when the weight changes, when x
-    goes backwards, or when it grows far beyond the points still shown.
-    """
-
-    def __init__(self) -> None:
-        self._weight: float | None = None
-        self._cache: dict[float, float] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        self._cache = {}
-        self._acc = 0.0
-        self._norm = 0.0
-        self._prev: float | None = None
-        self._base: float | None = None
-        self._gap: float | None = None
-        self._decay = 0.0
-
-    def smooth(self, xs: list[float], ys: list[float], weight: float) -> list[float]:
-        if weight <= 0:
-            return list(ys)
-        weight = min(weight, 0.999)
-        if weight != self._weight:
-            self._weight = weight
-            self._reset()
-        cache = self._cache
-        if xs and self._prev is not None and xs[-1] < self._prev:
-            self._reset()  # a different curve (restart): start over
-            cache = self._cache
-        out: list[float] = []
-        append = out.append
-        get = cache.get
-        for x, y in zip(xs, ys, strict=True):
-            v = get(x)
-            if v is None:
-                v = self._next(x, y, weight)
-                cache[x] = v
-            append(v)
-        if len(cache) > 4 * len(xs) + 64:
-            self._cache = {x: v for x, v in zip(xs, out, strict=True)}
-        return out
-
-    def _next(self, x: float, y: float, weight: float) -> float:
-        prev = self._prev
-        if prev is None or x <= prev:
-            decay = weight
-        else:
-            gap = x - prev
-            if self._base is None or gap < self._base:
-                self._base = gap
-                self._gap = None
-            if gap != self._gap:
-                self._gap = gap
-                self._decay = weight ** (gap / self._base)
-            decay = self._decay
-        self._acc = self._acc * decay + (1 - decay) * y
-        self._norm = self._norm * decay + (1 - decay)
-        self._prev = x
-        return self._acc / self._norm

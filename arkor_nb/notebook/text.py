@@ -35,7 +35,6 @@ class TextProgress:
         self._last_ckpts = 0
         self._last_line = ""
         self._notices: deque[str] = deque()  # reconnect lines, printed on the next update
-        self.lines = 0  # lines written, so tests can check the throttle
 
     def update(self, state: Any, now: float, *, final: bool = False) -> None:
         summary = state.summary()
@@ -66,4 +65,3 @@ class TextProgress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-        self.lines += 1

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arkor_nb.core.errors import ConfigError, ScopeError
-from arkor_nb.sdk.client import CloudApiClient, ProjectScope, Verify, tls_verify
+from arkor_nb.sdk.client import CloudApiClient
 from arkor_nb.sdk.credentials import (
     credentials_token,
     default_cloud_url,
     ensure_credentials,
     read_credentials,
 )
+from arkor_nb.sdk.http import ProjectScope, Verify, tls_verify
 from arkor_nb.sdk.local_server import ensure_server, home_dir, live_server
 from arkor_nb.sdk.state import ensure_project_state
 from arkor_nb.sdk.sync import AsyncOnce

@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import closing
 from typing import Any
 
-from arkor_nb.core.errors import ArkorError, CloudApiError, ConfigError
+from arkor_nb.core.errors import ArkorError, CloudApiError, ConfigError, RemoteConfigError
 from arkor_nb.sdk.arguments import check_job_id, check_messages, check_number
 from arkor_nb.sdk.backends import ResolvedApi
-from arkor_nb.sdk.client import SyncChatClient
-from arkor_nb.sdk.client import chat_async as post_chat_async
+from arkor_nb.sdk.chat_transport import SyncChatClient, post_chat
 from arkor_nb.sdk.jobs import not_found, resolve_api
 from arkor_nb.sdk.sync import run_sync
 
@@ -59,17 +58,8 @@ def _raise_for(err: CloudApiError, body: dict[str, Any], where: str) -> CloudApi
         return err
     field = err.body.get("field") if isinstance(err.body, dict) else None
     if err.status == 404 and field in ("adapter.step", "step"):
-        return ConfigErrorFromBackend("step", err)
+        return RemoteConfigError(err.status, "step", err.message, body=err.body)
     return not_found(err, adapter["jobId"], where)
-
-
-class ConfigErrorFromBackend(ConfigError, CloudApiError):
-    """The backend answered 4xx about an argument (e.g. no checkpoint at that step)."""
-
-    def __init__(self, field: str, err: CloudApiError) -> None:
-        CloudApiError.__init__(self, err.status, err.message, body=err.body)
-        self.field = field
-        self.args = (f"{field}: {err.message}",)
 
 
 def delta_text(line: str) -> str | None:
@@ -161,8 +151,8 @@ async def _achunks(response: Any) -> AsyncIterator[str]:
 
 async def _post(api: ResolvedApi, where: str, body: dict[str, Any], stream: bool) -> Any:
     try:
-        return await post_chat_async(api.base_url, api.token, api.scope, body, stream=stream,
-                                     verify=api.verify)
+        return await post_chat(api.base_url, api.token, api.scope, body, stream=stream,
+                               verify=api.verify)
     except CloudApiError as err:
         raise _raise_for(err, body, where) from None
 

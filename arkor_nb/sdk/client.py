@@ -1,170 +1,35 @@
-"""CloudApiClient: the one place that speaks HTTP to an Arkor-compatible API.
+"""CloudApiClient: the job API of an Arkor-compatible backend, over HTTP.
 
 The cloud and the embedded local server share one wire protocol (see
-docs/protocol.md), so the Trainer, the credential bootstrap and checkpoint
-inference all go through this module. A client is cheap: it owns one
+docs/protocol.md), so the Trainer, the jobs API and the credential bootstrap
+all go through this class. A client is cheap: it owns one
 ``httpx.AsyncClient`` for the duration of an ``async with`` block, which
 keeps every connection on the event loop that opened it (the sync API and
-the async API run on different loops).
+the async API run on different loops). Shared request pieces live in
+``http``; the chat route in ``chat_transport``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import ssl
-import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import certifi
 import httpx
 
-from arkor_nb.core.errors import CloudApiError, CloudUnreachableError, ConfigError
-from arkor_nb.core.version import __version__
+from arkor_nb.core.errors import CloudApiError, CloudUnreachableError
 from arkor_nb.core.wire import TrainingJob
-
-CLIENT_HEADER = f"arkor-nb/{__version__} python"
-PRODUCTION_URL = "https://api.arkor.ai"
-DEFAULT_KEEPALIVE_S = 15.0
-KEEPALIVE_ENV = "ARKOR_NB_KEEPALIVE_S"
-REQUEST_TIMEOUT_S = 30.0
-# Statuses on stream open that will never succeed on retry.
-PERMANENT_STREAM_STATUSES: frozenset[int] = frozenset({401, 403, 410, 426})
-# Transport failures that mean "nobody answered at that address" (not a dropped stream).
-UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
-
-
-@dataclass(frozen=True)
-class ProjectScope:
-    """Org/project a request is addressed to (``?orgSlug=&projectSlug=``)."""
-
-    org_slug: str
-    project_slug: str
-
-    def params(self) -> dict[str, str]:
-        return {"orgSlug": self.org_slug, "projectSlug": self.project_slug}
-
-
-_ssl_lock = threading.Lock()
-_ssl_context: ssl.SSLContext | None = None
-
-
-Verify = ssl.SSLContext | bool | str | os.PathLike[str] | None
-
-
-def tls_verify(verify: Verify = None) -> ssl.SSLContext | bool:
-    """How a client checks the server's certificate.
-
-    ``verify`` (from ``LocalBackend(verify=...)``): a CA/certificate file to
-    trust (e.g. a self-signed server's ``cert.pem``), an ``ssl.SSLContext``,
-    or ``False`` (no check). ``None``: one shared context with the public CAs
-    (building one costs ~80 ms, and every start/wait/cancel opens a fresh
-    client); with ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` set, httpx builds its
-    own so those are honoured."""
-    global _ssl_context
-    if isinstance(verify, (str, os.PathLike)):
-        return _trust_file(os.fspath(verify))
-    if verify is not None:
-        return verify
-    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
-        return True
-    with _ssl_lock:
-        if _ssl_context is None:
-            _ssl_context = ssl.create_default_context(cafile=certifi.where())
-        return _ssl_context
-
-
-@functools.lru_cache(maxsize=8)
-def _trust_file(path: str) -> ssl.SSLContext:
-    if not os.path.isfile(path):
-        raise ConfigError("verify", f"no certificate file at {path!r}; pass the server's "
-                          "certificate (PEM), an ssl.SSLContext, or False")
-    return ssl.create_default_context(cafile=path)
-
-
-def keepalive_interval(value: float | None = None) -> float:
-    """The server keepalive interval the client assumes, in seconds.
-
-    Explicit value, else ``ARKOR_NB_KEEPALIVE_S``, else 15 s. The stream read
-    timeout is three times this, so a stream that keeps sending pings never
-    times out and a silent one is detected as stalled.
-    """
-    if value is None:
-        raw = os.environ.get(KEEPALIVE_ENV)
-        if raw:
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(
-                    f"{KEEPALIVE_ENV}={raw!r} is not a number of seconds; unset it or set e.g. 15"
-                ) from None
-        else:
-            value = DEFAULT_KEEPALIVE_S
-    if value <= 0:
-        raise ValueError("keepalive must be > 0 seconds")
-    return value
-
-
-class RemoteConfigError(ConfigError, CloudApiError):
-    """The backend rejected a field of the request (HTTP 4xx with ``{"error", "field"}``).
-
-    Both a ConfigError (``except ak.ConfigError`` catches bad input whether
-    the client or the server spotted it; ``.field`` names it) and a
-    CloudApiError (``.status``, ``.message``).
-    """
-
-    def __init__(self, status: int, field: str, message: str, *, body: object = None) -> None:
-        CloudApiError.__init__(self, status, message, body=body)
-        self.field = field
-        prefix = "" if message.startswith(f"{field}:") else f"{field}: "
-        self.args = (f"{prefix}{message}",)
-
-
-def error_from_body(status: int, body: bytes) -> CloudApiError:
-    """Turn an HTTP error body into CloudApiError with the server's own message."""
-    text = body.decode("utf-8", errors="replace").strip()
-    parsed: Any = None
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    message = ""
-    if isinstance(parsed, dict):
-        for key in ("error", "message", "detail"):
-            value = parsed.get(key)
-            if isinstance(value, str) and value:
-                message = value
-                break
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                message = value["message"]
-                break
-    if not message:
-        message = text[:500] or f"request failed with HTTP {status}"
-    field = parsed.get("field") if isinstance(parsed, dict) else None
-    if status in (400, 422) and isinstance(field, str) and field:
-        return RemoteConfigError(status, field, message, body=parsed)
-    return CloudApiError(status, message, body=parsed if parsed is not None else text)
-
-
-async def raise_for_status_async(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    body = await response.aread()
-    await response.aclose()
-    raise error_from_body(response.status_code, body)
-
-
-def raise_for_status_sync(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    body = response.read()
-    response.close()
-    raise error_from_body(response.status_code, body)
+from arkor_nb.sdk.http import (
+    REQUEST_TIMEOUT_S,
+    UNREACHABLE,
+    ProjectScope,
+    Verify,
+    auth_headers,
+    keepalive_interval,
+    raise_for_status_async,
+    tls_verify,
+)
 
 
 class CloudApiClient:
@@ -193,10 +58,7 @@ class CloudApiClient:
 
     @property
     def headers(self) -> dict[str, str]:
-        headers = {"X-Arkor-Client": CLIENT_HEADER}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        return headers
+        return auth_headers(self.token)
 
     @property
     def stream_timeout(self) -> httpx.Timeout:
@@ -361,113 +223,3 @@ def _job_from(data: Any, what: str) -> TrainingJob:
     if isinstance(data, dict) and isinstance(data.get("job"), dict):
         return TrainingJob.model_validate(data["job"])
     raise CloudApiError(200, f"{what} returned no job: {str(data)[:200]}")
-
-
-class SyncChatClient:
-    """Blocking client for ``POST /v1/inference/chat`` (checkpoint sampling).
-
-    Sync on purpose: ``ctx.infer(...)`` is called from user callbacks, which
-    arkor_nb runs on worker threads, and the streaming ``httpx.Response`` it
-    returns must outlive the callback's event-loop turn. One pooled
-    ``httpx.Client`` per trainer, created on first use; thread-safe.
-    """
-
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 300.0,
-                 verify: Verify = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.verify = verify
-        self.timeout = timeout
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-
-    def _http(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                headers = {"X-Arkor-Client": CLIENT_HEADER}
-                if self.token:
-                    headers["Authorization"] = f"Bearer {self.token}"
-                self._client = httpx.Client(
-                    base_url=self.base_url, headers=headers, timeout=self.timeout,
-                    verify=tls_verify(self.verify)
-                )
-            return self._client
-
-    def chat(self, scope: ProjectScope, body: dict[str, Any], *, stream: bool) -> httpx.Response:
-        """POST the chat body. With ``stream=True`` the body is not read yet:
-        iterate ``response.iter_lines()`` and call ``response.close()``
-        (or use ``contextlib.closing``) when done. Raises CloudApiError on non-2xx."""
-        http = self._http()
-        headers = {"Accept": "text/event-stream"} if stream else {}
-        request = http.build_request(
-            "POST", "/v1/inference/chat", params=scope.params(), json=body, headers=headers
-        )
-        response = http.send(request, stream=stream)
-        raise_for_status_sync(response)
-        return response
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-
-
-class _ClientOwnedStream(httpx.AsyncByteStream):
-    """A response body that also closes the one-off client that fetched it."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, client: httpx.AsyncClient) -> None:
-        self._inner = inner
-        self._client = client
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            await self._client.aclose()
-
-
-async def chat_async(
-    base_url: str,
-    token: str | None,
-    scope: ProjectScope,
-    body: dict[str, Any],
-    *,
-    stream: bool,
-    timeout: float = 300.0,
-    verify: Verify = None,
-) -> httpx.Response:
-    """Async twin of :meth:`SyncChatClient.chat` on the caller's event loop.
-
-    With ``stream=True`` iterate ``response.aiter_lines()`` and ``await
-    response.aclose()`` when done (that also closes the connection pool).
-    """
-    headers = {"X-Arkor-Client": CLIENT_HEADER}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    client = httpx.AsyncClient(
-        base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, verify=tls_verify(verify)
-    )
-    try:
-        request = client.build_request(
-            "POST",
-            "/v1/inference/chat",
-            params=scope.params(),
-            json=body,
-            headers={"Accept": "text/event-stream"} if stream else {},
-        )
-        response = await client.send(request, stream=stream)
-        await raise_for_status_async(response)
-    except BaseException:
-        await client.aclose()
-        raise
-    if not stream:
-        await client.aclose()
-        return response
-    assert isinstance(response.stream, httpx.AsyncByteStream)
-    response.stream = _ClientOwnedStream(response.stream, client)
-    return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from arkor_nb.core.config_keys import (
     LORA_OPTIONS,
     TRAINING_OPTIONS,
 )
+from arkor_nb.core.contexts import Callbacks, ReconnectPolicy
 from arkor_nb.core.errors import ConfigError
 
 # dataset type -> its required keys
@@ -217,6 +219,42 @@ def build_config(
         wire_key, check = SCALAR_FIELDS[keyword]
         config[wire_key] = check(keyword, value)
     return config
+
+
+def make_callbacks(callbacks: Any) -> Callbacks:
+    if callbacks is None:
+        return Callbacks()
+    if isinstance(callbacks, Callbacks):
+        items = {f.name: getattr(callbacks, f.name) for f in fields(Callbacks)}
+    elif isinstance(callbacks, Mapping):
+        items = dict(callbacks)
+        allowed = {f.name for f in fields(Callbacks)}
+        for key in items:
+            if key not in allowed:
+                raise ConfigError(
+                    f"callbacks.{key}", f"unknown callback; allowed names are {sorted(allowed)}"
+                )
+    else:
+        raise ConfigError(
+            "callbacks", 'must be a dict like {"on_log": fn} or ak.Callbacks(on_log=fn)'
+        )
+    for key, value in items.items():
+        if value is not None and not callable(value):
+            raise ConfigError(f"callbacks.{key}", f"must be callable, got {value!r}")
+    return Callbacks(**items)
+
+
+def make_reconnect(reconnect: Any) -> ReconnectPolicy:
+    if reconnect is None:
+        return ReconnectPolicy()
+    if isinstance(reconnect, ReconnectPolicy):
+        return reconnect
+    if isinstance(reconnect, Mapping):
+        try:
+            return ReconnectPolicy(**reconnect)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("reconnect", str(exc)) from None
+    raise ConfigError("reconnect", "must be ak.ReconnectPolicy(...) or a dict of its fields")
 
 
 def scaling_options(processes: Any, nodes: Any, backend_kind: str) -> dict[str, Any]:

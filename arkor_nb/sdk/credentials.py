@@ -19,14 +19,8 @@ from typing import Any
 
 import httpx
 
-from arkor_nb.core.errors import CloudApiError, CloudUnreachableError
-from arkor_nb.sdk.client import (
-    CLIENT_HEADER,
-    PRODUCTION_URL,
-    UNREACHABLE,
-    error_from_body,
-    tls_verify,
-)
+from arkor_nb.core.errors import CloudApiError, CloudUnreachableError, error_from_body
+from arkor_nb.sdk.http import CLIENT_HEADER, PRODUCTION_URL, UNREACHABLE, tls_verify
 
 CLOUD_URL_ENV = "ARKOR_CLOUD_API_URL"
 Credentials = dict[str, Any]

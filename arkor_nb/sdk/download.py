@@ -26,8 +26,9 @@ from pathlib import Path
 
 import httpx
 
-from arkor_nb.core.errors import CloudApiError, ConfigError
-from arkor_nb.sdk.client import CloudApiClient, ProjectScope, error_from_body, tls_verify
+from arkor_nb.core.errors import CloudApiError, ConfigError, error_from_body
+from arkor_nb.sdk.client import CloudApiClient
+from arkor_nb.sdk.http import ProjectScope, tls_verify
 
 MAX_REDIRECTS = 5
 MAX_NAME_BYTES = 255  # one path component (Linux NAME_MAX)

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from arkor_nb.core.errors import ConfigError
-from arkor_nb.sdk.client import ProjectScope, SyncChatClient, chat_async
+from arkor_nb.sdk.chat_transport import SyncChatClient, post_chat
+from arkor_nb.sdk.http import ProjectScope
 
 
 class CheckpointInfer:
@@ -72,7 +73,7 @@ class CheckpointInfer:
             messages, temperature, top_p, max_tokens, stream, tools, tool_choice,
             response_format, structured_outputs,
         )
-        return await chat_async(
+        return await post_chat(
             self._chat.base_url, self._chat.token, self._scope, body, stream=bool(stream),
             verify=self._chat.verify,
         )

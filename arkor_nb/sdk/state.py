@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import CloudApiError, ScopeError
-from arkor_nb.sdk.client import CloudApiClient, ProjectScope
+from arkor_nb.sdk.client import CloudApiClient
 from arkor_nb.sdk.credentials import Credentials, atomic_write_json
+from arkor_nb.sdk.http import ProjectScope
 
 ProjectState = dict[str, Any]
 

@@ -6,7 +6,7 @@ JobStream(backend, job_id, policy)``. ``batches()`` yields the same items one
 list per received chunk, so the Trainer can run a chunk's callbacks in one
 thread hop. The rules are the Arkor protocol's (docs/protocol.md):
 
-* frames are decoded by httpx-sse; an unparseable data frame, an unknown type
+* frames are decoded by ``sse.FrameDecoder``; an unparseable data frame, an unknown type
   and an empty frame are skipped and the stream goes on (never a reconnect);
   ``event: ping`` is a keepalive; ``event: end`` ends the stream for good;
 * de-dup by event id, resume with ``Last-Event-ID`` (the last id received);
@@ -33,12 +33,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
 import httpx
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from arkor_nb.core.contexts import ReconnectPolicy, StreamNotice
 from arkor_nb.core.errors import CloudApiError, JobNotFoundError, ReconnectExhaustedError
 from arkor_nb.core.events import TrainingEvent, parse_event_json
-from arkor_nb.sdk.client import PERMANENT_STREAM_STATUSES
+from arkor_nb.sdk.http import PERMANENT_STREAM_STATUSES
+from arkor_nb.sdk.sse import FrameDecoder
 
 # What counts as a transport failure while opening or reading the stream.
 STREAM_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, OSError)
@@ -191,43 +191,26 @@ class JobStream:
             await client.__aexit__(None, None, None)
 
     async def _read(self, response: httpx.Response) -> AsyncIterator[list[StreamItem]]:
-        """Decode one connection with httpx-sse's decoders, one list per chunk.
+        """Decode one connection (``sse.FrameDecoder``), one list per received chunk.
 
         A frame cut off by EOF is never dispatched (SSE dispatches on the
         blank line), so a dropped connection cannot deliver half an event.
         """
         self._parsed = False
-        lines = SSELineDecoder()
-        decoder = SSEDecoder()
-        own_id: str | None = None
-        first = True
+        decoder = FrameDecoder()
         async for text in response.aiter_text():
-            if first:
-                text = text.removeprefix("\ufeff")  # a leading BOM is not part of the stream
-                first = False
-                if not text:
-                    continue
             batch: list[StreamItem] = []
-            for line in lines.decode(text):
-                if line[:2] == "id":  # httpx-sse reports an inherited id; we need the frame's own
-                    name, _, value = line.partition(":")
-                    if name == "id" and "\0" not in value:
-                        own_id = value[1:] if value[:1] == " " else value
-                sse = decoder.decode(line)
-                if sse is None:
+            for frame in decoder.feed(text):
+                if frame.event == "ping":
+                    if frame.id is not None:
+                        self.last_event_id = frame.id
                     continue
-                frame_id, own_id = own_id, None
-                kind = sse.event
-                if kind == "ping":
-                    if frame_id is not None:
-                        self.last_event_id = frame_id
-                    continue
-                if kind == "end":
+                if frame.event == "end":
                     self.ended = True
                     if batch:
                         yield batch
                     return
-                event = self._parse(sse.data, frame_id)
+                event = self._parse(frame.data, frame.id)
                 if event is not None:
                     batch.append(event)
             if batch:

@@ -1,17 +1,17 @@
-"""create_trainer / Trainer: the public API (start, wait, cancel, subscribe) and dispatch.
+"""Trainer: the public API of one run (start, wait, cancel, subscribe).
 
 How one event travels: :class:`~arkor_nb.sdk.stream.JobStream` reads the job's
 SSE stream (decoding, resume, de-dup, backoff: see that module) and yields
-typed events one chunk at a time; :meth:`Trainer._dispatch` folds each event
+typed events one chunk at a time; :meth:`Dispatcher._dispatch` (``dispatch.py``) folds each event
 into ``trainer.job``, hands it to the ``subscribe`` listeners, builds the
 callback context, and runs the chunk's callbacks together
-(``_callbacks.run_callbacks``). A terminal event, or ``event: end``, ends
+(``callbacks.run_callbacks``). A terminal event, or ``event: end``, ends
 ``wait()``.
 
 The async methods are the real implementation; the sync ones run them on
-arkor_nb's private event-loop thread (``_sync``), so the same trainer works
+arkor_nb's private event-loop thread (``sync``), so the same trainer works
 in a script, in Jupyter and from worker threads. Concurrent waits share one
-stream (``_sync.SharedRun``), so callbacks never fire twice.
+stream (``sync.SharedRun``), so callbacks never fire twice.
 """
 
 from __future__ import annotations
@@ -22,21 +22,13 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
-from dataclasses import fields
 from typing import Any
 
 from arkor_nb.core.contexts import (
     Callbacks,
-    CancelledContext,
-    CheckpointContext,
-    CompletedContext,
-    EvalContext,
-    FailedContext,
     Listener,
     ListenerItem,
-    LogContext,
     ReconnectPolicy,
-    StartedContext,
     StreamNotice,
     TrainingResult,
 )
@@ -47,32 +39,20 @@ from arkor_nb.core.errors import (
     JobNotFoundError,
     announced_interrupt,
 )
-from arkor_nb.core.events import (
-    CheckpointEval,
-    CheckpointSaved,
-    TrainingCancelled,
-    TrainingCompleted,
-    TrainingFailed,
-    TrainingLog,
-    TrainingStarted,
-)
 from arkor_nb.core.format import cancel_hint
-from arkor_nb.core.status import CANCELLED, QUEUED, RUNNING
+from arkor_nb.core.status import CANCELLED
 from arkor_nb.core.taskeval import TaskEval
 from arkor_nb.core.wire import TrainingJob
 from arkor_nb.sdk.abort import AbortSignal
 from arkor_nb.sdk.arguments import check_job_id
 from arkor_nb.sdk.backends import (
-    SUPPORTED_MODELS,
-    ResolvedApi,
     make_backend,
 )
-from arkor_nb.sdk.callbacks import Call, run_callbacks
-from arkor_nb.sdk.client import SyncChatClient
-from arkor_nb.sdk.config import build_config, non_empty_str, scaling_options
-from arkor_nb.sdk.infer import CheckpointInfer
+from arkor_nb.sdk.chat_transport import SyncChatClient
+from arkor_nb.sdk.config import make_callbacks, make_reconnect
+from arkor_nb.sdk.dispatch import Dispatcher, tell
 from arkor_nb.sdk.judging import Judge, check_task_eval
-from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, StreamItem, describe_backend
+from arkor_nb.sdk.stream import STREAM_ERRORS, JobStream, describe_backend
 from arkor_nb.sdk.sync import AsyncOnce, SharedRun, run_sync
 
 logger = logging.getLogger("arkor_nb")
@@ -81,43 +61,7 @@ logger = logging.getLogger("arkor_nb")
 LOOKUP_ERRORS: tuple[type[Exception], ...] = (CloudApiError, *STREAM_ERRORS)
 
 
-def make_callbacks(callbacks: Any) -> Callbacks:
-    if callbacks is None:
-        return Callbacks()
-    if isinstance(callbacks, Callbacks):
-        items = {f.name: getattr(callbacks, f.name) for f in fields(Callbacks)}
-    elif isinstance(callbacks, Mapping):
-        items = dict(callbacks)
-        allowed = {f.name for f in fields(Callbacks)}
-        for key in items:
-            if key not in allowed:
-                raise ConfigError(
-                    f"callbacks.{key}", f"unknown callback; allowed names are {sorted(allowed)}"
-                )
-    else:
-        raise ConfigError(
-            "callbacks", 'must be a dict like {"on_log": fn} or ak.Callbacks(on_log=fn)'
-        )
-    for key, value in items.items():
-        if value is not None and not callable(value):
-            raise ConfigError(f"callbacks.{key}", f"must be callable, got {value!r}")
-    return Callbacks(**items)
-
-
-def make_reconnect(reconnect: Any) -> ReconnectPolicy:
-    if reconnect is None:
-        return ReconnectPolicy()
-    if isinstance(reconnect, ReconnectPolicy):
-        return reconnect
-    if isinstance(reconnect, Mapping):
-        try:
-            return ReconnectPolicy(**reconnect)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError("reconnect", str(exc)) from None
-    raise ConfigError("reconnect", "must be ak.ReconnectPolicy(...) or a dict of its fields")
-
-
-class Trainer:
+class Trainer(Dispatcher):
     """A training run on a backend. Build one with :func:`create_trainer`.
 
     Attributes: ``name``, ``config`` (the camelCase wire config), ``job_id``,
@@ -227,7 +171,7 @@ class Trainer:
     def _notify(self, item: ListenerItem) -> None:
         with self._listeners_lock:
             listeners = list(self._listeners)
-        _tell(listeners, item)
+        tell(listeners, item)
 
     # -------------------------------------------------------------- start
 
@@ -392,215 +336,4 @@ class Trainer:
         job = self.job or TrainingJob(id=job_id, name=self.name)
         return TrainingResult(job=job, artifacts=list(saved) if job.status == CANCELLED else [],
                               metrics=self._judge.series)
-
-    # ----------------------------------------------------------- dispatch
-
-    async def _dispatch(
-        self, batch: list[StreamItem], job_id: str, saved: list[Any]
-    ) -> TrainingResult | None:
-        """One received chunk: update the job, tell listeners, then run the
-        chunk's callbacks together. Returns the result on a terminal event."""
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-        calls: list[Call] = []
-        result: TrainingResult | None = None
-        judge = self._judge
-        for item in batch:
-            if isinstance(item, StreamNotice):
-                _tell(listeners, item)
-                continue
-            if isinstance(item, CheckpointEval):
-                item = judge.complete(item)  # callable scorers run here, on its examples
-            chat = await self._chat_for() if isinstance(item, CheckpointSaved) else None
-            callback, ctx, result = self._apply(item, job_id, saved, chat)
-            judge.saw_step(getattr(item, "step", None))
-            _tell(listeners, item)  # after _apply: listeners may read trainer.job
-            if isinstance(ctx, CheckpointContext):
-                _tell(listeners, ctx)  # so a panel can sample with ctx.infer
-            if callback is not None:
-                ctx._report = judge.reporter(getattr(ctx, "step", None), job_id)
-                calls.append((callback, ctx))
-            if isinstance(ctx, CheckpointContext) and judge.client_evaluates(self._job_config()):
-                evaluated = await asyncio.to_thread(judge.evaluate, ctx.infer, ctx.step, job_id)
-                eval_callback, eval_ctx, _ = self._apply(evaluated, job_id, saved, None)
-                _tell(listeners, evaluated)
-                if eval_callback is not None:
-                    eval_ctx._report = judge.reporter(evaluated.step, job_id)
-                    calls.append((eval_callback, eval_ctx))
-            if result is not None:
-                result.metrics = judge.series
-                break  # nothing after a terminal event belongs to this run
-        try:
-            if calls:
-                await run_callbacks(calls)
-        finally:
-            for reported in judge.take_reported():
-                _tell(listeners, reported)
-        return result
-
-    def _job_config(self) -> dict[str, Any]:
-        """The config the job was started with (an attached job's, once known)."""
-        if self.config or self.job is None:
-            return self.config
-        return self.job.config
-
-    def _apply(
-        self, event: Any, job_id: str, saved: list[Any], chat: tuple[SyncChatClient, Any] | None
-    ) -> tuple[Any, Any, TrainingResult | None]:
-        """Fold one event into ``self.job``: (callback, context, result-if-terminal)."""
-        job = self.job or TrainingJob(id=job_id, name=self.name)
-        cb = self.callbacks
-        if isinstance(event, TrainingLog):
-            if job.status == QUEUED:
-                job = self.job = job.model_copy(update={"status": RUNNING})
-            if cb.on_log is None:
-                return None, None, None  # the hot path: no context to build
-            ctx = LogContext(
-                step=event.step,
-                loss=event.loss,
-                eval_loss=event.eval_loss,
-                learning_rate=event.learning_rate,
-                epoch=event.epoch,
-                samples_per_second=event.samples_per_second,
-                job=job,
-            )
-            return cb.on_log, ctx, None
-        if isinstance(event, TrainingStarted):
-            job = self.job = job.model_copy(
-                update={"status": RUNNING, "started_at": event.timestamp or job.started_at}
-            )
-            return cb.on_started, StartedContext(job=job), None
-        if isinstance(event, CheckpointSaved):
-            artifacts = list(event.artifacts or [])
-            saved.extend(artifacts)
-            adapter = {"kind": "checkpoint", "jobId": job_id, "step": event.step}
-            assert chat is not None
-            infer = CheckpointInfer(chat[0], chat[1], adapter)
-            checkpoint = CheckpointContext(
-                step=event.step, adapter=adapter, job=job, infer=infer, artifacts=artifacts
-            )
-            return cb.on_checkpoint, checkpoint, None
-        if isinstance(event, CheckpointEval):
-            evaluated = EvalContext(step=event.step, metrics=dict(event.metrics),
-                                    examples=list(event.examples), job=job, n=event.n)
-            return cb.on_eval, evaluated, None
-        if isinstance(event, (TrainingCompleted, TrainingFailed, TrainingCancelled)):
-            update: dict[str, Any] = {"status": event.job_status,
-                                      "completed_at": event.timestamp or None}
-            if isinstance(event, TrainingFailed):
-                update["error"] = event.error
-            job = self.job = job.model_copy(update=update)
-            if isinstance(event, TrainingCompleted):
-                artifacts = list(event.artifacts or [])
-                done = CompletedContext(job=job, artifacts=artifacts)
-                return cb.on_completed, done, TrainingResult(job=job, artifacts=artifacts)
-            if isinstance(event, TrainingFailed):
-                failed = FailedContext(job=job, error=event.error)
-                return cb.on_failed, failed, TrainingResult(job=job, artifacts=[])
-            artifacts = list(event.artifacts) if event.artifacts is not None else list(saved)
-            stopped = CancelledContext(job=job, artifacts=artifacts, step=event.step)
-            return cb.on_cancelled, stopped, TrainingResult(job=job, artifacts=artifacts)
-        return None, None, None
-
-    async def _chat_for(self) -> tuple[SyncChatClient, Any]:
-        """The pooled chat client for where the backend is now, and its scope."""
-        api: ResolvedApi = await self.backend.resolve()
-        with self._chat_lock:
-            if self._chat is None or self._chat.base_url != api.base_url.rstrip("/"):
-                self._chat = SyncChatClient(api.base_url, api.token, verify=api.verify)
-            return self._chat, api.scope
-
-
-def _tell(listeners: list[Listener], item: ListenerItem) -> None:
-    for listener in listeners:
-        try:
-            listener(item)
-        except Exception:
-            logger.exception("arkor_nb: a subscribe() listener raised; ignored")
-
-
-def create_trainer(
-    *,
-    name: str,
-    model: str,
-    dataset: Mapping[str, Any] | None = None,
-    lora: Mapping[str, Any] | None = None,
-    max_steps: int | None = None,
-    num_train_epochs: float | None = None,
-    learning_rate: float | None = None,
-    batch_size: int | None = None,
-    optim: str | None = None,
-    lr_scheduler_type: str | None = None,
-    weight_decay: float | None = None,
-    warmup_steps: int | None = None,
-    logging_steps: int | None = None,
-    save_steps: int | None = None,
-    eval_steps: int | None = None,
-    dataset_format: str | dict[str, str] | None = None,
-    dataset_split: str | float | None = None,
-    train_on_responses_only: bool | None = None,
-    dry_run: bool | None = None,
-    processes: int | str | None = None,
-    nodes: int | None = None,
-    callbacks: Callbacks | Mapping[str, Any] | None = None,
-    abort_signal: AbortSignal | None = None,
-    backend: Any = "local",
-    reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
-    task_eval: TaskEval | None = None,
-) -> Trainer:
-    """Build a :class:`Trainer`. Nothing is sent until ``start()``/``wait()``.
-
-    ``task_eval=ak.TaskEval(...)`` scores held-out prompts at every checkpoint:
-    on the local backend the worker does it with the model in memory (sent as
-    ``taskEval``); on the cloud this client does it through ``ctx.infer``.
-
-    Keyword-only; an unknown keyword raises TypeError naming it, a bad value
-    raises ConfigError naming the field. See docs/protocol.md for each option.
-    """
-    resolved_backend = make_backend(backend)
-    non_empty_str("name", name)
-    non_empty_str("model", model)
-    if resolved_backend.kind == "cloud" and model not in SUPPORTED_MODELS:
-        raise ConfigError(
-            "model",
-            f"{model!r} is not available on the Arkor cloud; supported models: "
-            f"{', '.join(SUPPORTED_MODELS)} (any Hugging Face model works with backend=\"local\")",
-        )
-    options = {
-        "max_steps": max_steps,
-        "num_train_epochs": num_train_epochs,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "optim": optim,
-        "lr_scheduler_type": lr_scheduler_type,
-        "weight_decay": weight_decay,
-        "warmup_steps": warmup_steps,
-        "logging_steps": logging_steps,
-        "save_steps": save_steps,
-        "eval_steps": eval_steps,
-        "dataset_format": dataset_format,
-        "dataset_split": dataset_split,
-        "train_on_responses_only": train_on_responses_only,
-        "dry_run": dry_run,
-    }
-    config = build_config(
-        model=model,
-        dataset=dataset,
-        lora=lora,
-        options=options,
-        absolute_paths=resolved_backend.kind == "local",
-    )
-    task_eval = check_task_eval(task_eval)
-    if task_eval is not None and resolved_backend.kind == "local":
-        config["taskEval"] = task_eval.to_wire()
-    config.update(scaling_options(processes, nodes, resolved_backend.kind))
-    return Trainer(
-        name=name,
-        config=config,
-        callbacks=callbacks,
-        abort_signal=abort_signal,
-        backend=resolved_backend,
-        reconnect=reconnect,
-        task_eval=task_eval,
-    )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.local.training_helpers import (
@@ -165,9 +166,12 @@ def test_stdout_carries_only_protocol_lines(trained_job: TrainedJob) -> None:
                      "training.completed"}
 
 
-def test_a_diverged_loss_fails_the_job_with_the_step_and_the_fix(tmp_path: Path, built_tiny: Path) -> None:
+def test_a_diverged_loss_fails_the_job_with_the_step_and_the_fix(tmp_path: Path, built_tiny: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # A learning rate this absurd sends the tiny model's loss to inf/NaN within a
-    # few steps; the run must end failed, not keep logging a filtered 0.0.
+    # few steps; the run must end failed, not keep logging a filtered 0.0. (Under
+    # bf16 autocast the same run stays finite for 200 steps: float32 here.)
+    monkeypatch.setenv("ARKOR_NB_SPEED", "bf16_autocast=0")
     config = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
               "maxSteps": 200, "loggingSteps": 1, "learningRate": 1.0}
     events = run_worker(config, tmp_path / "job")

@@ -13,7 +13,7 @@ import pytest
 from arkor_nb import AbortedError, LocalBackend
 from arkor_nb.core.contexts import TrainingResult
 from arkor_nb.notebook import LiveRun, compare, live, replay
-from arkor_nb.notebook.live import RunInterrupted
+from arkor_nb.notebook.ipython import RunInterrupted
 from tests.local.server_harness import ServerProcess, job_status, wait_for
 
 

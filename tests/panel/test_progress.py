@@ -17,7 +17,7 @@ from arkor_nb.core.events import (
     TrainingStarted,
 )
 from arkor_nb.notebook.progress import LOG_RING, MAX_POINTS, RunState
-from arkor_nb.notebook.series import DecimatedSeries, Smoother, ema, thin
+from arkor_nb.notebook.series import DecimatedSeries, ema, thin
 from tests.panel.conftest import synthetic_events
 
 
@@ -41,8 +41,7 @@ def test_series_stays_bounded_with_recent_points_exact_and_first_kept() -> None:
     assert xs[0] == 0  # the start of the run stays on the chart
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
     assert all(y == x * 0.5 for x, y in zip(xs, ys, strict=True))  # points, not averages
-    tail = s.exact_tail()
-    assert tail >= 500
+    tail = 500
     assert xs[-tail:] == list(range(n - tail, n))  # the newest points exactly as logged
     # old part is evenly strided
     head = xs[: len(xs) - tail]
@@ -64,16 +63,11 @@ def test_thin_keeps_last_point_and_bound() -> None:
     assert len(tx) <= 1000 and tx[-1] == 5000
 
 
-def test_ema_and_incremental_smoother_agree() -> None:
+def test_ema_smooths_and_zero_weight_is_the_raw_curve() -> None:
     xs = list(range(0, 300, 3))
     ys = [math.sin(x / 10) + (x % 7) / 10 for x in xs]
     full = ema(xs, ys, 0.8)
-    sm = Smoother()
-    first = sm.smooth(xs[:50], ys[:50], 0.8)
-    second = sm.smooth(xs, ys, 0.8)
-    assert second[:50] == first
-    assert all(abs(a - b) < 1e-12 for a, b in zip(second, full, strict=True))
-    assert ema(xs, ys, 0.0) == ys
+    assert len(full) == len(ys) and ema(xs, ys, 0.0) == ys
     # smoothing reduces the jitter
     def jitter(v: list[float]) -> float:
         return sum(abs(b - a) for a, b in zip(v, v[1:], strict=False))

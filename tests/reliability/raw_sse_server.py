@@ -1,6 +1,6 @@
 """A loopback HTTP server that answers the event stream with exact bytes a test chooses.
 
-The SSE parsing path (httpx -> httpx-sse -> parse_event -> listeners) is fed
+The SSE parsing path (httpx -> sdk/sse.py -> parse_event -> listeners) is fed
 arbitrary bytes through a real socket, so the fuzzing covers everything the
 client does with what the network hands it. Other routes answer like a tiny
 backend: ``GET /v1/jobs/{id}`` returns the job with ``status`` set by the test.

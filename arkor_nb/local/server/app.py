@@ -39,6 +39,7 @@ from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.redact import redact_job
 from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
+from arkor_nb.local.config import validate_config
 from arkor_nb.local.server import chat
 from arkor_nb.local.server.idle import ActivityTracker, watch_idle
 from arkor_nb.local.server.jobs import JobManager, artifact_url
@@ -95,7 +96,6 @@ def validate_job_config(config: Any, home: Path) -> dict[str, Any]:
     """The normalised wire config, or ``ConfigError(field, message)`` (the training side's rules)."""
     if not isinstance(config, dict):
         raise ConfigError("config", "must be a JSON object of training settings")
-    from arkor_nb.local.config import validate_config  # lazy: keeps /healthz start-up fast
 
     return validate_config(config, home=home)
 

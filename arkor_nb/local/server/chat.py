@@ -10,6 +10,7 @@ responder (no model load), so stream/panel tests never need torch.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import secrets
@@ -26,11 +27,12 @@ from arkor_nb.core.errors import ConfigError
 from arkor_nb.core.status import COMPLETED
 from arkor_nb.local.server.sse import SSE_HEADERS
 from arkor_nb.local.server.store import Store
-from arkor_nb.local.training.inference import MAX_TOKENS_LIMIT, TEMPERATURE_MAX
+from arkor_nb.local.training.inference import MAX_TOKENS_LIMIT, TEMPERATURE_MAX, InferenceEngine
 from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
 from arkor_nb.local.training.synthetic_worker import synthetic_reply
 
 Target = dict[str, Any]
+INFERENCE_STACK = ("torch", "transformers", "peft")  # what InferenceEngine imports when it loads
 _DONE = object()
 
 
@@ -197,15 +199,12 @@ class Responder:
     def _engine_instance(self) -> Any:
         with self._engine_lock:
             if self._engine is None:
-                try:
-                    from arkor_nb.local.training.inference import (
-                        InferenceEngine,  # lazy: imports torch
-                    )
-                except ImportError as err:
+                missing = [m for m in INFERENCE_STACK if importlib.util.find_spec(m) is None]
+                if missing:
                     raise EngineUnavailable(
-                        f"local inference is not available ({err}); install the local extra: "
-                        "pip install 'arkor-nb[local]'"
-                    ) from err
+                        f"local inference is not available (no module {', '.join(missing)}); "
+                        "install the local extra: pip install 'arkor-nb[local]'"
+                    )
                 self._engine = InferenceEngine(self.home)
             return self._engine
 

@@ -28,6 +28,13 @@ from arkor_nb.core.home import (
     read_runtime,
 )
 from arkor_nb.core.version import __version__
+from arkor_nb.local.server.security import (
+    TOKEN_FILE,
+    SecurityPolicy,
+    is_loopback_host,
+    load_or_create_token,
+)
+from arkor_nb.local.server.store import DamagedDatabaseError, set_aside
 
 # ------------------------------------------------------------------ serving
 
@@ -95,14 +102,7 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
     """
     import uvicorn
 
-    from arkor_nb.local.server.app import create_app
-    from arkor_nb.local.server.security import (
-        TOKEN_FILE,
-        SecurityPolicy,
-        is_loopback_host,
-        load_or_create_token,
-    )
-    from arkor_nb.local.server.store import DamagedDatabaseError, set_aside
+    from arkor_nb.local.server.app import create_app  # deferred: Starlette ([local] extra)
 
     home = prepare_home(home)
     if home.stat().st_mode & 0o077:  # private even if it existed before (it holds the token)
@@ -162,6 +162,7 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
         print(f"arkor-nb local server {__version__} on {url} (home {home}; "
               f"token in {'the given --token' if token else home / TOKEN_FILE})",
               file=sys.stderr, flush=True)
+        # deferred: h11 and uvicorn's protocol classes ([local] extra)
         from arkor_nb.local.server.request_timeouts import TimedH11Protocol
 
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",

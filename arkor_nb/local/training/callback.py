@@ -35,6 +35,8 @@ class TokenCounter:
             mask = batch.get("attention_mask")
             if mask is not None:
                 self.total += int(mask.sum())
+            elif "position_ids" in batch:  # a padding-free batch: every token is real
+                self.total += int(batch["input_ids"].numel())
             return batch
 
         return run

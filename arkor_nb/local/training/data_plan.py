@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from arkor_nb.core.errors import ConfigError
+from arkor_nb.local.data.lazy import LazyRows, holdout, line_index
+from arkor_nb.local.data.rows import parse_format
 from arkor_nb.local.training.plan import DRY_RUN_ROWS, check_holdout, load_rows
 
 # Files with more rows than this take the lazy path ("auto"); ARKOR_NB_LAZY_DATA=1/0 forces it.
@@ -61,9 +63,6 @@ def lazy_choice(default: str | None = None) -> str:
 def load_data(config: dict[str, Any], home: Path, cancel: threading.Event | None = None,
               lazy: str | None = None) -> Data:
     """Rows for a validated config by the path ``lazy`` (or the environment) picks."""
-    from arkor_nb.local.data.lazy import LazyRows, holdout, line_index
-    from arkor_nb.local.data.rows import parse_format
-
     choice = lazy_choice(lazy)
     source = config.get("datasetSource") or {}
     path = Path(source["path"]) if source.get("type") == "file" and source.get("path") else None

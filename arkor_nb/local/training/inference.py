@@ -25,6 +25,13 @@ from typing import Any
 
 from arkor_nb.core.errors import ConfigError
 from arkor_nb.local.data.rows import ROLES
+from arkor_nb.local.model_check import check_model
+from arkor_nb.local.training.models import (
+    SYNTHETIC_MODEL_ID,
+    load_model_and_tokenizer,
+    pick_device,
+    resolve_model,
+)
 
 DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_LIMIT = 4096  # the one limit: the chat routes check against it too
@@ -97,9 +104,6 @@ class InferenceEngine:
 
     def _base_for(self, target: dict[str, Any], adapter: Path | None) -> str:
         """The model path/id to load for a target."""
-        from arkor_nb.local.model_check import check_model
-        from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID, resolve_model
-
         if adapter is None:
             model = target.get("model")
             checked = check_model(model, self.home, field="baseModel")
@@ -125,8 +129,6 @@ class InferenceEngine:
                 self._bases.move_to_end(base)
                 return loaded
             import torch
-
-            from arkor_nb.local.training.models import load_model_and_tokenizer, pick_device
 
             device = pick_device()
             if device == "cpu":

@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from arkor_nb.core.errors import ConfigError
+from arkor_nb.local.training import gguf_cache
+
 log = logging.getLogger(__name__)
 
 TINY_MODEL_ID = "arkor-nb/tiny"
@@ -87,8 +90,6 @@ def smollm2_gguf(field: str = "model") -> Path:
     its ``__init__`` needs the CLI it plugs into)."""
     import importlib.util
 
-    from arkor_nb.core.errors import ConfigError
-
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     for folder in (spec.submodule_search_locations or []) if spec else []:
         candidate = Path(folder) / SMOLLM2_FILE
@@ -107,8 +108,6 @@ def resolve_model(model_id: str, home: Path) -> str:
     other local directories become absolute paths; anything else is returned
     unchanged as a hub id.
     """
-    from arkor_nb.local.training import gguf_cache
-
     if model_id == TINY_MODEL_ID:
         return str(ensure_tiny_model(Path(home)))
     if model_id == SYNTHETIC_MODEL_ID:
@@ -126,8 +125,6 @@ def resolve_model(model_id: str, home: Path) -> str:
 
 def preparing_detail(model_id: str, home: Path) -> str | None:
     """Says so when ``resolve_model`` is about to build the model (the panel's "preparing" line)."""
-    from arkor_nb.local.training import gguf_cache
-
     if model_id == TINY_MODEL_ID and not (tiny_model_dir(Path(home)) / _MARKER).is_file():
         return f"building {TINY_MODEL_ID} (first run only, ~20 s)"
     if model_id == SMOLLM2_MODEL_ID:

@@ -11,6 +11,10 @@ from typing import Any
 
 from arkor_nb.core.config_keys import wire_config
 from arkor_nb.core.errors import ConfigError
+from arkor_nb.local.data.blob import BlobError
+from arkor_nb.local.data.lazy import holdout
+from arkor_nb.local.data.rows import RowError, load_normalized, parse_format
+from arkor_nb.local.data.sources import source_rows
 
 # Wire-keyed defaults, written with the create_trainer keywords (types.CONFIG_KEYS).
 DEFAULTS: dict[str, Any] = wire_config({
@@ -36,8 +40,6 @@ DRY_RUN_STEPS = 3
 
 def _split_rows(rows: list[Any], fraction: float) -> tuple[list[Any], list[Any]]:
     """Deterministic hold-out (``lazy.holdout``: the lazy data path holds out the same rows)."""
-    from arkor_nb.local.data.lazy import holdout
-
     check_holdout(len(rows), fraction)
     train, held = holdout(len(rows), fraction)
     return [rows[i] for i in train], [rows[i] for i in held]
@@ -51,10 +53,6 @@ def check_holdout(n: int, fraction: float) -> None:
 
 def load_rows(config: dict[str, Any], home: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Normalised train and eval rows for a validated config."""
-    from arkor_nb.local.data.blob import BlobError
-    from arkor_nb.local.data.rows import RowError, load_normalized, parse_format
-    from arkor_nb.local.data.sources import source_rows
-
     fmt = parse_format(config.get("datasetFormat"))
     source = config["datasetSource"]
     split = config.get("datasetSplit")
@@ -136,6 +134,9 @@ def training_arguments(config: dict[str, Any], job_dir: Path, device: str, has_e
         dataloader_pin_memory=device == "cuda",
         remove_unused_columns=False,
         label_names=["labels"],
+        # Evaluation needs only the loss: keeping every step's logits costs
+        # batch x length x vocab floats (1.5 GB for SmolLM2 on 60 rows).
+        prediction_loss_only=True,
         seed=42,
         **ddp,
     )

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from arkor_nb.core.events import CheckpointSample
+from arkor_nb.local.training.inference import greedy_reply
 from arkor_nb.local.training.worker_protocol import WorkerChannel
 
 SAMPLE_MAX_TOKENS = 64  # like ak.live's sampler
@@ -21,7 +22,6 @@ def make_sampler(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any, d
     prompts = config.get("samplePrompts")
     if not prompts:
         return None
-    from arkor_nb.local.training.inference import greedy_reply
 
     max_tokens = int(config.get("sampleMaxTokens", SAMPLE_MAX_TOKENS))
 

@@ -33,8 +33,10 @@ from arkor_nb.core.events import (
     TrainingStarted,
 )
 from arkor_nb.core.status import PREPARING, SAVING
+from arkor_nb.local.config import validate_config
 from arkor_nb.local.data.lazy import IndexCancelled
 from arkor_nb.local.data.rows import RowError
+from arkor_nb.local.data.tokenize import collate, encode_row
 from arkor_nb.local.training.callback import PROGRESS, TokenCounter, make_callback, peak_rss_mb
 from arkor_nb.local.training.data_plan import collate_for, load_data
 from arkor_nb.local.training.distributed import (
@@ -44,6 +46,12 @@ from arkor_nb.local.training.distributed import (
     describe_failure,
 )
 from arkor_nb.local.training.evals import make_evaluator
+from arkor_nb.local.training.models import (
+    load_model_and_tokenizer,
+    pick_device,
+    preparing_detail,
+    resolve_model,
+)
 from arkor_nb.local.training.plan import (
     DEFAULTS,
     describe_arguments,
@@ -52,6 +60,7 @@ from arkor_nb.local.training.plan import (
     training_arguments,
 )
 from arkor_nb.local.training.sampler import make_sampler
+from arkor_nb.local.training.speed import apply_override, flatten_batch, speed_plan, trainer_class
 from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
 
 log = logging.getLogger("arkor_nb.worker")
@@ -78,8 +87,6 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     several ranks only rank 0 has ``spec``: it validates and reads the data and
     shares both (see ``distributed``); the others train on what they get.
     """
-    from arkor_nb.local.config import validate_config
-
     ranks = ranks or Ranks()
     # What the run obeys: set on every rank at once (one process: the request itself).
     cancel = requested if not ranks.distributed else threading.Event()
@@ -95,18 +102,12 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
 
     import torch
 
-    from arkor_nb.local.data.tokenize import collate, encode_row
-    from arkor_nb.local.training.models import (
-        load_model_and_tokenizer,
-        pick_device,
-        preparing_detail,
-        resolve_model,
-    )
-
     device = pick_device()  # under torchrun "cuda" is this rank's GPU (Ranks.start)
-    threads = int(os.environ.get("ARKOR_NB_TORCH_THREADS", "1"))
+    speed = speed_plan(device, loads_in_4bit=bool(config.get("loadIn4bit")))
+    if ranks.distributed:  # the labels-only loss calls the decoder past the DDP wrapper
+        speed = apply_override(speed, "labels_only_loss=0,padding_free=0")
     if device == "cpu":
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(speed.threads)
     checkpoint_cancel()
     t0 = time.perf_counter()
     # Data first: a bad or unreachable dataset fails before a model is built or loaded.
@@ -127,7 +128,10 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         model_path = resolve_model(config["model"], home)
     checkpoint_cancel()
 
-    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {config['model']} on {device}"))
+    # A GGUF model loads from its dequantized copy: after the first run that is all it does.
+    cached = building is None and Path(model_path).name.startswith("gguf-")
+    what = f"cached weights of {config['model']}" if cached else config["model"]
+    proto.emit(TrainingPhase(phase=PREPARING, detail=f"loading {what} on {device}"))
     model, tokenizer = load_model_and_tokenizer(
         model_path, device, load_in_4bit=bool(config.get("loadIn4bit"))
     )
@@ -147,7 +151,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     checkpoint_cancel()
 
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     has_eval = bool(eval_set)
     args = training_arguments(config, job_dir, device, has_eval, ranks.distributed)
@@ -176,12 +180,13 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
                              after_save, tokens=tokens)
     relay = [cancel_relay(ranks, requested, cancel)] if ranks.distributed else []
     pad_id = tokenizer.pad_token_id
-    trainer = Trainer(
+    batch_of = flatten_batch if speed.padding_free else collate
+    trainer = trainer_class(speed, device)(
         model=model,
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
-        data_collator=tokens.counting(collate_for(train_set, collate, pad_id)),
+        data_collator=tokens.counting(collate_for(train_set, batch_of, pad_id)),
         processing_class=tokenizer,
         callbacks=[*relay, callback],
     )
@@ -206,6 +211,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         # Lazy data: rows cut off at maxLength are counted where they are met (completed metrics).
         "droppedRows": dropped,
         "lazyData": data.lazy,
+        "speed": speed.describe(),
         "setupSeconds": round(time.perf_counter() - t0, 2),
         "peakRssMb": peak_rss_mb(),
         "trainingArguments": describe_arguments(args),

@@ -1,0 +1,168 @@
+"""How fast a job trains: the speed paths the plan picks, each a switch the tests can turn off.
+
+- ``labels_only_loss``: run the decoder to hidden states and apply ``lm_head``
+  and the cross-entropy only where a label is kept (a prompt's tokens need no
+  logits; ``lm_head`` is 49152 x 576 on SmolLM2-135M). Same loss as the
+  model's own: the sum over kept tokens of the float32 cross-entropy, divided
+  by the tokens the Trainer counted (``num_items_in_batch``).
+- ``padding_free``: the rows of a batch go in as one sequence with
+  ``position_ids`` restarting at each row (what transformers'
+  ``DataCollatorWithFlattening`` does; the attention mask is built from
+  them, SDPA included), so no step computes padding. Needs the labels-only
+  loss, which keeps a row's first token from being predicted from the row before.
+- ``bf16_autocast``: matmuls in bfloat16 under ``torch.autocast`` where the
+  device does them natively (CUDA with bf16, a CPU with AMX or AVX512-BF16);
+  weights, LoRA and the optimizer stay float32.
+- ``threads``: torch's CPU threads (``ARKOR_NB_TORCH_THREADS``, 1 by default:
+  on a shared 2-core machine a second thread makes steps erratic).
+
+``ARKOR_NB_SPEED`` overrides the plan: ``plain`` (every path off, the standard
+Trainer), or ``name=0|1`` pairs separated by commas.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+_FIELDS = ("labels_only_loss", "padding_free", "bf16_autocast")
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    labels_only_loss: bool = False
+    padding_free: bool = False
+    bf16_autocast: bool = False
+    threads: int = 1
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16 in ``/proc/cpuinfo`` (False where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def speed_plan(device: str, *, loads_in_4bit: bool = False, env: dict[str, str] | None = None) -> SpeedPlan:
+    """The fastest paths for ``device``, then ``ARKOR_NB_SPEED`` on top."""
+    import torch
+
+    env = dict(os.environ if env is None else env)
+    if device == "cuda":
+        bf16 = False  # the model is loaded in bf16 on such GPUs already (models.load_model_and_tokenizer)
+    elif device == "cpu":
+        bf16 = cpu_has_native_bf16() and torch.backends.mkldnn.is_available()
+    else:
+        bf16 = False
+    plan = SpeedPlan(labels_only_loss=not loads_in_4bit, padding_free=not loads_in_4bit,
+                     bf16_autocast=bf16, threads=max(1, int(env.get("ARKOR_NB_TORCH_THREADS", "1"))))
+    return apply_override(plan, env.get("ARKOR_NB_SPEED", ""))
+
+
+def apply_override(plan: SpeedPlan, text: str) -> SpeedPlan:
+    text = text.strip()
+    if not text:
+        return plan
+    if text == "plain":
+        return replace(plan, **{name: False for name in _FIELDS})
+    changes: dict[str, bool] = {}
+    for part in text.split(","):
+        name, _, value = part.strip().partition("=")
+        if name not in _FIELDS or value not in ("0", "1"):
+            raise ValueError(f"ARKOR_NB_SPEED: {part!r} is not one of {', '.join(_FIELDS)} "
+                             "set to 0 or 1 (or 'plain')")
+        changes[name] = value == "1"
+    plan = replace(plan, **changes)
+    if plan.padding_free and not plan.labels_only_loss:
+        plan = replace(plan, padding_free=False)  # the standard loss would cross row boundaries
+    return plan
+
+
+def flatten(features: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """A batch as one padding-free row: ``position_ids`` restart at each row's first token.
+
+    ``shift_labels`` is what each position predicts (the next token's label,
+    -100 at the end of every row), which the Trainer also counts its tokens by.
+    """
+    import torch
+
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    shift: list[int] = []
+    for f in features:
+        n = len(f["input_ids"])
+        ids += f["input_ids"]
+        labels += f["labels"]
+        positions += range(n)
+        shift += f["labels"][1:] + [-100]
+    return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([positions]),
+            "labels": torch.tensor([labels]), "shift_labels": torch.tensor([shift])}
+
+
+def flatten_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    """``flatten`` with ``tokenize.collate``'s signature (no padding, so ``pad_id`` is unused)."""
+    return flatten(features)
+
+
+def autocast_context(plan: SpeedPlan, device: str) -> Any:
+    import torch
+
+    if plan.bf16_autocast and device in ("cpu", "cuda"):
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def labels_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:
+    """Causal-LM loss with ``lm_head`` applied only where a label is kept."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = inputs["labels"]
+    shift = inputs.get("shift_labels")
+    if shift is None:
+        shift = F.pad(labels, (0, 1), value=-100)[..., 1:]
+    decoder_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+    hidden = base.get_decoder()(**decoder_inputs, use_cache=False).last_hidden_state
+    keep = shift != -100
+    logits = base.get_output_embeddings()(hidden[keep]).float()
+    loss = F.cross_entropy(logits, shift[keep], reduction="sum")
+    if num_items_in_batch is None:
+        return loss / keep.sum().clamp(min=1)
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
+
+
+def trainer_class(plan: SpeedPlan, device: str) -> Any:
+    """``transformers.Trainer``, or a subclass that takes the plan's loss and autocast paths."""
+    from transformers import Trainer
+
+    if not (plan.labels_only_loss or plan.bf16_autocast):
+        return Trainer
+
+    class FastTrainer(Trainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            with autocast_context(plan, device):
+                if not plan.labels_only_loss:
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                loss = labels_only_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as Trainer.compute_loss does: the divisor counted every process's tokens
+                loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return FastTrainer
