@@ -133,7 +133,7 @@ class Dispatcher:
         cb = self.callbacks
         if isinstance(event, TrainingLog):
             if job.status == QUEUED:
-                job = self.job = job.model_copy(update={"status": RUNNING})
+                job = self.job = job.model_copy(update={"status": str(RUNNING)})
             if cb.on_log is None:
                 return None, None, None  # the hot path: no context to build
             ctx = LogContext(
@@ -148,7 +148,7 @@ class Dispatcher:
             return cb.on_log, ctx, None
         if isinstance(event, TrainingStarted):
             job = self.job = job.model_copy(
-                update={"status": RUNNING, "started_at": event.timestamp or job.started_at}
+                update={"status": str(RUNNING), "started_at": event.timestamp or job.started_at}
             )
             return cb.on_started, StartedContext(job=job), None
         if isinstance(event, CheckpointSaved):
@@ -166,7 +166,7 @@ class Dispatcher:
                                     examples=list(event.examples), job=job, n=event.n)
             return cb.on_eval, evaluated, None
         if isinstance(event, (TrainingCompleted, TrainingFailed, TrainingCancelled)):
-            update: dict[str, Any] = {"status": event.job_status,
+            update: dict[str, Any] = {"status": str(event.job_status),  # a plain str, as parsed from the wire
                                       "completed_at": event.timestamp or None}
             if isinstance(event, TrainingFailed):
                 update["error"] = event.error

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import nbformat
 from playwright.sync_api import Browser, Locator, Page, Playwright
+from playwright.sync_api import Error as PlaywrightError
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -236,9 +237,17 @@ class LabPage:
         path.parent.mkdir(parents=True, exist_ok=True)
         if selector is None:
             self.page.screenshot(path=str(path))
-        else:
-            self.page.locator(selector).first.screenshot(path=str(path))
-        return path
+            return path
+        # An output that is re-rendered (the snapshot replacing itself on the final update) can be
+        # detached mid-shot; the locator finds the new element on the next try.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.page.locator(selector).first.screenshot(path=str(path))
+                return path
+            except PlaywrightError as exc:
+                if "not attached" not in str(exc) or time.monotonic() > deadline:
+                    raise
 
 
 def e2e_home() -> Path:

@@ -3,8 +3,11 @@
 A real server (subprocess) on a home that shares the session's tiny model; real
 LoRA training of ``arkor-nb/tiny``. The reference is the one-process run at the
 same global batch (8 rows a step): 2 processes x 4 rows, and two torchrun
-agents x 1 process x 4 rows, must log the same losses within LOSS_TOL (measured
-difference on this CPU: below 1e-6; gloo's all-reduce sums in another order).
+agents x 1 process x 4 rows, must log the same losses within LOSS_TOL. Measured
+differences: below 1e-6 on the 2-core dev box, up to 2e-4 on a CI machine
+(gloo's all-reduce and the per-rank matmuls sum in another order). That the
+tolerance still tells a wrong split apart is checked against a one-process run
+at half the batch (the rows one rank sees), whose losses differ by far more.
 Every process of a job carries ``ARKOR_NB_JOB_ID`` in its environment;
 ``job_processes`` reads /proc, so "no process left" covers ranks that torchrun
 started in sessions of their own.
@@ -27,7 +30,7 @@ from arkor_nb.local.server.torchrun import RENDEZVOUS_FILE, job_processes
 from tests.local.server_harness import ServerProcess, data_frames, read_stream, wait_for
 from tests.local.training_helpers import TRAIN, home
 
-LOSS_TOL = 1e-4  # relative, per logged step
+LOSS_TOL = 1e-3  # relative, per logged step
 STEPS = 6
 GLOBAL_BATCH = 8
 
@@ -102,6 +105,16 @@ def started_ranks(job_id: str) -> dict[int, int]:
             if item.startswith(b"RANK="):
                 ranks[int(item[5:])] = pid
     return ranks
+
+
+def test_the_tolerance_tells_half_the_batch_apart(
+        server: ServerProcess, one_process: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    """A split that trained on one rank's rows alone (no all-reduce, or a rank's rows lost)
+    would log losses like a one-process run at half the batch: those differ by > 10 x LOSS_TOL."""
+    _, half = run_job(server, config(batchSize=GLOBAL_BATCH // 2), "half batch")
+    full = dict(losses(one_process[1]))
+    worst = max(abs(loss - full[step]) / abs(full[step]) for step, loss in losses(half))
+    assert worst > 10 * LOSS_TOL, worst
 
 
 def test_two_processes_train_like_one_with_one_stream_and_one_adapter(

@@ -110,6 +110,7 @@ def test_non_loopback_with_flag_and_token_still_requires_the_token(tmp_path: Pat
         "--allow-remote",
         "--token",
         token,
+        "--insecure-http",  # plain HTTP off loopback is refused without it (tests/local/test_remote_tls.py)
     )
     try:
         wait_for(lambda: _ok(f"http://127.0.0.1:{port}/healthz"), 60, "remote-enabled server")

@@ -71,6 +71,9 @@ def test_full_run_calls_every_callback_with_snake_case_contexts(cloud: FakeCloud
     assert isinstance(done, ak.CompletedContext)
     assert done.artifacts == [{"kind": "adapter", "path": "adapter"}]
     assert result.job.status == "completed"
+    # a plain str, as parsed from the wire: printed lists of statuses read ('a', 'completed')
+    assert type(result.job.status) is str and type(started_ctx.job.status) is str
+    assert repr((trainer.name, result.job.status)) == "('run', 'completed')"
     assert result.artifacts == [{"kind": "adapter", "path": "adapter"}]
     assert trainer.job is not None and trainer.job.status == "completed"
     assert trainer.job.started_at is not None and trainer.job.completed_at is not None
@@ -81,13 +84,13 @@ def test_failed_and_cancelled_jobs_resolve_instead_of_raising(cloud: FakeCloud, 
     errors: list[str] = []
     trainer = make(cloud, fast, callbacks={"on_failed": lambda ctx: errors.append(ctx.error)})
     result = trainer.wait()
-    assert result.job.status == "failed"
+    assert result.job.status == "failed" and type(result.job.status) is str
     assert result.job.error == "CUDA out of memory"
     assert errors == ["CUDA out of memory"]
 
     cloud.default_events = [started(), {"type": "training.cancelled", "step": 3}]
     result = make(cloud, fast).wait()
-    assert result.job.status == "cancelled"
+    assert result.job.status == "cancelled" and type(result.job.status) is str
     assert result.artifacts == []
 
 
