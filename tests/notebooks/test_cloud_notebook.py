@@ -4,7 +4,8 @@ The notebook is not run against the Arkor cloud in CI (no network, no account).
 Pointing ``ARKOR_CLOUD_API_URL`` at FakeCloud (a real HTTP server speaking the
 cloud protocol) runs every one of its cells unchanged: anonymous credentials,
 project bootstrap, job creation, the live panel over SSE, and the explicit
-``CloudBackend`` built from what the first run stored.
+``CloudBackend`` built from what the first run stored. Its kernel is the fresh
+Binder environment's, as for every other notebook (conftest.py).
 """
 
 from __future__ import annotations
@@ -18,27 +19,31 @@ import nbformat
 import pytest
 
 from arkor_nb.demo import execute_notebook
-from tests.notebooks.conftest import NOTEBOOKS, kernel_env
+from tests.notebooks.binder_env import BUILD_TIMEOUT_S, BinderEnv
+from tests.notebooks.conftest import kernel_env
 from tests.sdk.fake_cloud import FakeCloud, completed, log, started
 
 pytestmark = pytest.mark.slow
 
 
-def test_cloud_notebook_runs_unchanged_against_the_fake_cloud(tmp_path: Path) -> None:
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)  # it may be the first to build the Binder env
+def test_cloud_notebook_runs_unchanged_against_the_fake_cloud(
+        tmp_path: Path, binder: BinderEnv) -> None:
     home, workdir = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     workdir.mkdir()
     source = workdir / "arkor-cloud.ipynb"
-    shutil.copyfile(NOTEBOOKS / "arkor-cloud.ipynb", source)
+    shutil.copyfile(binder.repo / "notebooks" / "arkor-cloud.ipynb", source)
     with FakeCloud() as cloud:
         cloud.default_events = [
             started(),
             *(log(step, 2.0 / step, learningRate=1e-4) for step in range(1, 21)),
             completed(),
         ]
-        env = {**kernel_env(), "HOME": str(home), "ARKOR_CLOUD_API_URL": cloud.url}
+        env = {**kernel_env(binder), "HOME": str(home), "ARKOR_CLOUD_API_URL": cloud.url}
         env.pop("ARKOR_CLOUD_TOKEN", None)
-        execute_notebook(source, workdir / "executed.ipynb", timeout=120, env=env)
+        with binder.kernel():
+            execute_notebook(source, workdir / "executed.ipynb", timeout=120, env=env)
 
         anonymous = cloud.requests_to("POST", "/v1/auth/anonymous")
         project_calls = cloud.requests_to("GET", "/v1/projects") + cloud.requests_to(

@@ -1,4 +1,5 @@
-"""Every shipped notebook (but the cloud one) runs top to bottom against the local backend."""
+"""Every shipped notebook (but the cloud one) runs top to bottom against the local backend,
+in a fresh Binder environment (conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import nbformat
 import pytest
 
+from tests.notebooks.binder_env import BUILD_TIMEOUT_S
 from tests.notebooks.conftest import EXECUTED, NOT_EXECUTED, NOTEBOOKS
 
 pytestmark = pytest.mark.slow
@@ -108,12 +110,13 @@ def test_every_executed_notebook_has_expectations() -> None:
 
 
 # The real model's notebook trains a 135M model (seconds per step, minutes under load,
-# plus dequantizing the GGUF when no earlier test did): it gets a longer limit.
+# plus dequantizing its GGUF in the Binder environment's home): it gets a longer limit.
+# The first test to ask for a notebook also builds the Binder environment.
 SLOW_NOTEBOOKS = {"real-model.ipynb": 900}
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.timeout(SLOW_NOTEBOOKS[n])) if n in SLOW_NOTEBOOKS else n
+    pytest.param(n, marks=pytest.mark.timeout(BUILD_TIMEOUT_S + SLOW_NOTEBOOKS.get(n, 300)))
     for n in EXECUTED
 ])
 def test_notebook_executes(name: str, executed: Callable[[str], nbformat.NotebookNode]) -> None:

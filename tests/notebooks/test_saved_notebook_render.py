@@ -16,7 +16,10 @@ import pytest
 from bs4 import BeautifulSoup
 from nbconvert import HTMLExporter
 
-pytestmark = pytest.mark.slow
+from tests.notebooks.binder_env import BUILD_TIMEOUT_S
+
+# executed(): the first test to ask for a notebook builds the Binder environment
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S + 300)]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
