@@ -34,6 +34,7 @@ from arkor_nb.core.format import best_cell, cancel_hint, jobs_text
 from arkor_nb.core.format import event_line as format_event
 from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
+from arkor_nb.local.server.join import join_main
 from arkor_nb.local.server.launch import serve_main
 from arkor_nb.sdk import chat as chat_api
 from arkor_nb.sdk import jobs as jobs_api
@@ -249,8 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(serve_main(argv[1:]) or 0)
     if argv[:1] == ["join"]:
-        from arkor_nb.local.server.join import join_main  # lazy: needs the [local] extra
-
         return int(join_main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
     if args.command == "run":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 STALE_S = 8  # seconds without a beat before the panel says it is disconnected
-BEAT_S = 1.0  # the kernel's beat interval
+BEAT_S = 1.0  # how often the kernel beats (run_threads.py), well under STALE_S
 
 ESM = Path(__file__).with_name("livechart.js")  # anywidget reads the file
 

@@ -4,7 +4,8 @@ Pure Python, no widgets: the live panel, the static snapshot, the text
 progress, replay and compare all read the same model. ``fold`` is called on
 the streaming thread for every event and must stay cheap and O(1): it only
 updates scalars, appends to decimated series and to a ring buffer; anything
-that formats text happens later, when a view renders.
+that formats text happens later, when a view renders. The figures derived
+from the state (elapsed, rate, ETA, progress, curves) are in ``run_figures.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from arkor_nb.core.events import (
 from arkor_nb.core.format import describe_notice, parse_time
 from arkor_nb.core.status import (
     ACTIVE_STATUSES,
-    COMPLETED,
     CONNECTING,
     DETACHED,
     FAILED,
@@ -42,6 +42,7 @@ from arkor_nb.core.status import (
     TRAINING,
 )
 from arkor_nb.notebook.evals import EvalTrack
+from arkor_nb.notebook.run_figures import RunFigures, StepRate
 from arkor_nb.notebook.series import DecimatedSeries
 
 LOG_RING = 300  # events kept for the event log
@@ -72,7 +73,7 @@ class LogEntry:
     html: str | None = None  # the rendered line, cached by the panel
 
 
-class RunState:
+class RunState(RunFigures):
     """Folded state of one run. Thread-safe: ``fold`` under ``lock``; views copy under it."""
 
     def __init__(
@@ -129,10 +130,7 @@ class RunState:
         self.version = 0  # bumps on any change: a view redraws only when it moved
         self.log_version = 0
         self.ckpt_version = 0
-        self._rate_t0: float | None = None
-        self._rate_s0 = 0
-        self._rate_t: float | None = None
-        self._rate_s = 0
+        self.rate = StepRate()
 
     # ------------------------------------------------------------------ fold
 
@@ -160,9 +158,7 @@ class RunState:
             self.version += 1
             if isinstance(item, TrainingLog):
                 self._fold_log(item, t)
-                self.log.append(LogEntry(t, item))
-                self.log_total += 1
-                self.log_version += 1
+                self._add_log(LogEntry(t, item))
                 return
             if isinstance(item, StreamNotice):
                 self._fold_notice(item)
@@ -176,9 +172,7 @@ class RunState:
             if isinstance(item, CheckpointEval):
                 self.evals.fold_eval(item)
                 self.ckpt_version += 1
-                self.log.append(LogEntry(t, item))
-                self.log_total += 1
-                self.log_version += 1
+                self._add_log(LogEntry(t, item))
                 return
             level = "info"
             if isinstance(item, TrainingPhase):
@@ -212,9 +206,19 @@ class RunState:
                 level = "info"
             else:
                 return
-            self.log.append(LogEntry(t, item, level))
-            self.log_total += 1
-            self.log_version += 1
+            self._add_log(LogEntry(t, item, level))
+
+    def _add_log(self, entry: LogEntry) -> None:
+        """One event-log line (under ``lock``)."""
+        self.log.append(entry)
+        self.log_total += 1
+        self.log_version += 1
+
+    def _detach(self) -> None:
+        """We stopped watching (under ``lock``); the job itself may still run."""
+        if self.status not in TERMINAL:
+            self.status = DETACHED
+            self.ended = self.ended or self.clock()
 
     def _fold_log(self, ev: TrainingLog, t: float) -> None:
         step = ev.step
@@ -226,9 +230,7 @@ class RunState:
             self.started = t
         if step > self.step:
             self.step = step
-        if self._rate_t0 is None:
-            self._rate_t0, self._rate_s0 = t, step
-        self._rate_t, self._rate_s = t, step
+        self.rate.mark(t, step)
         loss = ev.loss
         if loss is not None and math.isfinite(loss):
             self.loss = loss
@@ -260,15 +262,9 @@ class RunState:
         text, level = describe_notice(n)
         self.transport = text
         self.transport_level = level
-        if n.kind == "aborted" and self.status not in TERMINAL:
-            self.status = DETACHED
-            self.ended = self.ended or self.clock()
-        if n.kind == "error" and self.status not in TERMINAL:
-            self.status = DETACHED  # we stopped watching; the job itself may still run
-            self.ended = self.ended or self.clock()
-        self.log.append(LogEntry(self.clock(), n, level))
-        self.log_total += 1
-        self.log_version += 1
+        if n.kind in ("aborted", "error"):
+            self._detach()
+        self._add_log(LogEntry(self.clock(), n, level))
 
     def _max_from(self, meta: dict[str, Any]) -> None:
         for key in ("maxSteps", "max_steps", "totalSteps", "total_steps"):
@@ -282,9 +278,7 @@ class RunState:
     def note(self, text: str, level: str = "info") -> None:
         """A line from the panel itself (cancel accepted, sampling failed...)."""
         with self.lock:
-            self.log.append(LogEntry(self.clock(), text, level))
-            self.log_total += 1
-            self.log_version += 1
+            self._add_log(LogEntry(self.clock(), text, level))
             self.version += 1
 
     def set_job(self, job: Any, *, status_known: bool = True) -> None:
@@ -342,12 +336,8 @@ class RunState:
         with self.lock:
             self.transport = text
             self.transport_level = level
-            if self.status not in TERMINAL:
-                self.status = DETACHED
-                self.ended = self.ended or self.clock()
-            self.log.append(LogEntry(self.clock(), text, level))
-            self.log_total += 1
-            self.log_version += 1
+            self._detach()
+            self._add_log(LogEntry(self.clock(), text, level))
             self.version += 1
 
     def set_sample(self, step: int, prompt: str, reply: str | None, error: str | None = None) -> None:
@@ -363,59 +353,7 @@ class RunState:
             self.version += 1
 
     # ------------------------------------------------------------- derived
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def origin(self) -> float:
-        """Time zero of elapsed and of event-log times: the job's creation when known.
-
-        (Or this view's start, when that came first: our own "creating the job" note.)
-        """
-        return self.created if self.job_created is None else min(self.job_created, self.created)
-
-    def elapsed(self, now: float | None = None) -> float:
-        """Seconds since the job was created (setup included), until it ended."""
-        start = self.origin
-        end = self.ended if self.ended is not None else (self.clock() if now is None else now)
-        return max(0.0, end - start)
-
-    def steps_per_second(self) -> float | None:
-        if self._rate_t0 is None or self._rate_t is None:
-            return None
-        dt = self._rate_t - self._rate_t0
-        ds = self._rate_s - self._rate_s0
-        if dt <= 0 or ds <= 0:
-            return None
-        return ds / dt
-
-    def eta(self) -> float | None:
-        """Seconds left, from the observed training-step rate; None when unknown or stopped."""
-        if self.terminal or self.ended is not None or not self.max_steps:
-            return None
-        rate = self.steps_per_second()
-        if not rate:
-            return None
-        return max(0.0, (self.max_steps - self.step) / rate)
-
-    def progress(self) -> float | None:
-        if self.max_steps:
-            done = 1.0 if self.status == COMPLETED else self.step / self.max_steps
-            return min(1.0, max(0.0, done))
-        if self.num_epochs and self.epoch is not None:
-            return min(1.0, max(0.0, self.epoch / self.num_epochs))
-        return None
-
-    def curves(self) -> dict[str, tuple[list[float], list[float]]]:
-        """Copies of the decimated series (call under ``lock`` or accept a torn read)."""
-        with self.lock:
-            return {
-                "loss": (self.loss_series.xs(), self.loss_series.ys()),
-                "eval_loss": (self.eval_series.xs(), self.eval_series.ys()),
-                "learning_rate": (self.lr_series.xs(), self.lr_series.ys()),
-            }
+    # terminal, origin, elapsed, steps_per_second, eta, progress, curves: run_figures.py
 
     def summary(self) -> dict[str, Any]:
         """The figures a snapshot table and text progress show."""

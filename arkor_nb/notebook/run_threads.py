@@ -18,6 +18,7 @@ from arkor_nb.core.contexts import CheckpointContext, StreamNotice, TrainingResu
 from arkor_nb.core.errors import AbortedError
 from arkor_nb.core.format import fix_for, status_line
 from arkor_nb.core.wire import TrainingJob
+from arkor_nb.notebook.livechart import BEAT_S
 from arkor_nb.notebook.progress import RunState
 from arkor_nb.notebook.queue import QueueWatch
 from arkor_nb.notebook.record import Recorder
@@ -25,8 +26,6 @@ from arkor_nb.notebook.sampler import Sampler
 from arkor_nb.notebook.text import TextProgress
 from arkor_nb.notebook.ticker import Ticker
 from arkor_nb.sdk.abort import AbortController
-
-BEAT_S = 1.0  # the kernel's heartbeat to the panel's watchdog (see livechart)
 
 
 def _loaded(job: Any) -> bool:

@@ -14,11 +14,15 @@ Routes (docs/protocol.md: the wire table plus local extensions)::
     GET  /v1/models                            OpenAI-style model list
     POST /v1/auth/anonymous, GET/POST /v1/projects   cloud bootstrap, answered locally
 
-Every error is JSON ``{"error": message, "field"?: name}`` with a 4xx status.
+Every error is JSON ``{"error": message, "field"?: name}`` with a 4xx status
+(5xx for a damaged or full job database and internal errors); OpenAI's nested
+shape on ``/v1/chat/completions``. Reading bodies and query parameters, and
+the error shapes, live in ``http_io.py``; the job queue in ``jobs.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -41,9 +45,16 @@ from arkor_nb.core.status import COMPLETED, JOB_STATUSES
 from arkor_nb.core.version import __version__
 from arkor_nb.local.config import validate_config
 from arkor_nb.local.server import chat
+from arkor_nb.local.server.http_io import (
+    ApiError,
+    error_response,
+    int_param,
+    json_body,
+    last_event_id,
+)
 from arkor_nb.local.server.idle import ActivityTracker, watch_idle
-from arkor_nb.local.server.jobs import JobManager, artifact_url
-from arkor_nb.local.server.security import DEFAULT_MAX_BODY, GuardMiddleware, SecurityPolicy
+from arkor_nb.local.server.jobs import JobManager
+from arkor_nb.local.server.security import GuardMiddleware, SecurityPolicy
 from arkor_nb.local.server.sse import DEFAULT_PING_S, Hub, job_event_frames, sse_response
 from arkor_nb.local.server.store import (
     DamagedDatabaseError,
@@ -52,6 +63,7 @@ from arkor_nb.local.server.store import (
     damage_advice,
     is_damage,
 )
+from arkor_nb.local.server.worker_process import artifact_url
 
 log = logging.getLogger("arkor_nb.local")
 
@@ -64,31 +76,6 @@ _NOT_FOUND_FIELDS = frozenset({"adapter.jobId", "adapter.step", "jobId", "step",
                                "baseModel"})
 
 
-class ApiError(Exception):
-    """A 4xx answer with a message that names the field and the fix."""
-
-    def __init__(self, status: int, message: str, field: str | None = None, *,
-                 openai_style: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-        self.openai_style = openai_style
-
-
-def _error(status: int, message: str, field: str | None = None, *,
-           openai_style: bool = False) -> JSONResponse:
-    """Our error body; OpenAI's nested shape on the OpenAI-compatible route."""
-    if openai_style:
-        kind = "not_found_error" if status == 404 else "invalid_request_error"
-        return JSONResponse({"error": {"message": message, "type": kind, "param": field,
-                                       "code": None}}, status_code=status)
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return JSONResponse(body, status_code=status)
-
-
 # ------------------------------------------------------------- validation
 
 
@@ -96,80 +83,7 @@ def validate_job_config(config: Any, home: Path) -> dict[str, Any]:
     """The normalised wire config, or ``ConfigError(field, message)`` (the training side's rules)."""
     if not isinstance(config, dict):
         raise ConfigError("config", "must be a JSON object of training settings")
-
     return validate_config(config, home=home)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-async def _json_body(request: Request, limit: int = DEFAULT_MAX_BODY) -> dict[str, Any]:
-    size = 0
-    chunks: list[bytes] = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body is larger than {limit} bytes", "body")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as err:
-        raise ApiError(400, f"request body is not valid JSON: {err}", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object", "body")
-    bad = _not_unicode(body)
-    if bad is not None:
-        raise ApiError(400, f"{bad} contains text that is not valid Unicode (a lone surrogate "
-                       "such as \\ud800, or a file name that is not UTF-8); send UTF-8 text or "
-                       "rename the file", bad)
-    return body
-
-
-def _not_unicode(body: dict[str, Any]) -> str | None:
-    """The field (``config.`` left out) of the first string SQLite/UTF-8 cannot hold."""
-    stack: list[tuple[str, Any]] = [("", body)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return where.removeprefix("config.") or "body"
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                stack.append((f"{where}.{key}" if where else str(key), item))
-                stack.append((f"{where} (a key)" if where else "body (a key)", key))
-        elif isinstance(value, list):
-            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
-    return None
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name} must be an integer", name) from None
-    if not low <= value <= high:
-        raise ApiError(400, f"query parameter {name} must be between {low} and {high}", name)
-    return value
-
-
-def _last_event_id(request: Request) -> int:
-    raw = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
-    if raw is None:
-        return 0
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        return 0
-    # Out of SQLite's INTEGER range (e.g. an id from elsewhere): replay from the start.
-    return value if 0 <= value < 2**63 else 0
 
 
 # --------------------------------------------------------------------- app
@@ -201,7 +115,7 @@ class LocalApi:
                              "instanceId": self.instance_id, "chatRequests": self.chat_requests})
 
     async def create_job(self, request: Request) -> Response:
-        body = await _json_body(request, MAX_JOB_BODY)
+        body = await json_body(request, MAX_JOB_BODY)
         name = body.get("name", "")
         if not isinstance(name, str) or len(name) > 256:
             raise ApiError(400, "name must be a string of at most 256 characters", "name")
@@ -218,7 +132,7 @@ class LocalApi:
     async def list_jobs(self, request: Request) -> Response:
         """Newest first, one page: ``?status=&limit=&before=<job id>``; ``nextBefore``
         is the cursor of the next page (null on the last one)."""
-        limit = _int_param(request, "limit", 100, 1, MAX_LIST)
+        limit = int_param(request, "limit", 100, 1, MAX_LIST)
         status = request.query_params.get("status")
         if status is not None and status not in JOB_STATUSES:
             raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}, got {status!r}",
@@ -237,8 +151,8 @@ class LocalApi:
         job = self._job(request.path_params["job_id"])
         body: dict[str, Any] = {"job": redact_job(job)}
         if request.query_params.get("events", "").lower() in ("1", "true", "yes"):
-            after = _int_param(request, "after", 0, 0, 2**62)
-            limit = _int_param(request, "limit", 1000, 1, MAX_LIST)
+            after = int_param(request, "after", 0, 0, 2**62)
+            limit = int_param(request, "limit", 1000, 1, MAX_LIST)
             rows = self.store.read_events(job["id"], after, limit)
             body["events"] = [{**json.loads(r.data), "eventId": str(r.id)} for r in rows]
         return JSONResponse(body)
@@ -246,7 +160,7 @@ class LocalApi:
     async def stream(self, request: Request) -> Response:
         job = self._job(request.path_params["job_id"])
         frames = job_event_frames(self.store, self.hub, job["id"],
-                                  after=_last_event_id(request), ping_s=self.ping_s)
+                                  after=last_event_id(request), ping_s=self.ping_s)
         return sse_response(frames)
 
     async def cancel(self, request: Request) -> Response:
@@ -276,7 +190,7 @@ class LocalApi:
         return FileResponse(target, filename=target.name)
 
     async def inference_chat(self, request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         try:
             target, options = chat.parse_inference_body(body)
         except ConfigError as err:
@@ -284,7 +198,7 @@ class LocalApi:
         return await self._respond(target, options, _target_name(target))
 
     async def chat_completions(self, request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         try:
             target, options, model = chat.parse_openai_body(body)
         except ConfigError as err:
@@ -332,8 +246,6 @@ def _target_name(target: dict[str, Any]) -> str:
     return f"job:{target['jobId']}"
 
 
-
-
 def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = None,
                max_running: int = 1, instance_id: str | None = None,
                on_shutdown: Callable[[], None] | None = None,
@@ -358,8 +270,6 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        import asyncio
-
         hub.bind(asyncio.get_running_loop())
         await run_in_threadpool(manager.start)
         watcher = None
@@ -377,25 +287,25 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.message, exc.field, openai_style=exc.openai_style)
+        return error_response(exc.status, exc.message, exc.field, openai_style=exc.openai_style)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = {404: f"no route {request.url.path}; see the routes in arkor_nb.local.server.app",
                    405: f"method {request.method} is not allowed on {request.url.path}"}
-        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
+        return error_response(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 
     async def store_error(request: Request, exc: Exception) -> Response:
         if is_damage(exc) or isinstance(exc, DamagedDatabaseError):
-            return _error(503, damage_advice(store.path), "home")
-        return _error(507, str(exc), "home")
+            return error_response(503, damage_advice(store.path), "home")
+        return error_response(507, str(exc), "home")
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         if is_damage(exc):
             log.error("the job database is damaged (%s)", exc)
-            return _error(503, damage_advice(store.path), "home")
+            return error_response(503, damage_advice(store.path), "home")
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, f"internal error in the local server ({type(exc).__name__}); "
+        return error_response(500, f"internal error in the local server ({type(exc).__name__}); "
                            f"see {home / 'server.log'} and report it")
 
     routes = [

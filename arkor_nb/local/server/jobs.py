@@ -1,14 +1,14 @@
 """Job scheduler: a FIFO queue, one worker subprocess per running job.
 
-A worker speaks the stdio protocol of ``worker_protocol`` (a spec line in,
-``cancel`` lines in, typed events out, ending with exactly one terminal
-event); the server adds ``jobId``, ``timestamp`` and a ``url`` to each
-artifact. Each run gets one thread that reads stdout in chunks, parses each
-line into its event model and appends whole batches to the store in one transaction
-(durable first) and then wakes the SSE subscribers, and one thread that
-keeps the tail of stderr for failure reports. A worker that exits without
-a terminal event ends its job ``failed`` with the exit code or signal and
-the last stderr lines; jobs left ``running`` by a server that died are
+``JobManager`` creates jobs (secrets kept in memory, ``***`` in the store),
+starts queued ones up to ``max_running``, cancels, and settles each run's
+end. A running worker is a ``WorkerRun`` (``worker_process.py``: its command,
+stdio and exit words); per run one thread reads its stdout, and each chunk's
+events are appended to the store in one transaction (durable first) and then
+wake the SSE subscribers; another keeps the tail of stderr. The server adds
+``jobId``, ``timestamp`` and each artifact's ``url``. A worker that exits
+without a terminal event ends its job ``failed`` with the exit code or signal
+and the last stderr lines; jobs left ``running`` by a server that died are
 marked ``failed`` when the next server starts.
 """
 
@@ -17,16 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import subprocess
-import sys
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote
+from typing import Any
 
 from arkor_nb.core.events import (
     TERMINAL_EVENT_MODELS,
@@ -44,89 +39,26 @@ from arkor_nb.local.server.torchrun import (
     RENDEZVOUS_HOST_ENV,
     free_endpoint,
     join_hint,
-    launch_command,
     resolve_processes,
     server_default_processes,
     stop_job,
     write_rendezvous,
 )
-from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
-from arkor_nb.local.training.worker_protocol import (
-    CANCEL_LINE,
-    JobSpec,
-    decode_event,
-    split_secrets,
+from arkor_nb.local.server.worker_process import (
+    WorkerRun,
+    describe_exit,
+    worker_command,
 )
+from arkor_nb.local.training.models import SYNTHETIC_MODEL_ID
+from arkor_nb.local.training.worker_protocol import JobSpec, split_secrets
 
 log = logging.getLogger("arkor_nb.local")
 
-_MAX_LINE = 4 * 1024 * 1024
-_STDERR_TAIL_LINES = 20
 _EXIT_GRACE_S = 30.0
 
 
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(8)
-
-
-def worker_command(config: dict[str, Any], endpoint: str | None = None,
-                   job_id: str = "") -> list[str]:
-    """The synthetic event source for ``arkor-nb/synthetic``, the real trainer otherwise
-    (under torchrun for several processes or nodes; ``endpoint``: node 0's rendezvous)."""
-    if config.get("model") == SYNTHETIC_MODEL_ID:
-        return [sys.executable, "-m", "arkor_nb.local.training.synthetic_worker"]
-    processes, nodes = int(config.get("processes", 1)), int(config.get("nodes", 1))
-    if processes == 1 and nodes == 1:
-        return [sys.executable, "-m", "arkor_nb.local.training.worker"]
-    return launch_command(processes, nodes, endpoint=endpoint, job_id=job_id)
-
-
-def artifact_url(job_id: str, path: str) -> str:
-    return f"/v1/jobs/{job_id}/artifacts/{quote(path.strip('/'))}"
-
-
-def _with_urls(job_id: str, event: TrainingEvent) -> TrainingEvent:
-    """Give each artifact a download URL (the worker only knows jobDir-relative paths)."""
-    artifacts = getattr(event, "artifacts", None)
-    if isinstance(artifacts, list):
-        event.artifacts = [  # type: ignore[union-attr]
-            {**a, "url": artifact_url(job_id, a["path"])}
-            if isinstance(a, dict) and isinstance(a.get("path"), str)
-            else a
-            for a in artifacts
-        ]
-    return event
-
-
-def describe_exit(returncode: int, stderr_tail: list[str]) -> str:
-    """Why a worker stopped without a result, in words a user can act on."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        text = f"training worker was killed by {name} (signal {-returncode})"
-        if -returncode == signal.SIGKILL:
-            text += "; it may have run out of memory or been killed from outside"
-    else:
-        text = f"training worker exited with code {returncode} without reporting a result"
-    if stderr_tail:
-        tail = "\n".join(line[:300] for line in stderr_tail)[-2000:]
-        text += f"; last worker output:\n{tail}"
-    return text
-
-
-@dataclass
-class _Run:
-    job_id: str
-    proc: subprocess.Popen[bytes]
-    job_dir: Path
-    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_STDERR_TAIL_LINES))
-    terminal_seen: bool = False
-    cancel_requested: bool = False
-    last_step: int | None = None
-    stdin_lock: threading.Lock = field(default_factory=threading.Lock)
-    stderr_thread: threading.Thread | None = None
 
 
 class JobManager:
@@ -146,7 +78,7 @@ class JobManager:
         self.notify = notify
         self.max_running = max(1, max_running)
         self.cancel_grace_s = cancel_grace_s
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, WorkerRun] = {}
         self._secrets: dict[str, dict[str, str]] = {}  # job id -> secrets, until it starts
         self._lock = threading.RLock()
         self._closed = False
@@ -203,7 +135,7 @@ class JobManager:
                     run.terminal_seen = True
                 except Exception:
                     log.exception("job %s: could not record the shutdown", run.job_id)
-            self._send_cancel(run)
+            run.send_cancel()
         deadline_each = timeout / max(1, len(runs))
         for run in runs:
             try:
@@ -252,8 +184,8 @@ class JobManager:
                 run = self._runs.get(job_id)
                 if run is not None and not run.cancel_requested:
                     run.cancel_requested = True
-                    self._send_cancel(run)
-                    timer = threading.Timer(self.cancel_grace_s, self._force_stop, (run,))
+                    run.send_cancel()
+                    timer = threading.Timer(self.cancel_grace_s, run.force_stop)
                     timer.daemon = True
                     timer.start()
         return self.store.get_job(job_id)
@@ -319,15 +251,12 @@ class JobManager:
             start_new_session=True,
         )
         (job_dir / "worker.pid").write_text(str(proc.pid))
-        run = _Run(job_id=job_id, proc=proc, job_dir=job_dir)
+        run = WorkerRun(job_id=job_id, proc=proc, job_dir=job_dir)
         self._runs[job_id] = run
         spec = JobSpec(job_id=job_id, config=job["config"], job_dir=job_dir, home=self.home,
                        secrets=self._secrets.pop(job_id, {}))
-        self._write_stdin(run, spec.to_line())
-        run.stderr_thread = threading.Thread(
-            target=self._read_stderr, args=(run,), daemon=True, name=f"stderr-{job_id}"
-        )
-        run.stderr_thread.start()
+        run.write(spec.to_line())
+        run.start_stderr_reader()
         threading.Thread(target=self._follow, args=(run,), daemon=True,
                          name=f"worker-{job_id}").start()
         log.info("job %s started (worker pid %d)", job_id, proc.pid)
@@ -344,66 +273,13 @@ class JobManager:
         self.notify(job_id)
         return endpoint
 
-    # ------------------------------------------------------------ worker I/O
+    # ------------------------------------------------------------ worker output
 
-    def _write_stdin(self, run: _Run, text: str) -> None:
-        with run.stdin_lock:
-            stdin = run.proc.stdin
-            if stdin is None or stdin.closed:
-                return
-            try:
-                stdin.write(text.encode())
-                stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                pass  # the worker is gone; its exit is handled by _follow
-
-    def _send_cancel(self, run: _Run) -> None:
-        self._write_stdin(run, CANCEL_LINE)
-
-    def _force_stop(self, run: _Run) -> None:
-        """A worker that ignored ``cancel`` for ``cancel_grace_s``: terminate, then kill."""
-        if run.proc.poll() is not None:
-            return
-        log.warning("job %s: worker ignored cancel; terminating it", run.job_id)
-        run.proc.terminate()  # torchrun passes SIGTERM on to its ranks
-        try:
-            run.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
-        stop_job(run.job_id, grace_s=1.0)
-
-    def _read_stderr(self, run: _Run) -> None:
-        stream: IO[bytes] | None = run.proc.stderr
-        if stream is None:
-            return
-        fd = os.open(run.job_dir / "worker.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.fchmod(fd, 0o600)  # private even if it existed: a library may log what it fetched
-        with os.fdopen(fd, "ab") as sink:
-            for raw in stream:
-                sink.write(raw)
-                sink.flush()
-                run.stderr_tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def _follow(self, run: _Run) -> None:
-        """Read stdout to EOF in chunks, record events, then settle the job's end."""
-        stream = run.proc.stdout
-        assert stream is not None
-        fd = stream.fileno()
-        buf = b""
+    def _follow(self, run: WorkerRun) -> None:
+        """Record the worker's events until its stdout ends, then settle the job's end."""
         failure: str | None = None
         try:
-            while True:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
-                if b"\n" not in chunk:
-                    if len(buf) > _MAX_LINE:
-                        log.warning("job %s: dropping an over-long worker line", run.job_id)
-                        buf = b""
-                    continue
-                *lines, buf = buf.split(b"\n")
-                self._record(run, lines)
+            run.read_events(lambda batch: self._record(run, batch))
         except Exception as err:  # never leave a job running because recording broke
             log.exception("job %s: recording the worker's output failed", run.job_id)
             failure = (f"the local server could not record this job's events ({err}); "
@@ -412,29 +288,12 @@ class JobManager:
         finally:
             self._settle(run, failure)
 
-    def _record(self, run: _Run, lines: list[bytes]) -> None:
-        if run.terminal_seen:
-            return
-        batch: list[TrainingEvent] = []
-        for raw in lines:
-            if not raw.strip():
-                continue
-            event = decode_event(raw, run.job_id)
-            if event is None:
-                log.warning("job %s: skipping malformed worker line %.200r", run.job_id, raw)
-                continue
-            step = getattr(event, "step", None)
-            if isinstance(step, int):
-                run.last_step = step
-            batch.append(_with_urls(run.job_id, event))
-            if isinstance(event, TERMINAL_EVENT_MODELS):
-                break
-        if batch:
-            self.store.append(run.job_id, batch)
-            run.terminal_seen = isinstance(batch[-1], TERMINAL_EVENT_MODELS)
-            self.notify(run.job_id)
+    def _record(self, run: WorkerRun, batch: list[TrainingEvent]) -> None:
+        self.store.append(run.job_id, batch)
+        run.terminal_seen = isinstance(batch[-1], TERMINAL_EVENT_MODELS)
+        self.notify(run.job_id)
 
-    def _settle(self, run: _Run, failure: str | None = None) -> None:
+    def _settle(self, run: WorkerRun, failure: str | None = None) -> None:
         """Record how the run ended (unless the worker did), then free its slot."""
         try:  # stdout is closed: a worker that lingers after that is stuck, not training
             returncode = run.proc.wait(timeout=_EXIT_GRACE_S)
@@ -444,12 +303,7 @@ class JobManager:
             returncode = run.proc.wait()
         if stop_job(run.job_id, grace_s=2.0):  # e.g. a rank whose agent was killed
             log.warning("job %s: stopped processes left after its worker exited", run.job_id)
-        if run.proc.stdin is not None:
-            with run.stdin_lock:
-                try:
-                    run.proc.stdin.close()
-                except OSError:
-                    pass
+        run.close_stdin()
         try:
             if not run.terminal_seen:
                 self._record_end(run, returncode, failure)
@@ -464,7 +318,7 @@ class JobManager:
         except Exception:
             log.exception("could not start the next queued job")
 
-    def _retry_record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
+    def _retry_record_end(self, run: WorkerRun, returncode: int, failure: str | None) -> None:
         """Keep trying to write a job's end (e.g. the disk was full) in the background.
 
         Until it is written the job would claim ``running`` with nothing running
@@ -484,7 +338,7 @@ class JobManager:
 
         threading.Thread(target=retry, daemon=True, name=f"record-end-{run.job_id}").start()
 
-    def _record_end(self, run: _Run, returncode: int, failure: str | None) -> None:
+    def _record_end(self, run: WorkerRun, returncode: int, failure: str | None) -> None:
         if failure is None and run.cancel_requested:
             self.store.append(run.job_id, [TrainingCancelled(step=run.last_step)])
             self.notify(run.job_id)

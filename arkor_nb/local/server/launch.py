@@ -183,8 +183,6 @@ def run_server(*, home: Path, host: str = "127.0.0.1", port: int = 0,
 
 def tls_refusal(host: str, cert: Path | None, key: Path | None, insecure_http: bool) -> str | None:
     """Why these TLS options cannot serve ``host`` (one line), or None."""
-    from arkor_nb.local.server.security import is_loopback_host
-
     if (cert is None) != (key is None):
         return "--tls-cert and --tls-key go together: pass both (PEM files)"
     for flag, path in (("--tls-cert", cert), ("--tls-key", key)):

@@ -32,6 +32,7 @@ from arkor_nb.local.training.models import (
     pick_device,
     resolve_model,
 )
+from arkor_nb.local.training.structured import json_constraint
 
 DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_LIMIT = 4096  # the one limit: the chat routes check against it too
@@ -197,8 +198,6 @@ class InferenceEngine:
                   temperature: float, top_p: float, max_tokens: int,
                   response_format: dict[str, Any] | None) -> Iterator[str]:
         import torch
-
-        from arkor_nb.local.training.structured import json_constraint
 
         tok = loaded.tokenizer
         ids_in = _capped_prompt_ids(loaded, messages)

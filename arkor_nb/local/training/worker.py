@@ -32,6 +32,7 @@ from arkor_nb.core.events import (
     TrainingPhase,
     TrainingStarted,
 )
+from arkor_nb.core.home import home_dir
 from arkor_nb.core.status import PREPARING, SAVING
 from arkor_nb.local.config import validate_config
 from arkor_nb.local.data.lazy import IndexCancelled
@@ -272,8 +273,6 @@ def _validated(spec: JobSpec | None, validate: Any) -> tuple[dict[str, Any], Any
 
 def _local_home(server_home: Any) -> Any:
     """A rank on another host uses its own home (``ARKOR_NB_HOME``) unless it shares the server's."""
-    from arkor_nb.core.home import home_dir
-
     return Path(server_home) if Path(server_home).is_dir() else home_dir()
 
 
