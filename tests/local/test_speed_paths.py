@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from arkor_nb.local.training.speed import SpeedPlan, apply_override, cpu_has_native_bf16, speed_plan
-from tests.local.training_helpers import TRAIN, logs, run_worker, started, terminal
+from tests.local.training_helpers import EVAL, TRAIN, logs, run_worker, started, terminal
 
 # Stated tolerances, per logged step: float32 paths differ only by summation order;
 # bf16 autocast rounds every matmul input to 8 bits of mantissa.
@@ -43,7 +44,9 @@ def test_float32_speed_paths_match_the_plain_trainer(tmp_path: Path, built_tiny:
     cfg = {"trainOnResponsesOnly": responses_only}
     plain, meta, plain_metrics = _losses(tmp_path, monkeypatch, "plain", **cfg)
     assert meta["speed"] == {"labels_only_loss": False, "padding_free": False,
-                             "bf16_autocast": False, "threads": 1}
+                             "bf16_autocast": False, "row_attention": False, "bf16_base": False,
+                             "threads": 1}
+    assert meta["attention"] == "sdpa"
     labels_only, meta, _ = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=0,"
                                    "bf16_autocast=0", **cfg)
     assert meta["speed"]["labels_only_loss"] and not meta["speed"]["padding_free"]
@@ -51,9 +54,14 @@ def test_float32_speed_paths_match_the_plain_trainer(tmp_path: Path, built_tiny:
     # Padding-free: without the prompt mask (responses_only False) a row's first token
     # would be predicted from the row before it if the boundary were not cut.
     packed, meta, packed_metrics = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=1,"
-                                           "bf16_autocast=0", **cfg)
-    assert meta["speed"]["padding_free"]
+                                           "bf16_autocast=0,row_attention=0", **cfg)
+    assert meta["speed"]["padding_free"] and meta["attention"] == "sdpa"
     _close(plain, packed, FLOAT32_REL)
+    # Attention per packed row instead of one masked attention over the flattened batch.
+    rows, meta, _ = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=1,"
+                            "bf16_autocast=0,row_attention=1", **cfg)
+    assert meta["speed"]["row_attention"] and meta["attention"] == "arkor_rows"
+    _close(plain, rows, FLOAT32_REL)
 
 
 def test_bf16_autocast_matches_the_plain_trainer_within_its_tolerance(
@@ -65,18 +73,45 @@ def test_bf16_autocast_matches_the_plain_trainer_within_its_tolerance(
     assert fast != plain  # it did run in bf16
 
 
+def test_bf16_base_weights_train_exactly_as_autocast_and_generate(
+        tmp_path: Path, built_tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Storing the frozen base in bf16 once gives autocast's matmul inputs: identical losses.
+    Samples and task evals generate on that model (under autocast) at each checkpoint."""
+    from arkor_nb import TaskEval
+
+    held_out = [json.loads(line) for line in EVAL.read_text().splitlines()[:3]]
+    cfg = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
+           "maxSteps": 6, "loggingSteps": 1, "batchSize": 4, "saveSteps": 3,
+           "samplePrompts": ["my parcel is late"], "sampleMaxTokens": 6,
+           "taskEval": TaskEval(data=held_out, scorers=["exact", "fields"], max_tokens=8).to_wire()}
+    runs = {}
+    for speed in ("bf16_autocast=1,bf16_base=0", "bf16_autocast=1,bf16_base=1"):
+        monkeypatch.setenv("ARKOR_NB_SPEED", speed)
+        events = run_worker(cfg, tmp_path / speed.replace("=", "").replace(",", "-"))
+        assert terminal(events)["type"] == "training.completed", terminal(events)
+        assert started(events)["metadata"]["speed"]["bf16_base"] is speed.endswith("1")
+        evals = [e for e in events if e["type"] == "checkpoint.eval"]
+        assert [e["step"] for e in evals] == [3, 6] and all(e["n"] == 3 for e in evals)
+        assert [e["step"] for e in events if e["type"] == "checkpoint.sample"] == [3, 6]
+        runs[speed] = [e["loss"] for e in logs(events)]
+    assert runs["bf16_autocast=1,bf16_base=1"] == runs["bf16_autocast=1,bf16_base=0"]
+
+
 def test_the_plan_takes_every_path_this_cpu_supports_and_overrides_turn_them_off() -> None:
     plan = speed_plan("cpu", env={})
-    assert plan == SpeedPlan(labels_only_loss=True, padding_free=True,
-                             bf16_autocast=cpu_has_native_bf16(), threads=1)
+    bf16 = cpu_has_native_bf16()
+    assert plan == SpeedPlan(labels_only_loss=True, padding_free=True, bf16_autocast=bf16,
+                             row_attention=True, bf16_base=bf16, threads=1)
     flags = Path("/proc/cpuinfo").read_text()
     assert cpu_has_native_bf16() == (" amx_bf16" in flags or " avx512_bf16" in flags)
     assert speed_plan("cpu", env={"ARKOR_NB_SPEED": "plain", "ARKOR_NB_TORCH_THREADS": "2"}) == \
         SpeedPlan(threads=2)
     assert speed_plan("cpu", loads_in_4bit=True, env={}).labels_only_loss is False
     # Padding-free needs the labels-only loss (the standard one would cross row boundaries).
-    assert apply_override(SpeedPlan(labels_only_loss=True, padding_free=True), "labels_only_loss=0") == \
-        SpeedPlan()
+    assert apply_override(SpeedPlan(labels_only_loss=True, padding_free=True, row_attention=True),
+                          "labels_only_loss=0") == SpeedPlan()
+    # bf16 base weights need autocast's bf16 inputs
+    assert apply_override(SpeedPlan(bf16_autocast=True, bf16_base=True), "bf16_autocast=0") == SpeedPlan()
     with pytest.raises(ValueError, match="ARKOR_NB_SPEED: 'compile=1' is not one of"):
         apply_override(SpeedPlan(), "compile=1")
 

@@ -13,6 +13,16 @@
 - ``bf16_autocast``: matmuls in bfloat16 under ``torch.autocast`` where the
   device does them natively (CUDA with bf16, a CPU with AMX or AVX512-BF16);
   weights, LoRA and the optimizer stay float32.
+- ``row_attention``: with padding-free batches on a CPU, attention runs per
+  row (causal, within the row) instead of over the whole flattened batch with
+  a block-diagonal mask: 8 rows of ~67 tokens cost 8 x 67^2, not 540^2, and
+  no mask is read. Falls back to SDPA wherever the rows are not packed
+  (generation, a padded batch). Same attention, another summation order.
+- ``bf16_base``: with bf16 autocast on a CPU, the frozen base model's Linear
+  weights are stored in bfloat16 once, so autocast does not cast ~100M
+  weights at every step. The matmuls see the very same bf16 values as under
+  autocast alone (identical losses); LoRA, norms and embeddings stay float32.
+  Sampling and task evals then run under the same autocast.
 - ``threads``: torch's CPU threads (``ARKOR_NB_TORCH_THREADS``, 1 by default:
   on a shared 2-core machine a second thread makes steps erratic).
 
@@ -27,7 +37,8 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-_FIELDS = ("labels_only_loss", "padding_free", "bf16_autocast")
+_FIELDS = ("labels_only_loss", "padding_free", "bf16_autocast", "row_attention", "bf16_base")
+ROW_ATTENTION = "arkor_rows"  # the name registered with transformers' AttentionInterface
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,8 @@ class SpeedPlan:
     labels_only_loss: bool = False
     padding_free: bool = False
     bf16_autocast: bool = False
+    row_attention: bool = False
+    bf16_base: bool = False
     threads: int = 1
 
     def describe(self) -> dict[str, Any]:
@@ -65,9 +78,11 @@ def speed_plan(device: str, *, loads_in_4bit: bool = False, env: dict[str, str] 
         bf16 = cpu_has_native_bf16() and torch.backends.mkldnn.is_available()
     else:
         bf16 = False
+    cpu = device == "cpu"
     plan = SpeedPlan(labels_only_loss=not loads_in_4bit, padding_free=not loads_in_4bit,
-                     bf16_autocast=bf16, threads=max(1, int(env.get("ARKOR_NB_TORCH_THREADS", "1"))))
-    return apply_override(plan, env.get("ARKOR_NB_SPEED", ""))
+                     bf16_autocast=bf16, row_attention=cpu and not loads_in_4bit,
+                     bf16_base=cpu and bf16, threads=max(1, int(env.get("ARKOR_NB_TORCH_THREADS", "1"))))
+    return apply_override(consistent(plan), env.get("ARKOR_NB_SPEED", ""))
 
 
 def apply_override(plan: SpeedPlan, text: str) -> SpeedPlan:
@@ -83,9 +98,17 @@ def apply_override(plan: SpeedPlan, text: str) -> SpeedPlan:
             raise ValueError(f"ARKOR_NB_SPEED: {part!r} is not one of {', '.join(_FIELDS)} "
                              "set to 0 or 1 (or 'plain')")
         changes[name] = value == "1"
-    plan = replace(plan, **changes)
+    return consistent(replace(plan, **changes))
+
+
+def consistent(plan: SpeedPlan) -> SpeedPlan:
+    """Turn off the paths whose prerequisite is off."""
     if plan.padding_free and not plan.labels_only_loss:
         plan = replace(plan, padding_free=False)  # the standard loss would cross row boundaries
+    if plan.row_attention and not plan.padding_free:
+        plan = replace(plan, row_attention=False)  # nothing packed to split
+    if plan.bf16_base and not plan.bf16_autocast:
+        plan = replace(plan, bf16_base=False)  # a bf16 weight needs bf16 inputs
     return plan
 
 
@@ -122,6 +145,56 @@ def autocast_context(plan: SpeedPlan, device: str) -> Any:
     if plan.bf16_autocast and device in ("cpu", "cuda"):
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def inference_context(plan: SpeedPlan, device: str) -> Any:
+    """Where generation runs on the training model (samples, task evals): bf16 base weights
+    take bf16 inputs, so autocast; otherwise float32 as before."""
+    return autocast_context(plan, device) if plan.bf16_base else nullcontext()
+
+
+def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                  dropout: float = 0.0, scaling: float | None = None, **kwargs: Any) -> Any:
+    """Causal attention within each packed row (``position_ids`` restart at 0); else SDPA."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    positions = kwargs.get("position_ids")
+    if (positions is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]
+            or dropout or kwargs.get("output_attentions")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
+    starts = (positions[0] == 0).nonzero().flatten().tolist()
+    bounds = sorted({0, *starts}) + [query.shape[2]]
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    outs = [F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b],
+                                           is_causal=True, scale=scaling, enable_gqa=gqa)
+            for a, b in zip(bounds, bounds[1:], strict=False)]
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def prepare_model(model: Any, plan: SpeedPlan) -> Any:
+    """Apply the plan's model-side paths (after the LoRA layers are added)."""
+    import torch
+
+    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if plan.row_attention and getattr(base_model.config, "_attn_implementation", None) == "sdpa":
+        from transformers import AttentionInterface, AttentionMaskInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+        AttentionInterface.register(ROW_ATTENTION, row_attention)
+        # the SDPA mask, for the fallback (a padded generation batch needs it)
+        AttentionMaskInterface.register(ROW_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+        base_model.set_attn_implementation(ROW_ATTENTION)
+    if plan.bf16_base:
+        for module in model.modules():
+            base = getattr(module, "base_layer", None)  # peft's LoRA layer wraps the frozen Linear
+            if isinstance(base, torch.nn.Linear) and not base.weight.requires_grad:
+                base.weight.data = base.weight.data.to(torch.bfloat16)
+                if base.bias is not None:
+                    base.bias.data = base.bias.data.to(torch.bfloat16)
+    return model
 
 
 def labels_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:

@@ -61,7 +61,14 @@ from arkor_nb.local.training.plan import (
     training_arguments,
 )
 from arkor_nb.local.training.sampler import make_sampler
-from arkor_nb.local.training.speed import apply_override, flatten_batch, speed_plan, trainer_class
+from arkor_nb.local.training.speed import (
+    apply_override,
+    flatten_batch,
+    inference_context,
+    prepare_model,
+    speed_plan,
+    trainer_class,
+)
 from arkor_nb.local.training.worker_protocol import JobSpec, WorkerChannel
 
 log = logging.getLogger("arkor_nb.worker")
@@ -161,7 +168,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     set_seed(args.seed)
     if config.get("loadIn4bit"):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = get_peft_model(model, lora_config(config))
+    model = prepare_model(get_peft_model(model, lora_config(config)), speed)
     # Rank 0 alone samples and evaluates (the others have no stdout, nothing to add).
     sample = make_sampler(proto, config, tokenizer, device, requested) if ranks.main else None
     evaluate = (make_evaluator(proto, config, tokenizer, device, requested, limit=limit)
@@ -169,11 +176,12 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     evaluated: list[int] = []
 
     def after_save(saved_model: Any, step: int) -> None:
-        if sample is not None:
-            sample(saved_model, step)
-        if evaluate is not None and not requested.is_set():
-            evaluate(saved_model, step)
-            evaluated.append(step)
+        with inference_context(speed, device):  # bf16 base weights take bf16 inputs
+            if sample is not None:
+                sample(saved_model, step)
+            if evaluate is not None and not requested.is_set():
+                evaluate(saved_model, step)
+                evaluated.append(step)
 
     tokens = TokenCounter()
     callback = make_callback(proto, cancel, job_dir,
@@ -213,6 +221,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         "droppedRows": dropped,
         "lazyData": data.lazy,
         "speed": speed.describe(),
+        "attention": getattr(model.get_base_model().config, "_attn_implementation", None),
         "setupSeconds": round(time.perf_counter() - t0, 2),
         "peakRssMb": peak_rss_mb(),
         "trainingArguments": describe_arguments(args),
@@ -229,7 +238,8 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     if not ranks.main:
         return  # rank 0 saves the adapter and reports
     if evaluate is not None and step not in evaluated:
-        evaluate(model, step)  # task metrics of the final weights
+        with inference_context(speed, device):
+            evaluate(model, step)  # task metrics of the final weights
         if requested.is_set():
             raise Cancelled(step)
     proto.emit(TrainingPhase(phase=SAVING, detail="saving the adapter"))
