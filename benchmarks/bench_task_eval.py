@@ -13,6 +13,8 @@
 
     python -m benchmarks.bench_task_eval --quick   # 20 steps, 12 tickets, short sweep
     python -m benchmarks.bench_task_eval --full    # 60 steps, 60 tickets, 30-step trials
+    python -m benchmarks.bench_task_eval --full --variants none,batched,batched,none --no-sweep
+                                                   # the batched eval's overhead alone, ABBA
 """
 
 from __future__ import annotations
@@ -130,8 +132,19 @@ def sweep_runs(backend: ak.LocalBackend, steps: int, pruned: bool) -> dict[str, 
                                                "value": round(best.value, 4)}}
 
 
+VARIANTS = ("none", "batched", "one-at-a-time", "client")
+
+
 def main() -> None:
-    args = mode_parser(__doc__).parse_args()
+    ap = mode_parser(__doc__)
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="runs in this order, repeats allowed (none, batched, one-at-a-time, client)")
+    ap.add_argument("--no-sweep", action="store_true", help="leave the pruning sweep out")
+    args = ap.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "none" not in variants:
+        ap.error(f"--variants: unknown {unknown}" if unknown else "--variants needs a 'none' run")
     quick = args.mode != "full"
     steps, tickets, sweep_steps = (20, 12, 16) if quick else (60, 60, 30)
     load = Path("/proc/loadavg").read_text().split()[:3]
@@ -140,16 +153,19 @@ def main() -> None:
                                "load_before": load}
     with server("one-at-a-time", ARKOR_NB_EVAL_BATCH="1") as single, server("batched") as batched:
         runs = []
-        for variant, backend in (("none", batched), ("batched", batched), ("one-at-a-time", single),
-                                 ("client", batched)):
-            log(f"overhead: {variant}")
-            runs.append(overhead_run(backend, variant, steps, tickets))
+        for variant in variants:
+            log(f"overhead: {variant} (load {Path('/proc/loadavg').read_text().split()[0]})")
+            runs.append(overhead_run(single if variant == "one-at-a-time" else batched, variant,
+                                     steps, tickets))
             log(f"  {runs[-1]['train_wall_s']} s training, fields/all {runs[-1]['fields_all_by_step']}")
-        base = runs[0]["train_wall_s"]  # training.started -> terminal: model setup left out
+        # training.started -> terminal (model setup left out); the mean of the no-eval runs
+        nones = [r["train_wall_s"] for r in runs if r["variant"] == "none"]
+        base = sum(nones) / len(nones)
         for run in runs:
             run["overhead_pct"] = round(100 * (run["train_wall_s"] - base) / base, 1)
         results["overhead"] = runs
-        results["sweep"] = [sweep_runs(batched, sweep_steps, pruned) for pruned in (True, False)]
+        results["sweep"] = [] if args.no_sweep else \
+            [sweep_runs(batched, sweep_steps, pruned) for pruned in (True, False)]
         for s in results["sweep"]:
             log(f"sweep {s['pruner']}: {s['wall_s']} s, {s['states']}, best {s['best']}")
     results["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
