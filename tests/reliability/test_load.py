@@ -137,11 +137,11 @@ LONG_RUN_CLIENT = textwrap.dedent(
     seen_90, rss_90 = count[0], live_kb()
     result = run.result(timeout=900)
     elapsed = time.monotonic() - t20
-    rss_high, rss_end = rss_kb(os.getpid()), live_kb()
+    rss_untrimmed, rss_end = rss_kb(os.getpid()), live_kb()
     run.save(record)
     print(json.dumps({"status": result.job.status, "job_id": trainer.job_id, "events": count[0],
                       "seen_20": seen_20, "rss_20": rss_20, "seen_90": seen_90,
-                      "rss_90": rss_90, "rss_high": rss_high, "rss_end": rss_end,
+                      "rss_90": rss_90, "rss_untrimmed": rss_untrimmed, "rss_end": rss_end,
                       "elapsed": elapsed, "panel_step": run.state.step,
                       "panel_is_stable": panel is run.panel}))
     """
@@ -177,7 +177,7 @@ def test_long_run_through_server_client_and_panel_with_bounded_client_memory(
         panel_step=out["panel_step"],
         client_rss_at_20pct_mb=round(out["rss_20"] / 1024, 1),
         client_rss_at_90pct_mb=round(out["rss_90"] / 1024, 1),
-        client_rss_high_mb=round(out["rss_high"] / 1024, 1),
+        client_rss_end_untrimmed_mb=round(out["rss_untrimmed"] / 1024, 1),
         client_rss_end_mb=round(out["rss_end"] / 1024, 1),
         client_live_bytes_per_event_20_90=round(live, 1),
         client_kept_bytes_per_event=round(kept, 1),
