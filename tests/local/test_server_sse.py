@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
+from pathlib import Path
 
 import httpx
 
+from arkor_nb.core.events import TrainingCompleted, TrainingLog, TrainingStarted
+from arkor_nb.local.server.sse import Hub, job_event_frames
+from arkor_nb.local.server.store import Store
 from tests.local.server_harness import (
     ServerProcess,
     all_events,
@@ -119,3 +125,44 @@ def test_many_concurrent_subscribers_get_every_event(server: ServerProcess) -> N
         expected = [e["eventId"] for e in all_events(c, job["id"])]
     assert len(results) == 20
     assert all(ids == expected for ids in results)
+
+
+def test_a_writer_committing_between_two_reads_does_not_cut_the_stream(tmp_path: Path) -> None:
+    """The job's last events and its terminal status commit in one transaction.
+
+    A subscriber that finds nothing new and then sees the job terminal must
+    still send those events: here the worker's reader thread commits them at
+    the worst moment, right after the subscriber's empty page. (CI saw 1 of
+    20 concurrent subscribers end without the terminal event this way.)
+    """
+
+    hub = Hub()
+
+    class WriterAfterEmptyPage(Store):
+        armed = True
+
+        def read_events(self, job_id, after=0, limit=500):  # type: ignore[no-untyped-def]
+            rows = super().read_events(job_id, after, limit)
+            if not rows and self.armed:
+                self.armed = False
+                done = threading.Thread(target=self.append, args=(job_id, [
+                    TrainingLog(step=2, loss=0.5), TrainingCompleted()]))
+                done.start()
+                done.join()
+                hub.notify(job_id)
+            return rows
+
+    store = WriterAfterEmptyPage(tmp_path / "arkor.db")
+    store.create_job("job_x", "t", {})
+    assert store.mark_running("job_x")
+    store.append("job_x", [TrainingStarted(), TrainingLog(step=1, loss=1.0)])
+
+    async def collect() -> list[str]:
+        hub.bind(asyncio.get_running_loop())
+        return [part async for part in job_event_frames(store, hub, "job_x", ping_s=5)]
+    text = "".join(asyncio.run(collect()))
+    assert not store.armed, "the writer ran"
+    types = [json.loads(line[6:])["type"] for line in text.splitlines()
+             if line.startswith("data: ") and '"type"' in line]
+    assert types == ["training.started", "training.log", "training.log", "training.completed"]
+    assert text.rstrip().endswith('"status":"completed"}')

@@ -98,6 +98,13 @@ async def job_event_frames(
     retry: int | None = retry_ms
     while True:
         wake = hub.waiter(job_id)
+        # The status is read *before* the page: the terminal event and the
+        # terminal status commit in one transaction, so a job already terminal
+        # here has its whole log visible to the read below. Read the other way
+        # round, a writer committing between the two reads made a subscriber
+        # end without the last events.
+        job = store.get_job(job_id)
+        finished = job is None or job["status"] in TERMINAL_STATUSES
         rows = store.read_events(job_id, cursor, page_size)
         if rows:
             parts: list[str] = []
@@ -115,8 +122,7 @@ async def job_event_frames(
                 return
             yield "".join(parts)
             continue
-        job = store.get_job(job_id)
-        if job is None or job["status"] in TERMINAL_STATUSES:
+        if finished:
             yield _end_frame(store, job_id, cursor, retry=retry)
             return
         try:
