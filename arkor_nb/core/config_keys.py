@@ -28,12 +28,13 @@ CONFIG_KEYS: dict[str, str] = {
 WIRE_CONFIG_KEYS: tuple[str, ...] = tuple(CONFIG_KEYS.values())
 # Local-backend extensions (docs/protocol.md): keyword -> wire key. Only
 # ``ak.live`` (samples) and ``create_trainer(task_eval=..., processes=...,
-# nodes=...)`` add them, and only to a job on the local backend, so the cloud
+# nodes=..., seed=...)`` add them, and only to a job on the local backend, so the cloud
 # never receives them.
 LOCAL_CONFIG_KEYS: dict[str, str] = {"sample_prompts": "samplePrompts",
                                      "sample_max_tokens": "sampleMaxTokens",
                                      "task_eval": "taskEval",
-                                     "processes": "processes", "nodes": "nodes"}
+                                     "processes": "processes", "nodes": "nodes",
+                                     "seed": "seed"}
 KEYWORD_OF: dict[str, str] = {wire: keyword for keyword, wire in CONFIG_KEYS.items()}
 # dataset type -> its wire keys (the required one first)
 DATASET_SOURCE_KEYS: dict[str, tuple[str, ...]] = {

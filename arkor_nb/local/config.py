@@ -119,6 +119,7 @@ def _validate(config: dict[str, Any], home: Path, max_rows: int) -> dict[str, An
     if "taskEval" in out:
         out["taskEval"] = check_wire_task_eval(out["taskEval"])
     _processes(out)
+    _int(out, "seed", 0, 2**32 - 1)
 
     try:
         fmt = parse_format(out.get("datasetFormat"))

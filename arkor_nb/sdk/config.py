@@ -270,6 +270,18 @@ def scaling_options(processes: Any, nodes: Any, backend_kind: str) -> dict[str, 
     return out
 
 
+def seed_option(seed: Any, backend_kind: str) -> dict[str, Any]:
+    """``seed``: the local worker's random seed (LoRA init, data order); default 42."""
+    if seed is None:
+        return {}
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError("seed", f"must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+    if backend_kind != "local":
+        raise ConfigError("seed", "is a local-backend option; the Arkor cloud picks its own seed, "
+                          "so leave it out")
+    return {"seed": seed}
+
+
 def _processes(field: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(field, f'must be a whole number of at least 1 or "auto" (one per GPU), '

@@ -23,7 +23,7 @@ from arkor_nb.sdk.backends import (
     SUPPORTED_MODELS,
     make_backend,
 )
-from arkor_nb.sdk.config import build_config, non_empty_str, scaling_options
+from arkor_nb.sdk.config import build_config, non_empty_str, scaling_options, seed_option
 from arkor_nb.sdk.judging import check_task_eval
 from arkor_nb.sdk.trainer import Trainer
 
@@ -51,6 +51,7 @@ def create_trainer(
     dry_run: bool | None = None,
     processes: int | str | None = None,
     nodes: int | None = None,
+    seed: int | None = None,
     callbacks: Callbacks | Mapping[str, Any] | None = None,
     abort_signal: AbortSignal | None = None,
     backend: Any = "local",
@@ -103,6 +104,7 @@ def create_trainer(
     if task_eval is not None and resolved_backend.kind == "local":
         config["taskEval"] = task_eval.to_wire()
     config.update(scaling_options(processes, nodes, resolved_backend.kind))
+    config.update(seed_option(seed, resolved_backend.kind))
     return Trainer(
         name=name,
         config=config,

@@ -52,7 +52,7 @@ def test_every_key_accepted_at_its_bounds(home: Path) -> None:
                lrSchedulerType="cosine", weightDecay=0, warmupSteps=0, loggingSteps=1, saveSteps=1,
                evalSteps=1, loraR=1, loraAlpha=0.5, maxLength=8, loadIn4bit=False,
                trainOnResponsesOnly=True, datasetFormat="messages", datasetSplit=0.1, dryRun=True,
-               samplePrompts=["x"] * 16, sampleMaxTokens=4096, processes=1024, nodes=1,
+               samplePrompts=["x"] * 16, sampleMaxTokens=4096, processes=1024, nodes=1, seed=2**32 - 1,
                taskEval={"rows": [{"prompt": "q", "completion": "a"}], "scorers": ["exact"],
                          "maxTokens": 4096, "allExamples": True})
     assert set(cfg) == set(KNOWN_KEYS)
@@ -64,6 +64,10 @@ BAD_SCALARS = [
     ({"processes": "two"}, "processes"),
     ({"processes": 1.5}, "processes"),
     ({"nodes": 0}, "nodes"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**32}, "seed"),
+    ({"seed": "42"}, "seed"),
+    ({"seed": True}, "seed"),
     ({"maxSteps": 10**12}, "maxSteps"),
     ({"maxSteps": 0}, "maxSteps"),
     ({"maxSteps": -5}, "maxSteps"),

@@ -134,3 +134,16 @@ def test_flattened_batch_counts_the_same_tokens_and_labels() -> None:
     # The Trainer divides by the shifted labels it counts: the same number either way.
     assert int((a["labels"][:, 1:] != -100).sum()) == int((b["shift_labels"] != -100).sum()) == 3
     assert torch.equal(b["input_ids"], torch.tensor([[5, 6, 7, 8, 9]]))
+
+
+def test_the_seed_is_the_runs_own_and_42_by_default(tmp_path: Path, built_tiny: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``seed`` draws the LoRA weights and the data order; the held-out split stays put."""
+    default, meta, _ = _losses(tmp_path / "default", monkeypatch, "plain")
+    assert meta["trainingArguments"]["seed"] == 42
+    same, _, _ = _losses(tmp_path / "42", monkeypatch, "plain", seed=42)
+    other, meta, _ = _losses(tmp_path / "7", monkeypatch, "plain", seed=7)
+    assert meta["trainingArguments"]["seed"] == 7
+    assert same == default
+    assert other[:6] != default[:6]
+    assert len(other) == len(default) == 7  # the same held-out rows give the last loss

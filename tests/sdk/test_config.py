@@ -127,6 +127,10 @@ def test_unknown_keyword_is_a_type_error_naming_it() -> None:
         ({"abort_signal": object()}, "abort_signal"),
         ({"reconnect": {"initial_delay": -1}}, "reconnect"),
         ({"reconnect": 5}, "reconnect"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": 4.0}, "seed"),
+        ({"seed": False}, "seed"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
@@ -134,6 +138,15 @@ def test_bad_values_raise_config_error_naming_the_field(kwargs: dict[str, Any], 
         local(**kwargs)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
+
+
+def test_seed_is_a_local_option_sent_only_when_set() -> None:
+    assert local(seed=7).config["seed"] == 7
+    assert local(seed=0).config["seed"] == 0
+    assert "seed" not in local().config
+    with pytest.raises(ak.ConfigError) as info:
+        ak.create_trainer(name="n", model=ak.SUPPORTED_MODELS[0], backend="cloud", seed=7)
+    assert info.value.field == "seed" and "local-backend option" in str(info.value)
 
 
 def test_bad_backend_is_named() -> None:
