@@ -20,6 +20,7 @@ server spawns it (stdio protocol, its default speed plan); the peers are
 
     python -m benchmarks.bench_adapter --quick   # 6 steps, 1 rep, 12 tickets: ~4 min
     python -m benchmarks.bench_adapter           # 40 steps, 2 reps, 60 tickets: ~18 min quiet
+    python -m benchmarks.bench_adapter --reps 4 --seeds 42,43,44,45   # accuracy over 4 seeds
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ from benchmarks.bench_real_model import (
 from benchmarks.bench_training import bench_home
 from benchmarks.common import PY, REPO, log, median, save
 
-WHO = ("worker", "plain", "trl")
+WHO = ("worker", "plain", "trl", "worker-fp32")
+# The worker's float32 paths only (labels-only loss, padding-free, row attention;
+# bf16 off): the plain trainer's model within 1e-4 per step, at its own speed.
+FP32_SPEED = "bf16_autocast=0"
 
 
 def _loadavg() -> list[float]:
@@ -89,15 +93,15 @@ def model_facts(folder: str) -> dict[str, float]:
     return {"params": params, "meanRowTokens": sum(lengths) / len(lengths)}
 
 
-def worker_run(steps: int, save_to: Path) -> dict[str, Any]:
+def worker_run(steps: int, save_to: Path, seed: int, speed: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"jobId": "job_bench", "jobDir": tmp, "home": str(bench_home()), "config": {
             "model": MODEL_ID, "datasetSource": {"type": "file", "path": str(DATA)},
             "maxSteps": steps, "batchSize": BATCH, "learningRate": LR, "loggingSteps": 1,
-            "loraR": 16, "loraAlpha": 16, "maxLength": MAX_LENGTH}}
+            "loraR": 16, "loraAlpha": 16, "maxLength": MAX_LENGTH, "seed": seed}}
         proc = subprocess.Popen([PY, "-m", "arkor_nb.local.training.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                cwd=REPO, env=CHILD_ENV)
+                                cwd=REPO, env={**CHILD_ENV, **({"ARKOR_NB_SPEED": speed} if speed else {})})
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(spec) + "\n")
         proc.stdin.flush()
@@ -119,10 +123,11 @@ def worker_run(steps: int, save_to: Path) -> dict[str, Any]:
     raise RuntimeError("the worker ended without a terminal event")
 
 
-def peer_run(module: str, folder: str, steps: int, save_to: Path) -> dict[str, Any]:
+def peer_run(module: str, folder: str, steps: int, save_to: Path, seed: int) -> dict[str, Any]:
     data, rss = run_measured([PY, "-m", module, "--model", folder, "--data", str(DATA),
                               "--steps", str(steps), "--max-length", str(MAX_LENGTH),
-                              "--batch", str(BATCH), "--lr", str(LR), "--save", str(save_to)])
+                              "--batch", str(BATCH), "--lr", str(LR), "--save", str(save_to),
+                              "--seed", str(seed)])
     return {**data, "peakRssMb": round(rss)}
 
 
@@ -169,6 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--tickets", type=int, default=None)
+    ap.add_argument("--seeds", default="42", help="comma-separated: rep i trains all three with "
+                    "seed i (cycling), so accuracy is compared per seed and over seeds")
+    ap.add_argument("--who", default="worker,plain,trl",
+                    help=f"trainers to run, of {','.join(WHO)}")
     ap.add_argument("--score", nargs="+", default=None, help=argparse.SUPPRESS)  # FOLDER ADAPTER...
     a = ap.parse_args(argv)
     if a.score:
@@ -183,28 +192,31 @@ def main(argv: list[str] | None = None) -> None:
     facts = model_facts(folder)
     peak_before = matmul_peak()
     log(f"matmul peak {peak_before} GFLOP/s, load {_loadavg()}; {facts}")
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in WHO}
+    seeds = [int(s) for s in a.seeds.split(",")]
+    who = tuple(w for w in WHO if w in a.who.split(","))
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in who}
     with tempfile.TemporaryDirectory(prefix="arkor-bench-adapter-") as tmp:
         for rep in range(reps):
-            for name in (WHO if rep % 2 == 0 else WHO[::-1]):
+            seed = seeds[rep % len(seeds)]
+            for name in (who if rep % 2 == 0 else who[::-1]):
                 save_to = Path(tmp) / f"{name}-{rep}"
                 before = _loadavg()
-                if name == "worker":
-                    r = worker_run(steps, save_to)
+                if name.startswith("worker"):
+                    r = worker_run(steps, save_to, seed, FP32_SPEED if name == "worker-fp32" else None)
                 else:
-                    r = peer_run(f"benchmarks.{name}_trainer", folder, steps, save_to)
-                r.update(adapter=str(save_to), loadavgBefore=before, loadavgAfter=_loadavg())
+                    r = peer_run(f"benchmarks.{name}_trainer", folder, steps, save_to, seed)
+                r.update(adapter=str(save_to), seed=seed, loadavgBefore=before, loadavgAfter=_loadavg())
                 runs[name].append(r)
                 log(f"rep {rep + 1} {name}: {r['trainSeconds'] / r['steps']:.2f} s/step, "
                     f"peak RSS {r['peakRssMb']} MB, loss {r.get('firstLoss')} -> {r.get('finalLoss')}, "
-                    f"load {before}")
-        adapters = [r["adapter"] for name in WHO for r in runs[name]]
+                    f"seed {seed}, load {before}")
+        adapters = [r["adapter"] for name in who for r in runs[name]]
         scored, _ = run_measured([PY, "-m", "benchmarks.bench_adapter", "--tickets", str(tickets),
                                   "--score", folder, *adapters])
     peak_after = matmul_peak()
     peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
     summary: dict[str, Any] = {}
-    for name in WHO:
+    for name in who:
         for r in runs[name]:
             r["allThree"] = scored[r["adapter"]]["allThree"]
             r["sample"] = scored[r["adapter"]]["sample"]
@@ -215,15 +227,18 @@ def main(argv: list[str] | None = None) -> None:
         summary[name] = {key: median(r[key] for r in runs[name]) for key in
                          ("tokensPerSecond", "mfuFloat32", "mfuBfloat16", "peakRssMb", "allThree",
                           "finalLoss")}
+        summary[name]["allThreeMean"] = round(sum(r["allThree"] for r in runs[name]) / len(runs[name]), 4)
+        summary[name]["allThreeBySeed"] = {str(r["seed"]): r["allThree"] for r in runs[name]}
         summary[name]["s_per_step"] = median(r["trainSeconds"] / r["steps"] for r in runs[name])
-    for name in ("worker", "trl"):
+    for name in (w for w in who if w != "plain" and "plain" in who):
         summary[name]["speedup_vs_plain"] = round(summary["plain"]["s_per_step"] / summary[name]["s_per_step"], 3)
-    pairs = [round(p["trainSeconds"] / w["trainSeconds"], 3) for w, p in zip(runs["worker"], runs["plain"], strict=True)]
-    out = {"steps": steps, "reps": reps, "tickets": tickets, "batch": BATCH, "maxLength": MAX_LENGTH,
+    pairs = [round(p["trainSeconds"] / w["trainSeconds"], 3)
+             for w, p in zip(runs.get("worker", []), runs.get("plain", []), strict=False)]
+    out = {"steps": steps, "reps": reps, "seeds": seeds, "who": list(who), "tickets": tickets, "batch": BATCH, "maxLength": MAX_LENGTH,
            "lr": LR, "matmulPeakGflops": peak, "matmulPeakBefore": peak_before,
            "matmulPeakAfter": peak_after, **facts, "workerSpeedupPerRep": pairs,
            "summary": summary, "runs": runs}
-    save("adapter-quick" if a.quick else "adapter", out)
+    save("adapter-quick" if a.quick else "adapter" if seeds == [42] else "adapter-seeds", out)
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}))
     sys.stdout.flush()
 

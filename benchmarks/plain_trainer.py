@@ -32,13 +32,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--save", default=None, help="save the trained adapter to this folder")
+    ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(1)
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     from arkor_nb.local.data.rows import RowFormat, load_normalized
     from arkor_nb.local.data.sources import iter_file_rows
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_normalized(iter_file_rows(Path(a.data)), RowFormat())
     encoded = [encode_row(r, tokenizer, a.max_length, True) for r in rows]
     train = [e for e in encoded if e is not None]
+    set_seed(a.seed)  # before the LoRA weights are drawn, as the worker does
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16.0, lora_dropout=0.0,
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     pad_id = tokenizer.pad_token_id
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
             use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
             dataloader_num_workers=0, dataloader_pin_memory=False, remove_unused_columns=False,
-            label_names=["labels"], seed=42,
+            label_names=["labels"], seed=a.seed,
         )
         trainer = Trainer(model=model, args=args, train_dataset=_List(train),
                           data_collator=lambda feats: collate(feats, pad_id),

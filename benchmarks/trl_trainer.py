@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--save", default=None, help="save the trained adapter to this folder")
+    ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args(argv)
 
     import torch
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
 
     from arkor_nb.local.data.rows import RowFormat, load_normalized
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
             logging_first_step=True, save_strategy="no", eval_strategy="no", report_to="none",
             disable_tqdm=True, use_cpu=True, bf16=False, fp16=False,
             gradient_checkpointing=False, dataloader_num_workers=0, dataloader_pin_memory=False,
-            seed=42, max_length=a.max_length, packing=False, completion_only_loss=True,
+            seed=a.seed, max_length=a.max_length, packing=False, completion_only_loss=True,
         )
+        set_seed(a.seed)  # before the LoRA weights are drawn, as the worker does
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(pairs),
             processing_class=tokenizer,
