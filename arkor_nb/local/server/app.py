@@ -35,6 +35,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +47,7 @@ from arkor_nb.core.version import __version__
 from arkor_nb.local.config import validate_config
 from arkor_nb.local.server import chat
 from arkor_nb.local.server.http_io import (
+    AnswerUnexpected,
     ApiError,
     error_response,
     int_param,
@@ -325,6 +327,7 @@ def create_app(*, home: Path, policy: SecurityPolicy, ping_s: float | None = Non
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(AnswerUnexpected, handler=internal_error)],
         exception_handlers={ApiError: api_error, HTTPException: http_error,
                             StoreError: store_error, Exception: internal_error},
     )

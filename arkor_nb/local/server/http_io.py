@@ -12,10 +12,12 @@ OpenAI-compatible route. The route handlers live in ``app.py``.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arkor_nb.local.server.security import DEFAULT_MAX_BODY
 
@@ -115,3 +117,39 @@ def last_event_id(request: Request) -> int:
         return 0
     # Out of SQLite's INTEGER range (e.g. an id from elsewhere): replay from the start.
     return value if 0 <= value < 2**63 else 0
+
+
+class AnswerUnexpected:
+    """ASGI middleware: an exception no handler took gets ``handler``'s answer, and that is all.
+
+    Starlette's catch-all handler answers and then re-raises (for the server's
+    log), and uvicorn closes the keep-alive connection after such an error: a
+    client's next request on it was reset (a damaged database: the 503 came,
+    the next POST got ``Connection reset by peer``). ``handler`` logs it
+    instead. Once a response has started (a stream) nothing else can be
+    said: re-raised.
+    """
+
+    def __init__(self, app: ASGIApp,
+                 handler: Callable[[Request, Exception], Awaitable[Response]]) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise
+            response = await self.handler(Request(scope, receive), exc)
+            await response(scope, receive, send)
