@@ -3,21 +3,25 @@
 The ``binder`` fixture builds that environment once per session
 (``binder_env.py``: a fresh venv, ``pip install -r binder/requirements.txt``,
 ``binder/postBuild``, from a copy of the repository); every notebook runs once,
-in that venv's kernel, and tests share the executed copies. So a package the
+in that venv's kernel (two at a time, each with its own HOME and local server),
+and tests share the executed copies. So a package the
 notebooks need and Binder's requirements lack fails the notebooks' tests.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from arkor_nb.demo import execute_notebook
 from tests.browser.lab import stop_local_server_started_since
 from tests.notebooks.binder_env import BinderEnv, build_binder_env
 from tests.reliability.harness import report
@@ -68,24 +72,62 @@ def binder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BinderEnv]:
     shutil.rmtree(env.venv, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def executed(binder: BinderEnv) -> Callable[[str], nbformat.NotebookNode]:
-    """``executed(name)`` runs notebooks/<name> top to bottom (once), in the Binder
-    environment's kernel from its copy of the repository, and returns the result.
+# Notebooks executed at once. Each gets a HOME of its own (a hard-linked copy of
+# the built one, tiny model included), hence its own local server, so two
+# notebooks' jobs train side by side instead of queueing on one server.
+LANES = 2
+# Longest first (seconds measured in a serial run), so the two lanes end together.
+LONGEST_FIRST = ["real-model.ipynb", "sweep.ipynb", "programmatic-runs.ipynb",
+                 "compare-runs.ipynb", "checkpoint-sampling.ipynb", "quickstart.ipynb",
+                 "early-stopping.ipynb"]
+# A server's state is not copied: each home starts its own server and job list.
+SERVER_STATE = ("server.json", "*.lock", "token", "arkor.db*", "jobs", "server.log")
+_RUN_ONE = """
+import json, sys
+from pathlib import Path
+from arkor_nb.demo import execute_notebook
+source, target, timeout, env = sys.argv[1:]
+print(execute_notebook(Path(source), Path(target), timeout=int(timeout), env=json.loads(env)))
+"""
 
-    Each executed copy is saved under test-artifacts/notebooks/ for inspection.
+
+@pytest.fixture(scope="session")
+def executed(binder: BinderEnv) -> Iterator[Callable[[str], nbformat.NotebookNode]]:
+    """``executed(name)`` is notebooks/<name> run top to bottom (once), in the Binder
+    environment's kernel from its copy of the repository.
+
+    The first call starts every notebook, ``LANES`` at a time, each in a fresh
+    kernel with its own HOME; a call waits for its own. Each executed copy is
+    saved under test-artifacts/notebooks/ for inspection.
     """
-    cache: dict[str, nbformat.NotebookNode] = {}
+    homes: list[Path] = []
 
     def run(name: str) -> nbformat.NotebookNode:
-        if name not in cache:
-            target = ARTIFACTS / name
-            # per cell; the real model's training cell also dequantizes its GGUF
-            timeout = 800 if name == "real-model.ipynb" else 300
-            with binder.kernel():
-                execute_notebook(binder.repo / "notebooks" / name, target, timeout=timeout,
-                                 env=kernel_env(binder))
-            cache[name] = nbformat.read(target, as_version=4)
-        return cache[name]
+        home = binder.root / f"home-{Path(name).stem}"
+        shutil.copytree(binder.user_home, home, symlinks=True, copy_function=os.link,
+                        ignore=shutil.ignore_patterns(*SERVER_STATE))
+        homes.append(home)
+        env = {**kernel_env(binder), "HOME": str(home)}
+        target = ARTIFACTS / name
+        # per cell; the real model's training cell also dequantizes its GGUF
+        timeout = 800 if name == "real-model.ipynb" else 300
+        runner = {**os.environ, "JUPYTER_PATH": str(binder.jupyter_path)}
+        proc = subprocess.run([sys.executable, "-c", _RUN_ONE, str(binder.repo / "notebooks" / name),
+                               str(target), str(timeout), json.dumps(env)],
+                              env=runner, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise AssertionError(f"{name} did not run to the end:\n{proc.stdout[-3000:]}\n"
+                                 f"{proc.stderr[-5000:]}")
+        report("notebook::" + name, seconds=round(float(proc.stdout.split()[-1]), 1), lanes=LANES)
+        return nbformat.read(target, as_version=4)
 
-    return run
+    assert sorted(LONGEST_FIRST) == EXECUTED, "list every executed notebook in LONGEST_FIRST"
+    with ThreadPoolExecutor(LANES) as pool:
+        futures = {name: pool.submit(run, name) for name in LONGEST_FIRST}
+        try:
+            yield lambda name: futures[name].result()
+        finally:
+            for future in futures.values():
+                future.cancel()
+    for home in homes:
+        stop_local_server_started_since(None, home / ".local" / "share" / "arkor-nb")
