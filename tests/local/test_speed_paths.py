@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from arkor_nb.local.training.speed import SpeedPlan, apply_override, cpu_has_native_bf16, speed_plan
-from tests.local.training_helpers import EVAL, TRAIN, logs, run_worker, started, terminal
+from tests.local.training_helpers import EVAL, TRAIN, logs, start_worker, started, terminal
 
 # Stated tolerances, per logged step: float32 paths differ only by summation order;
 # bf16 autocast rounds every matmul input to 8 bits of mantissa.
@@ -18,17 +18,24 @@ FLOAT32_REL = 1e-4
 BF16_REL = 2e-2
 
 
-def _losses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speed: str,
-            **config: Any) -> tuple[list[float], dict[str, Any], dict[str, Any]]:
-    monkeypatch.setenv("ARKOR_NB_SPEED", speed)
+def _losses_of(tmp_path: Path, speeds: list[str],
+               **config: Any) -> list[tuple[list[float], dict[str, Any], dict[str, Any]]]:
+    """One worker per ``ARKOR_NB_SPEED`` value, all started at once (each on 1 thread):
+    per-step losses + the held-out loss, the started metadata, the completed metrics."""
     cfg = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
            "maxSteps": 6, "loggingSteps": 1, "batchSize": 4, "datasetSplit": 0.05, "evalSteps": 6,
            **config}
-    events = run_worker(cfg, tmp_path / f"job-{speed.replace('=', '').replace(',', '-')}")
-    end = terminal(events)
-    assert end["type"] == "training.completed", end
-    evals = [e["evalLoss"] for e in events if e.get("evalLoss") is not None]
-    return [e["loss"] for e in logs(events)] + evals, started(events)["metadata"], end["metrics"]
+    runs = [start_worker(cfg, tmp_path / f"job-{speed.replace('=', '').replace(',', '-')}",
+                         env={"ARKOR_NB_SPEED": speed}) for speed in speeds]
+    out = []
+    for run in runs:
+        events = run.finish()
+        end = terminal(events)
+        assert end["type"] == "training.completed", end
+        evals = [e["evalLoss"] for e in events if e.get("evalLoss") is not None]
+        out.append(([e["loss"] for e in logs(events)] + evals, started(events)["metadata"],
+                    end["metrics"]))
+    return out
 
 
 def _close(a: list[float], b: list[float], rel: float) -> None:
@@ -39,44 +46,43 @@ def _close(a: list[float], b: list[float], rel: float) -> None:
 
 @pytest.mark.parametrize("responses_only", [True, False])
 def test_float32_speed_paths_match_the_plain_trainer(tmp_path: Path, built_tiny: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
                                                       responses_only: bool) -> None:
     cfg = {"trainOnResponsesOnly": responses_only}
-    plain, meta, plain_metrics = _losses(tmp_path, monkeypatch, "plain", **cfg)
+    (plain, meta, _), (labels_only, lo_meta, _), (packed, packed_meta, _), (rows, rows_meta, _) = \
+        _losses_of(tmp_path, ["plain",
+                              "labels_only_loss=1,padding_free=0,bf16_autocast=0",
+                              "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=0",
+                              "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=1"],
+                   **cfg)
     assert meta["speed"] == {"labels_only_loss": False, "padding_free": False,
                              "bf16_autocast": False, "row_attention": False, "bf16_base": False,
                              "threads": 1}
     assert meta["attention"] == "sdpa"
-    labels_only, meta, _ = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=0,"
-                                   "bf16_autocast=0", **cfg)
-    assert meta["speed"]["labels_only_loss"] and not meta["speed"]["padding_free"]
+    assert lo_meta["speed"]["labels_only_loss"] and not lo_meta["speed"]["padding_free"]
     _close(plain, labels_only, FLOAT32_REL)
     # Padding-free: without the prompt mask (responses_only False) a row's first token
     # would be predicted from the row before it if the boundary were not cut.
-    packed, meta, packed_metrics = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=1,"
-                                           "bf16_autocast=0,row_attention=0", **cfg)
-    assert meta["speed"]["padding_free"] and meta["attention"] == "sdpa"
+    assert packed_meta["speed"]["padding_free"] and packed_meta["attention"] == "sdpa"
     _close(plain, packed, FLOAT32_REL)
     # Attention per packed row instead of one masked attention over the flattened batch.
-    rows, meta, _ = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=1,"
-                            "bf16_autocast=0,row_attention=1", **cfg)
-    assert meta["speed"]["row_attention"] and meta["attention"] == "arkor_rows"
+    assert rows_meta["speed"]["row_attention"] and rows_meta["attention"] == "arkor_rows"
     _close(plain, rows, FLOAT32_REL)
 
 
 def test_bf16_autocast_matches_the_plain_trainer_within_its_tolerance(
-        tmp_path: Path, built_tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plain, _, _ = _losses(tmp_path, monkeypatch, "plain")
-    fast, meta, _ = _losses(tmp_path, monkeypatch, "labels_only_loss=1,padding_free=1,bf16_autocast=1")
+        tmp_path: Path, built_tiny: Path) -> None:
+    (plain, _, _), (fast, meta, _) = _losses_of(
+        tmp_path, ["plain", "labels_only_loss=1,padding_free=1,bf16_autocast=1"])
     assert meta["speed"]["bf16_autocast"] is True
     _close(plain, fast, BF16_REL)
     assert fast != plain  # it did run in bf16
 
 
 def test_bf16_base_weights_train_exactly_as_autocast_and_generate(
-        tmp_path: Path, built_tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, built_tiny: Path) -> None:
     """Storing the frozen base in bf16 once gives autocast's matmul inputs: identical losses.
-    Samples and task evals generate on that model (under autocast) at each checkpoint."""
+    Samples (float32 copies of the bf16 weights) and task evals (autocast) generate on that
+    model at each checkpoint."""
     from arkor_nb import TaskEval
 
     held_out = [json.loads(line) for line in EVAL.read_text().splitlines()[:3]]
@@ -84,10 +90,12 @@ def test_bf16_base_weights_train_exactly_as_autocast_and_generate(
            "maxSteps": 6, "loggingSteps": 1, "batchSize": 4, "saveSteps": 3,
            "samplePrompts": ["my parcel is late"], "sampleMaxTokens": 6,
            "taskEval": TaskEval(data=held_out, scorers=["exact", "fields"], max_tokens=8).to_wire()}
+    speeds = ("bf16_autocast=1,bf16_base=0", "bf16_autocast=1,bf16_base=1")
+    workers = {speed: start_worker(cfg, tmp_path / speed.replace("=", "").replace(",", "-"),
+                                   env={"ARKOR_NB_SPEED": speed}) for speed in speeds}
     runs = {}
-    for speed in ("bf16_autocast=1,bf16_base=0", "bf16_autocast=1,bf16_base=1"):
-        monkeypatch.setenv("ARKOR_NB_SPEED", speed)
-        events = run_worker(cfg, tmp_path / speed.replace("=", "").replace(",", "-"))
+    for speed, worker in workers.items():
+        events = worker.finish()
         assert terminal(events)["type"] == "training.completed", terminal(events)
         assert started(events)["metadata"]["speed"]["bf16_base"] is speed.endswith("1")
         evals = [e for e in events if e["type"] == "checkpoint.eval"]
@@ -136,14 +144,51 @@ def test_flattened_batch_counts_the_same_tokens_and_labels() -> None:
     assert torch.equal(b["input_ids"], torch.tensor([[5, 6, 7, 8, 9]]))
 
 
-def test_the_seed_is_the_runs_own_and_42_by_default(tmp_path: Path, built_tiny: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_seed_is_the_runs_own_and_42_by_default(tmp_path: Path, built_tiny: Path) -> None:
     """``seed`` draws the LoRA weights and the data order; the held-out split stays put."""
-    default, meta, _ = _losses(tmp_path / "default", monkeypatch, "plain")
+    [(default, meta, _)] = _losses_of(tmp_path / "default", ["plain"])
     assert meta["trainingArguments"]["seed"] == 42
-    same, _, _ = _losses(tmp_path / "42", monkeypatch, "plain", seed=42)
-    other, meta, _ = _losses(tmp_path / "7", monkeypatch, "plain", seed=7)
+    [(same, _, _)] = _losses_of(tmp_path / "42", ["plain"], seed=42)
+    [(other, meta, _)] = _losses_of(tmp_path / "7", ["plain"], seed=7)
     assert meta["trainingArguments"]["seed"] == 7
     assert same == default
     assert other[:6] != default[:6]
     assert len(other) == len(default) == 7  # the same held-out rows give the last loss
+
+
+def test_one_row_generates_on_float32_copies_of_the_bf16_base_and_a_batch_under_autocast() -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from arkor_nb.local.training.speed import (
+        BF16_GENERATE_MIN_ROWS,
+        inference_context,
+        prepare_model,
+    )
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules="all-linear"))
+    plan = SpeedPlan(labels_only_loss=True, padding_free=True, bf16_autocast=True, bf16_base=True)
+    prepare_model(model, plan)
+    bases = [m.base_layer for m in model.modules() if hasattr(m, "base_layer")]
+    stored = [b.weight for b in bases]
+    kept = [(b.weight.data, b.weight.data.data_ptr()) for b in bases]
+    assert bases and all(w.dtype == torch.bfloat16 for w, _ in kept)
+    ids = torch.tensor([[1, 5, 9, 13]])
+    with torch.no_grad(), inference_context(plan, "cpu", model, rows=1):
+        assert all(b.weight.dtype == torch.float32 for b in bases)
+        assert all(torch.equal(b.weight.data, w.float()) for b, (w, _) in zip(bases, kept, strict=True))
+        assert not torch.is_autocast_enabled("cpu")
+        one_row = model(input_ids=ids).logits
+    assert one_row.dtype == torch.float32
+    # after: the very bf16 tensors the optimizer's forward uses, in the same Parameters
+    assert [b.weight for b in bases] == stored
+    assert [(b.weight.data.dtype, b.weight.data.data_ptr()) for b in bases] == \
+        [(torch.bfloat16, ptr) for _, ptr in kept]
+    with inference_context(plan, "cpu", model, rows=BF16_GENERATE_MIN_ROWS):
+        assert torch.is_autocast_enabled("cpu") and bases[0].weight.dtype == torch.bfloat16
+    with inference_context(SpeedPlan(), "cpu", model, rows=1):  # nothing in bf16: as is
+        assert bases[0].weight.dtype == torch.bfloat16 and not torch.is_autocast_enabled("cpu")

@@ -87,14 +87,16 @@ class WorkerRun:
         return "" if self.stderr_path is None else self.stderr_path.read_text()[-2000:]
 
 
-def start_worker(config: dict[str, Any], job_dir: Path, *, job_id: str = "job_test") -> WorkerRun:
+def start_worker(config: dict[str, Any], job_dir: Path, *, job_id: str = "job_test",
+                 env: dict[str, str] | None = None) -> WorkerRun:
+    """A worker on ``config``; ``env``: variables set for it on top of this process's."""
     job_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = job_dir.parent / f"{job_dir.name}.stderr.log"
     stderr = open(stderr_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "arkor_nb.local.training.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        env=worker_env(), cwd=REPO,
+        env={**worker_env(), **(env or {})}, cwd=REPO,
     )
     stderr.close()
     run = WorkerRun(proc=proc, stderr_path=stderr_path)

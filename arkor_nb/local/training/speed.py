@@ -22,7 +22,8 @@
   weights are stored in bfloat16 once, so autocast does not cast ~100M
   weights at every step. The matmuls see the very same bf16 values as under
   autocast alone (identical losses); LoRA, norms and embeddings stay float32.
-  Sampling and task evals then run under the same autocast.
+  Task evals of a batch then run under the same autocast; a checkpoint sample
+  (one prompt) runs on float32 copies of those weights, which is faster there.
 - ``threads``: torch's CPU threads (``ARKOR_NB_TORCH_THREADS``, 1 by default:
   on a shared 2-core machine a second thread makes steps erratic).
 
@@ -33,7 +34,8 @@ Trainer), or ``name=0|1`` pairs separated by commas.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -147,10 +149,45 @@ def autocast_context(plan: SpeedPlan, device: str) -> Any:
     return nullcontext()
 
 
-def inference_context(plan: SpeedPlan, device: str) -> Any:
-    """Where generation runs on the training model (samples, task evals): bf16 base weights
-    take bf16 inputs, so autocast; otherwise float32 as before."""
-    return autocast_context(plan, device) if plan.bf16_base else nullcontext()
+# Generating from bf16 base weights on a CPU pays off from this many rows at once: one
+# row's decode is a matrix-vector product, slower in bf16 than in float32 here
+# (SmolLM2-135M, 1 thread: 128 vs 72 ms a token), while 16 rows are faster in
+# bf16 (4.5 vs 5.7 s for 24 tokens). benchmarks/README.md, "generation precision".
+BF16_GENERATE_MIN_ROWS = 8
+
+
+def inference_context(plan: SpeedPlan, device: str, model: Any, rows: int) -> Any:
+    """How generation runs on the training model (samples, task evals) for ``rows`` prompts
+    at once: with bf16 base weights, under autocast for a batch, and on float32 copies of
+    those weights (for the duration only) for one or a few rows; otherwise float32 as is."""
+    if not plan.bf16_base:
+        return nullcontext()
+    if device != "cpu" or rows >= BF16_GENERATE_MIN_ROWS:
+        return autocast_context(plan, device)
+    return float32_base(model)
+
+
+@contextmanager
+def float32_base(model: Any) -> Iterator[None]:
+    """The frozen base Linear weights stored in bf16 as float32 (exact) while inside."""
+    import torch
+
+    kept: list[tuple[Any, Any, Any]] = []
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        if isinstance(base, torch.nn.Linear) and base.weight.dtype == torch.bfloat16:
+            bias = base.bias.data if base.bias is not None else None
+            kept.append((base, base.weight.data, bias))
+            base.weight.data = base.weight.data.float()
+            if base.bias is not None:
+                base.bias.data = base.bias.data.float()
+    try:
+        yield
+    finally:
+        for base, weight, bias in kept:
+            base.weight.data = weight
+            if bias is not None:
+                base.bias.data = bias
 
 
 def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -210,7 +247,12 @@ def labels_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     decoder_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
     hidden = base.get_decoder()(**decoder_inputs, use_cache=False).last_hidden_state
     keep = shift != -100
-    logits = base.get_output_embeddings()(hidden[keep]).float()
+    # The logits in float32 even under bf16 autocast: only the kept tokens' rows (~100 a
+    # step), so cheap, and bf16's 8-bit mantissa on logits of ~10-20 skews the loss's
+    # gradient (no per-step bf16 copy of lm_head's 28M weights either).
+    with torch.autocast(hidden.device.type, enabled=False):
+        head = base.get_output_embeddings()
+        logits = head(hidden[keep].to(head.weight.dtype)).float()
     loss = F.cross_entropy(logits, shift[keep], reduction="sum")
     if num_items_in_batch is None:
         return loss / keep.sum().clamp(min=1)

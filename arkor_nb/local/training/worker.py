@@ -46,7 +46,7 @@ from arkor_nb.local.training.distributed import (
     cancel_relay,
     describe_failure,
 )
-from arkor_nb.local.training.evals import make_evaluator
+from arkor_nb.local.training.evals import eval_batch_rows, make_evaluator
 from arkor_nb.local.training.models import (
     load_model_and_tokenizer,
     pick_device,
@@ -174,14 +174,16 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     evaluate = (make_evaluator(proto, config, tokenizer, device, requested, limit=limit)
                 if ranks.main else None)
     evaluated: list[int] = []
+    eval_rows = eval_batch_rows(config)
 
     def after_save(saved_model: Any, step: int) -> None:
-        with inference_context(speed, device):  # bf16 base weights take bf16 inputs
-            if sample is not None:
+        if sample is not None:
+            with inference_context(speed, device, saved_model, rows=1):  # one prompt at a time
                 sample(saved_model, step)
-            if evaluate is not None and not requested.is_set():
+        if evaluate is not None and not requested.is_set():
+            with inference_context(speed, device, saved_model, rows=eval_rows):
                 evaluate(saved_model, step)
-                evaluated.append(step)
+            evaluated.append(step)
 
     tokens = TokenCounter()
     callback = make_callback(proto, cancel, job_dir,
@@ -238,7 +240,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     if not ranks.main:
         return  # rank 0 saves the adapter and reports
     if evaluate is not None and step not in evaluated:
-        with inference_context(speed, device):
+        with inference_context(speed, device, model, rows=eval_rows):
             evaluate(model, step)  # task metrics of the final weights
         if requested.is_set():
             raise Cancelled(step)
