@@ -18,15 +18,18 @@ FLOAT32_REL = 1e-4
 BF16_REL = 2e-2
 
 
-def _losses_of(tmp_path: Path, speeds: list[str],
+def _losses_of(tmp_path: Path, speeds: list[str], *, seeds: list[int | None] | None = None,
                **config: Any) -> list[tuple[list[float], dict[str, Any], dict[str, Any]]]:
-    """One worker per ``ARKOR_NB_SPEED`` value, all started at once (each on 1 thread):
-    per-step losses + the held-out loss, the started metadata, the completed metrics."""
+    """One worker per ``ARKOR_NB_SPEED`` value (and ``seed``), all started at once, each on
+    1 thread: per-step losses + the held-out loss, the started metadata, the completed metrics."""
     cfg = {"model": "arkor-nb/tiny", "datasetSource": {"type": "file", "path": str(TRAIN)},
            "maxSteps": 6, "loggingSteps": 1, "batchSize": 4, "datasetSplit": 0.05, "evalSteps": 6,
            **config}
-    runs = [start_worker(cfg, tmp_path / f"job-{speed.replace('=', '').replace(',', '-')}",
-                         env={"ARKOR_NB_SPEED": speed}) for speed in speeds]
+    seeds = seeds or [None] * len(speeds)
+    runs = [start_worker({**cfg, **({"seed": seed} if seed is not None else {})},
+                         tmp_path / f"job-{i}-{speed.replace('=', '').replace(',', '-')}",
+                         env={"ARKOR_NB_SPEED": speed})
+            for i, (speed, seed) in enumerate(zip(speeds, seeds, strict=True))]
     out = []
     for run in runs:
         events = run.finish()
@@ -146,11 +149,10 @@ def test_flattened_batch_counts_the_same_tokens_and_labels() -> None:
 
 def test_the_seed_is_the_runs_own_and_42_by_default(tmp_path: Path, built_tiny: Path) -> None:
     """``seed`` draws the LoRA weights and the data order; the held-out split stays put."""
-    [(default, meta, _)] = _losses_of(tmp_path / "default", ["plain"])
+    (default, meta, _), (same, _, _), (other, other_meta, _) = _losses_of(
+        tmp_path, ["plain"] * 3, seeds=[None, 42, 7])
     assert meta["trainingArguments"]["seed"] == 42
-    [(same, _, _)] = _losses_of(tmp_path / "42", ["plain"], seed=42)
-    [(other, meta, _)] = _losses_of(tmp_path / "7", ["plain"], seed=7)
-    assert meta["trainingArguments"]["seed"] == 7
+    assert other_meta["trainingArguments"]["seed"] == 7
     assert same == default
     assert other[:6] != default[:6]
     assert len(other) == len(default) == 7  # the same held-out rows give the last loss
