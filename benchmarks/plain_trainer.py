@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     from arkor_nb.local.data.rows import RowFormat, load_normalized
     from arkor_nb.local.data.sources import iter_file_rows
