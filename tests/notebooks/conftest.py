@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -57,28 +57,13 @@ def kernel_env(binder: BinderEnv) -> dict[str, str]:
     return env
 
 
-# The Binder build (a venv, pip install, postBuild: about a minute, mostly waiting on
-# pip) starts in the background as soon as the session knows a test needs it, so it
-# overlaps the tests that run before the notebooks'.
-_BUILDER = ThreadPoolExecutor(1, thread_name_prefix="binder-build")
-_BUILD: list[Future[BinderEnv]] = []
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    if _BUILD or not any("binder" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
-    factory: pytest.TempPathFactory = session.config._tmp_path_factory  # type: ignore[attr-defined]
-    _BUILD.append(_BUILDER.submit(build_binder_env, factory.mktemp("binder")))
-
-
 @pytest.fixture(scope="session")
 def binder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BinderEnv]:
     """The Binder environment, built once per session; its venv is deleted at the end.
 
     The local server its kernels start (detached, by design) is stopped too.
     """
-    env = (_BUILD[0].result() if _BUILD
-           else build_binder_env(tmp_path_factory.mktemp("binder")))
+    env = build_binder_env(tmp_path_factory.mktemp("binder"))
     with open("/proc/loadavg") as fh:
         load = fh.read().split()[:3]
     report("binder_env::build", **env.timings, loadavg=load)
