@@ -101,7 +101,7 @@ def test_local_config_extensions_are_documented_and_never_cloud_keys() -> None:
 
     documented = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     assert set(LOCAL_CONFIG_KEYS.values()) == {"samplePrompts", "sampleMaxTokens", "taskEval",
-                                               "processes", "nodes"}
+                                               "processes", "nodes", "seed"}
     assert not set(LOCAL_CONFIG_KEYS.values()) & set(WIRE_CONFIG_KEYS)
     for key in LOCAL_CONFIG_KEYS.values():
         assert key in documented
