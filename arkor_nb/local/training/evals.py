@@ -100,7 +100,7 @@ def answer_all(model: Any, tokenizer: Any, prompts: list[list[int]], *, max_toke
     return replies
 
 
-def eval_batch(config: dict[str, Any]) -> int:
+def eval_batch() -> int:
     """Prompts per ``generate`` call (``ARKOR_NB_EVAL_BATCH`` overrides)."""
     return max(1, int(os.environ.get("ARKOR_NB_EVAL_BATCH", EVAL_BATCH)))
 
@@ -108,7 +108,7 @@ def eval_batch(config: dict[str, Any]) -> int:
 def eval_batch_rows(config: dict[str, Any]) -> int:
     """Rows of the job's widest eval batch (0 without ``taskEval``)."""
     spec = config.get("taskEval")
-    return min(eval_batch(config), len(spec["rows"])) if spec else 0
+    return min(eval_batch(), len(spec["rows"])) if spec else 0
 
 
 def make_evaluator(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any, device: str,
@@ -124,7 +124,7 @@ def make_evaluator(proto: WorkerChannel, config: dict[str, Any], tokenizer: Any,
     room = max(1, limit - max_tokens)
     prompts = [prompt_ids(tokenizer, pair.messages)[-room:] for pair in pairs]
 
-    batch = eval_batch(config)
+    batch = eval_batch()
 
     def evaluate(model: Any, step: int) -> None:
         replies = answer_all(model, tokenizer, prompts, max_tokens=max_tokens, device=device,
