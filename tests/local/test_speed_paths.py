@@ -190,6 +190,10 @@ def test_one_row_generates_on_float32_copies_of_the_bf16_base_and_a_batch_under_
     assert [b.weight for b in bases] == stored
     assert [(b.weight.data.dtype, b.weight.data.data_ptr()) for b in bases] == \
         [(torch.bfloat16, ptr) for _, ptr in kept]
+    # a generation that fails (a cancel, an OOM) still leaves the bf16 weights in place
+    with pytest.raises(RuntimeError, match="mid-reply"), inference_context(plan, "cpu", model, rows=1):
+        raise RuntimeError("mid-reply")
+    assert [b.weight.data.data_ptr() for b in bases] == [ptr for _, ptr in kept]
     with inference_context(plan, "cpu", model, rows=BF16_GENERATE_MIN_ROWS):
         assert torch.is_autocast_enabled("cpu") and bases[0].weight.dtype == torch.bfloat16
     with inference_context(SpeedPlan(), "cpu", model, rows=1):  # nothing in bf16: as is
