@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                     "seed i (cycling), so accuracy is compared per seed and over seeds")
     ap.add_argument("--who", default="worker,plain,trl",
                     help=f"trainers to run, of {','.join(WHO)}")
+    ap.add_argument("--out", default=None, help="results/NAME.json (default: adapter, adapter-quick "
+                    "or adapter-seeds)")
     ap.add_argument("--score", nargs="+", default=None, help=argparse.SUPPRESS)  # FOLDER ADAPTER...
     a = ap.parse_args(argv)
     if a.score:
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
            "lr": LR, "matmulPeakGflops": peak, "matmulPeakBefore": peak_before,
            "matmulPeakAfter": peak_after, **facts, "workerSpeedupPerRep": pairs,
            "summary": summary, "runs": runs}
-    save("adapter-quick" if a.quick else "adapter" if seeds == [42] else "adapter-seeds", out)
+    save(a.out or ("adapter-quick" if a.quick else "adapter" if seeds == [42] else "adapter-seeds"), out)
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}))
     sys.stdout.flush()
 

@@ -51,14 +51,17 @@ def _close(a: list[float], b: list[float], rel: float) -> None:
 def test_float32_speed_paths_match_the_plain_trainer(tmp_path: Path, built_tiny: Path,
                                                       responses_only: bool) -> None:
     cfg = {"trainOnResponsesOnly": responses_only}
-    (plain, meta, _), (labels_only, lo_meta, _), (packed, packed_meta, _), (rows, rows_meta, _) = \
-        _losses_of(tmp_path, ["plain",
-                              "labels_only_loss=1,padding_free=0,bf16_autocast=0",
-                              "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=0",
-                              "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=1"],
-                   **cfg)
+    (plain, meta, _), (labels_only, lo_meta, _), (packed, packed_meta, _), (rows, rows_meta, _), \
+        (shared, shared_meta, _) = _losses_of(
+            tmp_path, ["plain",
+                       "labels_only_loss=1,padding_free=0,bf16_autocast=0",
+                       "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=0",
+                       "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=1,shared_prefix=0",
+                       "labels_only_loss=1,padding_free=1,bf16_autocast=0,row_attention=1,shared_prefix=1"],
+            **cfg)
     assert meta["speed"] == {"labels_only_loss": False, "padding_free": False,
-                             "bf16_autocast": False, "row_attention": False, "bf16_base": False,
+                             "bf16_autocast": False, "row_attention": False, "shared_prefix": False,
+                             "bf16_base": False, "float32_sum": False,
                              "threads": 1}
     assert meta["attention"] == "sdpa"
     assert lo_meta["speed"]["labels_only_loss"] and not lo_meta["speed"]["padding_free"]
@@ -70,6 +73,9 @@ def test_float32_speed_paths_match_the_plain_trainer(tmp_path: Path, built_tiny:
     # Attention per packed row instead of one masked attention over the flattened batch.
     assert rows_meta["speed"]["row_attention"] and rows_meta["attention"] == "arkor_rows"
     _close(plain, rows, FLOAT32_REL)
+    # The rows' common prefix (the chat template's system turn) goes in once.
+    assert shared_meta["speed"]["shared_prefix"] and shared_meta["attention"] == "arkor_rows"
+    _close(plain, shared, FLOAT32_REL)
 
 
 def test_bf16_autocast_matches_the_plain_trainer_within_its_tolerance(
@@ -112,15 +118,16 @@ def test_the_plan_takes_every_path_this_cpu_supports_and_overrides_turn_them_off
     plan = speed_plan("cpu", env={})
     bf16 = cpu_has_native_bf16()
     assert plan == SpeedPlan(labels_only_loss=True, padding_free=True, bf16_autocast=bf16,
-                             row_attention=True, bf16_base=bf16, threads=1)
+                             row_attention=True, shared_prefix=True, bf16_base=bf16, float32_sum=bf16,
+                             threads=1)
     flags = Path("/proc/cpuinfo").read_text()
     assert cpu_has_native_bf16() == (" amx_bf16" in flags or " avx512_bf16" in flags)
     assert speed_plan("cpu", env={"ARKOR_NB_SPEED": "plain", "ARKOR_NB_TORCH_THREADS": "2"}) == \
         SpeedPlan(threads=2)
     assert speed_plan("cpu", loads_in_4bit=True, env={}).labels_only_loss is False
     # Padding-free needs the labels-only loss (the standard one would cross row boundaries).
-    assert apply_override(SpeedPlan(labels_only_loss=True, padding_free=True, row_attention=True),
-                          "labels_only_loss=0") == SpeedPlan()
+    assert apply_override(SpeedPlan(labels_only_loss=True, padding_free=True, row_attention=True,
+                                    shared_prefix=True), "labels_only_loss=0") == SpeedPlan()
     # bf16 base weights need autocast's bf16 inputs
     assert apply_override(SpeedPlan(bf16_autocast=True, bf16_base=True), "bf16_autocast=0") == SpeedPlan()
     with pytest.raises(ValueError, match="ARKOR_NB_SPEED: 'compile=1' is not one of"):
@@ -145,6 +152,34 @@ def test_flattened_batch_counts_the_same_tokens_and_labels() -> None:
     # The Trainer divides by the shifted labels it counts: the same number either way.
     assert int((a["labels"][:, 1:] != -100).sum()) == int((b["shift_labels"] != -100).sum()) == 3
     assert torch.equal(b["input_ids"], torch.tensor([[5, 6, 7, 8, 9]]))
+
+
+def test_a_shared_prefix_goes_in_once_and_predicts_nothing() -> None:
+    from arkor_nb.local.training.callback import TokenCounter
+    from arkor_nb.local.training.speed import flatten_batch, packed_segments, shared_prefix_length
+
+    feats = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, -100, -100, 4, 5]},
+             {"input_ids": [1, 2, 3, 9], "labels": [-100, -100, -100, 9]},
+             {"input_ids": [1, 2, 7, 8], "labels": [-100, -100, -100, 8]}]
+    counter = TokenCounter()
+    b = counter.counting(lambda f: flatten_batch(f, 0, share_prefix=True))(feats)
+    assert counter.total == 13  # the rows' real tokens, not the 9 that went in
+    assert b["input_ids"].tolist() == [[1, 2, 3, 4, 5, 3, 9, 7, 8]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 3, 4, 2, 3, 2, 3]]
+    # every label each row predicts, once; the prefix predicts nothing
+    assert b["shift_labels"].tolist() == [[-100, -100, 4, 5, -100, 9, -100, 8, -100]]
+    assert packed_segments(b["position_ids"]) == [(0, 5, 0), (5, 7, 2), (7, 9, 2)]
+    # The prefix stops before the token that predicts a row's first label ...
+    assert shared_prefix_length([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
+                                 {"input_ids": [1, 2, 4], "labels": [-100, -100, 4]}]) == 0
+    # ... leaves every row a token of its own, and needs two rows.
+    assert shared_prefix_length([{"input_ids": [1, 2], "labels": [-100, -100]},
+                                 {"input_ids": [1, 2, 3], "labels": [-100, -100, 3]}]) == 1
+    assert shared_prefix_length(feats[:1]) == 0
+    # Labels everywhere (not responses only): nothing shared, the plain flattened batch.
+    whole = [{"input_ids": f["input_ids"], "labels": f["input_ids"]} for f in feats]
+    assert flatten_batch(whole, 0, share_prefix=True)["position_ids"].tolist() == \
+        flatten_batch(whole, 0)["position_ids"].tolist()
 
 
 def test_the_seed_is_the_runs_own_and_42_by_default(tmp_path: Path, built_tiny: Path) -> None:
@@ -198,3 +233,35 @@ def test_one_row_generates_on_float32_copies_of_the_bf16_base_and_a_batch_under_
         assert torch.is_autocast_enabled("cpu") and bases[0].weight.dtype == torch.bfloat16
     with inference_context(SpeedPlan(), "cpu", model, rows=1):  # nothing in bf16: as is
         assert bases[0].weight.dtype == torch.bfloat16 and not torch.is_autocast_enabled("cpu")
+
+
+def test_float32_sum_keeps_a_small_lora_update_that_bf16_rounds_away() -> None:
+    """Under bf16 autocast peft adds LoRA's update to the base's bf16 output and rounds the
+    sum to bf16; ``float32_sum`` adds it in float32 and passes the float32 result on."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from arkor_nb.local.training.speed import prepare_model
+
+    def lora_net(plan: SpeedPlan) -> Any:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(64, 64))
+        model = get_peft_model(net, LoraConfig(r=4, lora_alpha=4, target_modules=["0"]))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.constant_(p, 1e-4)  # an update far below 1/256 of the output
+        return prepare_model(model, plan)
+
+    x = torch.randn(8, 64)
+    with torch.no_grad():
+        plain = lora_net(SpeedPlan())
+        update = plain(x) - plain.get_base_model()[0].base_layer(x)  # float32 throughout
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            base = plain.get_base_model()[0].base_layer(x).float()  # the base's bf16 output
+            rounded = lora_net(SpeedPlan(bf16_autocast=True))(x)
+            summed = lora_net(SpeedPlan(bf16_autocast=True, float32_sum=True))(x)
+    assert rounded.dtype == torch.bfloat16 and summed.dtype == torch.float32
+    size = update.abs().mean()
+    # rounded to bf16 the update is mostly lost; added in float32 it is kept
+    assert (rounded.float() - base - update).abs().mean() > 0.5 * size
+    assert (summed - base - update).abs().mean() < 0.05 * size

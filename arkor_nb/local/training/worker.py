@@ -12,6 +12,7 @@ arrives; ``sampler`` answers ``samplePrompts`` at each checkpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -191,7 +192,8 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
                              after_save, tokens=tokens)
     relay = [cancel_relay(ranks, requested, cancel)] if ranks.distributed else []
     pad_id = tokenizer.pad_token_id
-    batch_of = flatten_batch if speed.padding_free else collate
+    batch_of = (functools.partial(flatten_batch, share_prefix=speed.shared_prefix)
+                if speed.padding_free else collate)
     trainer = trainer_class(speed, device)(
         model=model,
         args=args,
