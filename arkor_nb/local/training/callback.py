@@ -28,12 +28,14 @@ class TokenCounter:
         self.total = 0
 
     def counting(self, collate: Any) -> Any:
-        """``collate`` that also counts each batch's unpadded tokens."""
+        """``collate`` that also counts each batch's unpadded tokens (it sees the rows
+        that are trained on: wrap the collator inside ``collate_for``, after the dropped
+        lazy rows are left out)."""
 
-        def run(features: list[Any]) -> Any:
+        def run(features: list[Any], *rest: Any) -> Any:
             # the rows' own lengths: neither padding nor a prefix the rows share counts less
             self.total += sum(len(f["input_ids"]) for f in features)
-            return collate(features)
+            return collate(features, *rest)
 
         return run
 

@@ -199,7 +199,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
         eval_dataset=(eval_set if data.lazy else _ListDataset(eval_set)) if has_eval else None,
-        data_collator=tokens.counting(collate_for(train_set, batch_of, pad_id)),
+        data_collator=collate_for(train_set, tokens.counting(batch_of), pad_id),
         processing_class=tokenizer,
         callbacks=[*relay, callback],
     )
