@@ -83,6 +83,36 @@ def test_lazy_encoding_drops_the_same_rows(tmp_path: Path, built_tiny: Path) -> 
     assert lazy_train.keep_batch() == eager_train[0]
 
 
+def test_lazy_sampler_keeps_accelerates_order_without_a_list_of_the_epoch() -> None:
+    import tracemalloc
+
+    import torch
+    from accelerate.data_loader import SeedableRandomSampler
+
+    from arkor_nb.local.training.data_plan import EpochOrder
+
+    rows = 2 * EpochOrder.CHUNK + 3  # the last chunk is a short one
+    ours, theirs = EpochOrder(rows, seed=7), SeedableRandomSampler(range(rows), data_seed=7)
+    for epoch in range(3):  # as Trainer drives them: set_epoch, then one pass
+        ours.set_epoch(epoch)
+        theirs.set_epoch(epoch)
+        assert list(ours) == list(theirs), epoch
+    assert len(set(EpochOrder(rows, seed=7))) == rows == len(ours)
+
+    def peak(sampler: Any) -> int:
+        tracemalloc.start()
+        for _ in sampler:
+            pass
+        top = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return top
+
+    torch.manual_seed(0)
+    million = 1_000_000
+    mine, torchs = peak(EpochOrder(million, seed=1)), peak(SeedableRandomSampler(range(million), data_seed=1))
+    assert mine * 4 < torchs, (mine, torchs)  # one 65,536-row chunk, not the 1M-row list
+
+
 def test_index_stops_when_cancelled(tmp_path: Path) -> None:
     from arkor_nb.local.data.lazy import IndexCancelled
 

@@ -40,7 +40,7 @@ from arkor_nb.local.data.lazy import IndexCancelled
 from arkor_nb.local.data.rows import RowError
 from arkor_nb.local.data.tokenize import collate, encode_row
 from arkor_nb.local.training.callback import PROGRESS, TokenCounter, make_callback, peak_rss_mb
-from arkor_nb.local.training.data_plan import collate_for, load_data
+from arkor_nb.local.training.data_plan import collate_for, lazy_sampling, load_data
 from arkor_nb.local.training.distributed import (
     RankAbort,
     Ranks,
@@ -194,7 +194,8 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
     pad_id = tokenizer.pad_token_id
     batch_of = (functools.partial(flatten_batch, share_prefix=speed.shared_prefix)
                 if speed.padding_free else collate)
-    trainer = trainer_class(speed, device)(
+    trainer_type = trainer_class(speed, device)
+    trainer = (lazy_sampling(trainer_type) if data.lazy else trainer_type)(
         model=model,
         args=args,
         train_dataset=train_set if data.lazy else _ListDataset(train_set),
