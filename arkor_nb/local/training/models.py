@@ -135,7 +135,7 @@ def preparing_detail(model_id: str, home: Path) -> str | None:
         gguf_file = gguf_cache.find_gguf(Path(model_id).expanduser())
     if gguf_file is not None and not gguf_cache.is_complete(
             gguf_cache.cache_dir(Path(home), gguf_cache.content_hash(gguf_file))):
-        return f"dequantizing {gguf_file.name} into a plain copy (first run only, 30-90 s)"
+        return f"dequantizing {gguf_file.name} into a plain copy (first run only, about 20-90 s)"
     return None
 
 
