@@ -15,6 +15,7 @@ started in sessions of their own.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -71,6 +72,12 @@ def assert_same_losses(got: list[tuple[int, float]], want: list[tuple[int, float
     assert [s for s, _ in got] == [s for s, _ in want] == list(range(1, STEPS + 1))
     for (step, a), (_, b) in zip(got, want, strict=True):
         assert abs(a - b) <= LOSS_TOL * abs(b), f"step {step}: {a} vs {b}"
+
+
+def tokens_per_row(events: list[dict[str, Any]]) -> list[float]:
+    """tokens/s over rows/s of each log: the tokens of a row in that log's interval."""
+    return [e["tokensPerSecond"] / e["samplesPerSecond"] for e in events
+            if e["type"] == "training.log" and e.get("samplesPerSecond")]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +137,14 @@ def test_two_processes_train_like_one_with_one_stream_and_one_adapter(
     assert [e["type"] for e in events] == [e["type"] for e in base_events]
     assert [e.get("step") for e in events if e["type"] == "checkpoint.saved"] == [3, 6]
     assert_same_losses(losses(events), losses(base_events))
+    # The job's throughput counts both ranks' rows: as many tokens a row as one process
+    # (the same rows; rank 0's shard alone would give half).
+    per_row = [tokens_per_row(evs) for evs in (events, base_events)]
+    assert len(per_row[0]) == len(per_row[1]) == STEPS
+    for got, want in zip(*per_row, strict=True):
+        assert math.isclose(got, want, rel_tol=0.02), per_row
+    # Each log counts the rows of its own steps, the first too (the loader collates a batch ahead).
+    assert max(per_row[1]) < 1.5 * min(per_row[1]), per_row
     # One adapter, written by rank 0, that peft loads.
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

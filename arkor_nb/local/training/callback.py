@@ -11,6 +11,8 @@ import os
 import shutil
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,16 @@ PROGRESS: dict[str, int] = {}
 
 
 class TokenCounter:
-    """Counts the real (unpadded) tokens the collator hands to training."""
+    """Counts the real (unpadded) tokens of each batch the collator hands to training.
 
-    def __init__(self) -> None:
-        self.total = 0
+    A count is taken per batch trained on, not per batch collated: the data loader
+    collates a batch ahead of the step that uses it. ``across`` sums a count over
+    the job's processes (``Ranks.total``): with several ranks each collator sees its
+    own shard of the global batch, and the job's throughput is the sum."""
+
+    def __init__(self, across: Callable[[int], int] | None = None) -> None:
+        self.batches: deque[int] = deque()
+        self.across = across
 
     def counting(self, collate: Any) -> Any:
         """``collate`` that also counts each batch's unpadded tokens (it sees the rows
@@ -34,10 +42,20 @@ class TokenCounter:
 
         def run(features: list[Any], *rest: Any) -> Any:
             # the rows' own lengths: neither padding nor a prefix the rows share counts less
-            self.total += sum(len(f["input_ids"]) for f in features)
+            self.batches.append(sum(len(f["input_ids"]) for f in features))
             return collate(features, *rest)
 
         return run
+
+    def take(self, batches: int) -> int:
+        """The job's tokens in the next ``batches`` batches collated (every rank calls
+        it at the same point when ``across`` is set)."""
+        count = sum(self.batches.popleft() for _ in range(min(batches, len(self.batches))))
+        return self.across(count) if self.across is not None else count
+
+    def drop(self) -> None:
+        """Forget the batches counted so far (evaluation's); no collective."""
+        self.batches.clear()
 
 
 def peak_rss_mb() -> float:
@@ -71,7 +89,6 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
         def __init__(self) -> None:
             self.last_time = time.perf_counter()
             self.last_step = 0
-            self.last_tokens = 0
             self.losses: list[tuple[int, float]] = []
             self.checkpoints: list[dict[str, Any]] = []
             self.summary: dict[str, Any] = {}
@@ -105,9 +122,10 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
             steps = max(0, state.global_step - self.last_step)
             elapsed = max(now - self.last_time, 1e-9)
             rate = steps * batch * args.gradient_accumulation_steps / elapsed
-            seen = tokens.total if tokens is not None else 0
-            token_rate = (seen - self.last_tokens) / elapsed if tokens is not None and steps else None
-            self.last_time, self.last_step, self.last_tokens = now, state.global_step, seen
+            # on every rank: a collective
+            seen = tokens.take(steps * args.gradient_accumulation_steps) if tokens is not None else 0
+            token_rate = seen / elapsed if tokens is not None and steps else None
+            self.last_time, self.last_step = now, state.global_step
             loss = float(logs["loss"])
             if not math.isfinite(loss):
                 # A diverged run cannot recover: say so and stop, instead of
@@ -135,7 +153,7 @@ def make_callback(proto: WorkerChannel, cancel: threading.Event, job_dir: Path, 
         def on_evaluate(self, args: Any, state: Any, control: Any,
                         metrics: dict[str, Any] | None = None, **kw: Any) -> None:
             if tokens is not None:
-                self.last_tokens = tokens.total  # eval batches are not training throughput
+                tokens.drop()  # eval batches are not training throughput
             metrics = metrics or {}
             if "eval_loss" not in metrics:
                 return

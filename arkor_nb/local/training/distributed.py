@@ -132,6 +132,18 @@ class Ranks:
             agreed.set()
         return agreed.is_set()
 
+    def total(self, count: int) -> int:
+        """``count`` summed over the ranks (each rank's own on one process). Every rank
+        must call this at the same point: it is an all-reduce."""
+        if not self.distributed:
+            return count
+        import torch
+        import torch.distributed as dist
+
+        value = torch.tensor([count], dtype=torch.int64)
+        dist.all_reduce(value)  # a CPU tensor: the gloo half of the group carries it
+        return int(value.item())
+
     def finish(self) -> None:
         """Leave the process group (quietly; a rank that failed may already be gone)."""
         if not self.distributed:

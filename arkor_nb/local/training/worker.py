@@ -186,7 +186,7 @@ def run_job(spec: JobSpec | None, proto: WorkerChannel, requested: threading.Eve
                 evaluate(saved_model, step)
             evaluated.append(step)
 
-    tokens = TokenCounter()
+    tokens = TokenCounter(across=ranks.total)
     callback = make_callback(proto, cancel, job_dir,
                              args.per_device_train_batch_size * ranks.world_size,
                              after_save, tokens=tokens)
